@@ -14,6 +14,7 @@ CORE = [
     "tifffile>=2024.1",
     "matplotlib>=3.8",
     "scipy>=1.11",
+    "scikit-image>=0.22",
 ]
 CONVERT = ["torch>=2.1", "safetensors>=0.4"]
 TEST = CONVERT + [
@@ -22,7 +23,6 @@ TEST = CONVERT + [
     "transformers>=4.45",
     "faiss-cpu>=1.8",
     "scikit-learn>=1.4",
-    "scikit-image>=0.22",
     "cityscapesscripts>=2.2",
     "hypothesis>=6.100",
     "chex>=0.1.87",
