@@ -1,0 +1,400 @@
+"""One Vision Transformer covering DINO, iBOT, MAE, SimMIM, DINOv2(-reg), torchvision and Scale-MAE.
+
+Written in flax.linen rather than NNX: a linen module is a stateless description and its weights
+are a plain nested dict of arrays. That dict is what the PyTorch converter writes, what orbax saves
+and restores without any module object, and what `jax.jit` shards and donates; `module.apply` is a
+pure function, so one compiled forward serves many weight sets (trained vs random) of one shape.
+
+The family differences are fields of the one module: position encoding kind and resampling rule,
+registers, LayerScale, SimMIM's shared relative position bias and q/v-only attention bias. Names
+of submodules and parameters are fixed (`checkpoints_convert/` maps PyTorch keys onto them):
+
+  patch_embed/{kernel [P,P,3,D], bias}   cls_token [1,1,D]   pos_embed [1,1+g*g,D]
+  register_tokens [1,R,D]   rel_pos_bias/table [(2g-1)^2+3, H]   norm/{scale,bias}
+  block_{i}/{norm1,attn/qkv,attn/proj,norm2,mlp/fc1,mlp/fc2,ls1/gamma,ls2/gamma}
+
+Numerics follow the PyTorch originals: exact (erf) GELU, LayerNorm eps 1e-6 with the two-pass
+variance, attention scale hd^-0.5. `dtype` is the matmul dtype; parameters stay float32 and the
+residual stream, LayerNorm and softmax stay float32 whatever `dtype` is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vitjax import errors
+from vitjax.models import posembed
+
+LAYERNORM_EPS = 1e-6
+POS_EMBED_KINDS = ("learned", "sincos", "gsd_sincos", "none")
+QKV_BIAS_KINDS = ("full", "qv")
+
+Dtype = Any
+_trunc_normal = nn.initializers.truncated_normal(0.02)
+
+
+def layer_norm(name: str) -> nn.LayerNorm:
+    """The LayerNorm of every family: eps 1e-6, two-pass variance (closest to PyTorch), float32."""
+    return nn.LayerNorm(
+        epsilon=LAYERNORM_EPS, use_fast_variance=False, dtype=jnp.float32, name=name
+    )
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping P x P patches projected to D: a stride-P VALID conv, as one matmul.
+
+    Attributes:
+      width: output width D.
+      patch_size: P.
+      dtype: matmul dtype.
+    """
+
+    width: int
+    patch_size: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray) -> jnp.ndarray:
+        """Embeds patches.
+
+        Args:
+          images: float [B, H, W, C], H and W multiples of P.
+
+        Returns:
+          float32 [B, H/P, W/P, D].
+        """
+        p = self.patch_size
+        batch, height, width, channels = images.shape
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (p, p, channels, self.width))
+        bias = self.param("bias", nn.initializers.zeros, (self.width,))
+        h, w = height // p, width // p
+        # A HWIO kernel flattened to (P*P*C, D) matches patches flattened as (row, col, channel),
+        # so the conv is exactly one matmul; cheaper on CPU than XLA's strided conv.
+        patches = images.reshape(batch, h, p, w, p, channels).transpose(0, 1, 3, 2, 4, 5)
+        patches = patches.reshape(batch, h, w, p * p * channels).astype(self.dtype)
+        flat_kernel = kernel.reshape(p * p * channels, self.width).astype(self.dtype)
+        out = jnp.dot(patches, flat_kernel, preferred_element_type=jnp.float32)
+        return out + bias
+
+
+class LayerScale(nn.Module):
+    """Per-channel scale `x * gamma` (DINOv2 `ls1/ls2`, SimMIM `gamma_1/gamma_2`)."""
+
+    init_value: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        gamma = self.param(
+            "gamma", nn.initializers.constant(self.init_value), (x.shape[-1],), jnp.float32
+        )
+        return x * gamma.astype(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection (rows [q; k; v], heads contiguous).
+
+    Attributes:
+      num_heads: H.
+      qkv_bias: 'full', or 'qv' (SimMIM/BEiT: the k third of the bias is zero; it is kept in the
+        tree as `cat(q_bias, 0, v_bias)` and has no effect on the softmax).
+      dtype: matmul dtype.
+    """
+
+    num_heads: int
+    qkv_bias: str = "full"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, bias: jnp.ndarray | None = None) -> jnp.ndarray:
+        """Attends.
+
+        Args:
+          x: [B, N, D] in `dtype`.
+          bias: optional float32 [H, N, N] added to the logits (SimMIM relative position bias).
+
+        Returns:
+          [B, N, D] in `dtype`.
+        """
+        batch, tokens, dim = x.shape
+        head_dim = dim // self.num_heads
+        qkv = nn.Dense(3 * dim, dtype=self.dtype, name="qkv")(x)
+        qkv = qkv.reshape(batch, tokens, 3, self.num_heads, head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q = q * jnp.asarray(head_dim**-0.5, q.dtype)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+        if bias is not None:
+            logits = logits + bias
+        # Softmax in float32 even under bfloat16 matmuls.
+        weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, tokens, dim)
+        return nn.Dense(dim, dtype=self.dtype, name="proj")(out)
+
+
+class Mlp(nn.Module):
+    """fc1 -> exact GELU -> fc2."""
+
+    hidden_dim: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        dim = x.shape[-1]
+        x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
+        x = nn.gelu(x, approximate=False)
+        return nn.Dense(dim, dtype=self.dtype, name="fc2")(x)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x += ls1(attn(norm1(x))); x += ls2(mlp(norm2(x))).
+
+    Attributes:
+      num_heads: H.
+      mlp_dim: hidden width of the MLP.
+      layerscale_init: initial LayerScale value; 0 means no LayerScale.
+      qkv_bias: 'full' or 'qv'.
+      dtype: matmul dtype (the residual stream stays float32).
+    """
+
+    num_heads: int
+    mlp_dim: int
+    layerscale_init: float = 0.0
+    qkv_bias: str = "full"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, bias: jnp.ndarray | None = None) -> jnp.ndarray:
+        """Runs the block on float32 [B, N, D]; returns float32 [B, N, D]."""
+        y = layer_norm("norm1")(x).astype(self.dtype)
+        y = Attention(self.num_heads, self.qkv_bias, self.dtype, name="attn")(y, bias)
+        if self.layerscale_init:
+            y = LayerScale(self.layerscale_init, name="ls1")(y)
+        x = x + y.astype(jnp.float32)
+        y = layer_norm("norm2")(x).astype(self.dtype)
+        y = Mlp(self.mlp_dim, self.dtype, name="mlp")(y)
+        if self.layerscale_init:
+            y = LayerScale(self.layerscale_init, name="ls2")(y)
+        return x + y.astype(jnp.float32)
+
+
+class RelativePositionBias(nn.Module):
+    """SimMIM's shared relative position bias: one table, indexed once, added in every block.
+
+    Attributes:
+      num_heads: H.
+      grid: (gh, gw) patch grid the table belongs to.
+    """
+
+    num_heads: int
+    grid: tuple[int, int]
+
+    @nn.compact
+    def __call__(self) -> jnp.ndarray:
+        """Returns float32 [H, 1 + gh*gw, 1 + gh*gw]."""
+        rows = posembed.relative_table_size(self.grid)
+        table = self.param("table", _trunc_normal, (rows, self.num_heads), jnp.float32)
+        index = posembed.relative_position_index(tuple(self.grid))
+        return jnp.transpose(table[index], (2, 0, 1))
+
+
+def resolve_layers(layers: Sequence[int] | int, depth: int) -> tuple[int, ...]:
+    """Maps block indices (negatives count from the end) to sorted unique indices in [0, depth).
+
+    Raises:
+      ConfigError: an index outside [-depth, depth).
+    """
+    if isinstance(layers, int):
+        layers = (layers,)
+    resolved = set()
+    for layer in layers:
+        if not -depth <= int(layer) < depth:
+            raise errors.ConfigError(
+                f"layers: block index {layer} is outside [-{depth}, {depth}) for depth {depth}"
+            )
+        resolved.add(int(layer) % depth)
+    if not resolved:
+        raise errors.ConfigError("layers: expected at least one block index, got none")
+    return tuple(sorted(resolved))
+
+
+class VisionTransformer(nn.Module):
+    """ViT encoder of every family; returns the requested blocks' tokens from one forward pass.
+
+    Attributes:
+      patch_size: P.
+      width: D.
+      depth: number of blocks.
+      num_heads: H.
+      mlp_dim: MLP hidden width.
+      num_registers: R register tokens (DINOv2-reg), inserted after cls without position encoding.
+      pos_embed: 'learned' (stored table), 'sincos' (MAE: fixed sin-cos stored as a parameter),
+        'gsd_sincos' (Scale-MAE: computed from the grid and `gsd_ratio`), 'none' (SimMIM).
+      pos_interp: how a stored table reaches other grids (`posembed.POS_INTERP_*`). torchvision
+        ('size_align_corners') is resampled like torchvision's own `interpolate_embeddings`
+        (bicubic, `size=`, `align_corners=True`) rather than refused; SimMIM ('native_only')
+        raises a ConfigError at any grid other than `native_grid`.
+      native_grid: (gh, gw) patch grid of the stored tables (224/P, or 37 for DINOv2's 518).
+      layerscale_init: initial LayerScale value; 0 = no LayerScale (only dinov2*, simmim have it).
+      rel_pos_bias: SimMIM's shared relative position bias.
+      qkv_bias: 'full' or 'qv'.
+      dtype: matmul dtype (float32 default; bfloat16 for speed). Outputs are float32.
+    """
+
+    patch_size: int = 16
+    width: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    num_registers: int = 0
+    pos_embed: str = "learned"
+    pos_interp: str = posembed.POS_INTERP_SCALE_OFFSET
+    native_grid: tuple[int, int] = (14, 14)
+    layerscale_init: float = 0.0
+    rel_pos_bias: bool = False
+    qkv_bias: str = "full"
+    dtype: Dtype = jnp.float32
+
+    def _check_images(self, images: jnp.ndarray) -> tuple[int, int]:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise errors.ConfigError(
+                f"images: expected float [B, H, W, 3], got shape {tuple(images.shape)}"
+            )
+        height, width = images.shape[1:3]
+        p = self.patch_size
+        if height % p or width % p or height == 0 or width == 0:
+            raise errors.ConfigError(
+                f"images: height and width must be positive multiples of the patch size {p}, "
+                f"got {height}x{width}"
+            )
+        return height // p, width // p
+
+    def _position_encoding(self, grid: tuple[int, int], gsd_ratio) -> jnp.ndarray | None:
+        """[1 or B, 1 + h*w, D] float32 encoding added to `[cls, patches]`, or None."""
+        dim = self.width
+        gh, gw = self.native_grid
+        if self.pos_embed in ("learned", "sincos"):
+            if self.pos_embed == "sincos":
+                init = lambda *_: jnp.asarray(posembed.sincos_pos_embed(dim, (gh, gw)))  # noqa: E731
+            else:
+                init = _trunc_normal
+            table = self.param("pos_embed", init, (1, 1 + gh * gw, dim), jnp.float32)
+            return posembed.resample_pos_embed(table, (gh, gw), grid, self.pos_interp)
+        if self.pos_embed == "gsd_sincos":
+            ratio = 1.0 if gsd_ratio is None else gsd_ratio
+            return posembed.gsd_sincos_pos_embed(dim, grid, ratio)
+        if self.pos_embed == "none":
+            return None
+        raise errors.ConfigError(
+            f"pos_embed: expected one of {POS_EMBED_KINDS}, got {self.pos_embed!r}"
+        )
+
+    @nn.compact
+    def __call__(
+        self,
+        images: jnp.ndarray,
+        *,
+        layers: Sequence[int] | int = (-1,),
+        norm: bool = True,
+        gsd_ratio: float | jnp.ndarray | None = None,
+        keep_indices: jnp.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """Encodes images and returns the tokens of the requested blocks.
+
+        Args:
+          images: float32 [B, H, W, 3], preprocessed (`models.preprocess`); H, W multiples of P.
+          layers: static block indices, 0-based, negatives from the end (-1 = last block). Blocks
+            after the deepest requested one are not run.
+          norm: pass each returned layer through the final LayerNorm (as DINO/DINOv2's
+            `get_intermediate_layers` and the paper do).
+          gsd_ratio: Scale-MAE's ground-sample-distance ratio r, a scalar or float [B]; None = 1.0.
+            Ignored by the other families.
+          keep_indices: optional int [B, K] patch indices (row-major) kept by MAE masking; then
+            every block runs and only the final normed tokens are returned.
+
+        Returns:
+          Without `keep_indices`: {"patch": {i: [B, h, w, D]}, "cls": {i: [B, D]},
+          "registers": {i: [B, R, D]} (empty dict when R = 0)}, i the resolved (>= 0) indices.
+          With `keep_indices`: {"tokens": [B, 1 + R + K, D]} ([cls, registers, kept patches]).
+          All float32.
+
+        Raises:
+          ConfigError: bad image shape, layer index, or a grid the family cannot run on.
+        """
+        grid = self._check_images(images)
+        batch = images.shape[0]
+        dim = self.width
+        num_patches = grid[0] * grid[1]
+
+        x = PatchEmbed(dim, self.patch_size, self.dtype, name="patch_embed")(images)
+        x = x.reshape(batch, num_patches, dim)
+        cls = self.param("cls_token", _trunc_normal, (1, 1, dim), jnp.float32)
+        x = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, dim)), x], axis=1)
+        pos = self._position_encoding(grid, gsd_ratio)
+        if pos is not None:
+            x = x + pos
+
+        if keep_indices is not None:
+            keep = jnp.asarray(keep_indices, jnp.int32)
+            if keep.ndim != 2 or keep.shape[0] != batch:
+                raise errors.ConfigError(
+                    f"keep_indices: expected int [B={batch}, K], got shape {tuple(keep.shape)}"
+                )
+            kept = jnp.take_along_axis(x[:, 1:], keep[:, :, None], axis=1)
+            x = jnp.concatenate([x[:, :1], kept], axis=1)
+
+        if self.num_registers:
+            registers = self.param(
+                "register_tokens", _trunc_normal, (1, self.num_registers, dim), jnp.float32
+            )
+            registers = jnp.broadcast_to(registers, (batch, self.num_registers, dim))
+            # DINOv2: position encoding is added first, registers go in after cls without one.
+            x = jnp.concatenate([x[:, :1], registers, x[:, 1:]], axis=1)
+
+        attn_bias = None
+        if self.rel_pos_bias:
+            if grid != tuple(self.native_grid) or keep_indices is not None:
+                raise errors.ConfigError(
+                    f"images: the shared relative position bias (SimMIM) only covers the full "
+                    f"native {tuple(self.native_grid)} patch grid, got {grid}"
+                    + (" with keep_indices" if keep_indices is not None else "")
+                )
+            attn_bias = RelativePositionBias(
+                self.num_heads, tuple(self.native_grid), name="rel_pos_bias"
+            )()
+
+        final_norm = layer_norm("norm")
+        if keep_indices is not None or self.is_initializing():
+            wanted = (self.depth - 1,)
+        else:
+            wanted = resolve_layers(layers, self.depth)
+
+        collected = {}
+        for i in range(wanted[-1] + 1):
+            x = Block(
+                self.num_heads,
+                self.mlp_dim,
+                self.layerscale_init,
+                self.qkv_bias,
+                self.dtype,
+                name=f"block_{i}",
+            )(x, attn_bias)
+            if i in wanted:
+                collected[i] = final_norm(x) if (norm or keep_indices is not None) else x
+
+        if keep_indices is not None:
+            return {"tokens": collected[self.depth - 1]}
+        if self.is_initializing() and not norm:
+            final_norm(x)  # create the final norm's parameters even when it is not applied
+
+        first_patch = 1 + self.num_registers
+        out = {"patch": {}, "cls": {}, "registers": {}}
+        for i, tokens in collected.items():
+            out["cls"][i] = tokens[:, 0]
+            out["patch"][i] = tokens[:, first_patch:].reshape(batch, grid[0], grid[1], dim)
+            if self.num_registers:
+                out["registers"][i] = tokens[:, 1:first_patch]
+        return out
