@@ -1,0 +1,579 @@
+"""Blocked exact k-nearest-neighbour search and k-NN classification.
+
+`search` finds the exact top-k database rows for every query without ever holding the Q x N score
+matrix: queries are cut into blocks of `query_block` rows, the database is streamed from the host in
+chunks (so an `np.memmap` larger than memory works), each chunk is cut into blocks of `db_block`
+rows, and a running top-k per query is merged block by block inside a `lax.scan`. Memory is
+O(query_block x db_block + chunk_rows x D) whatever Q and N.
+
+Ties are broken by the lower database index, identically for every block size and device count:
+`lax.top_k` puts the lower position first among equal values, and every merge concatenates the
+candidates in database order (running top-k of earlier rows first), so position order is index order.
+
+With `mesh=`, each database chunk is split across all devices of the mesh; every device computes a
+partial top-k of its contiguous slice, and the partials are gathered in device order and merged
+exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from vitjax import errors
+
+METRICS = ("dot", "cosine", "l2")
+RULES = ("1nn", "majority", "weighted")
+
+# Tuned on a 2-core AVX-512 CPU (benchmarks/bench_knn.py): big enough blocks that the matmul runs
+# near peak, small enough that a [query_block, db_block] score block stays cheap to reduce.
+DEFAULT_QUERY_BLOCK = 1024
+DEFAULT_DB_BLOCK = 8192
+DEFAULT_CHUNK_ROWS = 65536
+# Width of the contiguous column groups whose maxima pre-select candidates (see `_block_top_k`).
+DEFAULT_GROUP_SIZE = 32
+
+# Counts how often the chunk kernel is traced; tests use it to prove that nothing recompiles.
+_TRACE_COUNT = 0
+
+
+class Neighbours(tuple):
+    """`(scores, indices)` of a search, unpacks as a pair; `.metric` records the metric by name.
+
+    Attributes:
+      scores: float32 [Q, k] similarities (for "l2", minus the squared distance), best first.
+      indices: int32 [Q, k] database rows; -1 where fewer than k candidates exist.
+      metric: "dot", "cosine" or "l2".
+    """
+
+    def __new__(cls, scores: np.ndarray, indices: np.ndarray, metric: str):
+        result = super().__new__(cls, (scores, indices))
+        result.metric = metric
+        return result
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self[1]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _block_top_k(scores: jax.Array, k: int, group_size: int) -> tuple[jax.Array, jax.Array]:
+    """Exact top-k along the last axis of a score block, lower column first among ties.
+
+    For large blocks a plain `lax.top_k` over every column is the bottleneck on CPU, so the columns
+    are cut into contiguous groups of `group_size`; the k groups with the largest maxima must hold
+    the top-k elements (a group that is not chosen is beaten by k groups whose maxima each beat all
+    of its elements, ties going to the lower group and thus the lower index), so the exact top-k is
+    taken over those k * group_size candidates, gathered back in ascending column order.
+
+    Args:
+      scores: float32 [B, M].
+      k: number of entries to keep, at most M.
+      group_size: group width; 0 disables the pre-selection.
+
+    Returns:
+      (values float32 [B, k], columns int32 [B, k]), sorted by value descending, then column.
+    """
+    rows, cols = scores.shape
+    if group_size <= 1 or cols % group_size or 4 * k * group_size > cols:
+        return lax.top_k(scores, k)
+    grouped = scores.reshape(rows, cols // group_size, group_size)
+    _, best_groups = lax.top_k(jnp.max(grouped, axis=-1), k)
+    best_groups = jnp.sort(best_groups, axis=-1)  # ascending index order keeps ties stable
+    candidates = jnp.take_along_axis(grouped, best_groups[:, :, None], axis=1)
+    values, pos = lax.top_k(candidates.reshape(rows, k * group_size), k)
+    group_of_pos = jnp.take_along_axis(best_groups, pos // group_size, axis=1)
+    return values, group_of_pos * group_size + pos % group_size
+
+
+def _merge(values: jax.Array, indices: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """Top-k along the last axis of candidates already laid out in ascending database order."""
+    top_values, pos = lax.top_k(values, k)
+    return top_values, jnp.take_along_axis(indices, pos, axis=-1)
+
+
+def _scan_database(
+    queries: jax.Array,
+    query_groups: jax.Array | None,
+    database: jax.Array,
+    db_bias: jax.Array,
+    db_groups: jax.Array | None,
+    dim_mask: jax.Array | None,
+    first_index: jax.Array,
+    carry_values: jax.Array,
+    carry_indices: jax.Array,
+    *,
+    metric: str,
+    k: int,
+    db_block: int,
+    group_size: int,
+    compute_dtype: Any,
+) -> tuple[jax.Array, jax.Array]:
+    """Merges every row of `database` into the running top-k of every query block.
+
+    Args:
+      queries: float32 [num_query_blocks, query_block, D] (already masked / normalised / scaled).
+      query_groups: int32 [num_query_blocks, query_block] or None.
+      database: float32 [R, D], R a multiple of db_block.
+      db_bias: float32 [R], 0 for candidates and -inf for excluded or padded rows.
+      db_groups: int32 [R] or None.
+      dim_mask: float32 [D] (1 = keep) or None; only used for database norms.
+      first_index: int32 scalar, global index of database row 0.
+      carry_values, carry_indices: [num_query_blocks, query_block, k] running top-k.
+
+    Returns:
+      The updated running top-k, same shapes as the carry.
+    """
+    num_rows, dim = database.shape
+    num_blocks = num_rows // db_block
+    blocks = database.reshape(num_blocks, db_block, dim)
+    biases = db_bias.reshape(num_blocks, db_block)
+    groups = None if db_groups is None else db_groups.reshape(num_blocks, db_block)
+    starts = first_index + jnp.arange(num_blocks, dtype=jnp.int32) * db_block
+    block_k = min(k, db_block)
+
+    def per_query_block(args):
+        q, q_group, values, indices = args
+        q = q.astype(compute_dtype)
+
+        def merge_block(carry, block_args):
+            x, bias, x_group, start = block_args
+            scores = lax.dot_general(
+                q,
+                x.astype(compute_dtype),
+                (((1,), (1,)), ((), ())),
+                preferred_element_type=jnp.float32,
+            )
+            if metric != "dot":
+                sq = x * x if dim_mask is None else x * x * dim_mask
+                sq_norm = jnp.sum(sq, axis=1)
+            if metric == "cosine":
+                inv_norm = jnp.where(sq_norm > 0, lax.rsqrt(jnp.maximum(sq_norm, 1e-38)), 0.0)
+                scores = scores * inv_norm[None, :]
+            elif metric == "l2":
+                # Queries arrive doubled; -|q|^2 is added once at the end, it cannot change ranks.
+                bias = bias - sq_norm
+            # Adding the bias also turns -0.0 into +0.0: top_k orders -0.0 below +0.0.
+            scores = scores + bias[None, :]
+            if x_group is not None:
+                scores = jnp.where(q_group[:, None] == x_group[None, :], -jnp.inf, scores)
+            block_values, columns = _block_top_k(scores, block_k, group_size)
+            merged = _merge(
+                jnp.concatenate([carry[0], block_values], axis=1),
+                jnp.concatenate([carry[1], columns + start], axis=1),
+                k,
+            )
+            return merged, None
+
+        (values, indices), _ = lax.scan(
+            merge_block, (values, indices), (blocks, biases, groups, starts)
+        )
+        return values, indices
+
+    return lax.map(per_query_block, (queries, query_groups, carry_values, carry_indices))
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_fn(
+    mesh: Mesh | None,
+    metric: str,
+    k: int,
+    db_block: int,
+    group_size: int,
+    compute_dtype: Any,
+    has_groups: bool,
+    has_mask: bool,
+):
+    """Builds (once per static configuration) the jitted kernel merging one database chunk."""
+    kernel = functools.partial(
+        _scan_database,
+        metric=metric,
+        k=k,
+        db_block=db_block,
+        group_size=group_size,
+        compute_dtype=compute_dtype,
+    )
+
+    def single(q, q_groups, x, bias, x_groups, mask, first, carry_v, carry_i):
+        global _TRACE_COUNT
+        _TRACE_COUNT += 1
+        return kernel(
+            q,
+            q_groups if has_groups else None,
+            x,
+            bias,
+            x_groups if has_groups else None,
+            mask if has_mask else None,
+            first,
+            carry_v,
+            carry_i,
+        )
+
+    if mesh is None:
+        return jax.jit(single)
+
+    axes = tuple(mesh.axis_names)
+    num_devices = mesh.devices.size
+
+    def sharded(q, q_groups, x, bias, x_groups, mask, first, carry_v, carry_i):
+        # Each device scans its own contiguous slice from an empty top-k, so that the running
+        # top-k (replicated) is merged exactly once, after the partials are gathered.
+        local_rows = x.shape[0]
+        device = lax.axis_index(axes)
+        empty_v = jnp.full(carry_v.shape, -jnp.inf, jnp.float32)
+        empty_i = jnp.full(carry_i.shape, -1, jnp.int32)
+        part_v, part_i = single(
+            q, q_groups, x, bias, x_groups, mask, first + device * local_rows, empty_v, empty_i
+        )
+        # [devices, nqb, qb, k] in device order == database order.
+        all_v = lax.all_gather(part_v, axes, axis=0)
+        all_i = lax.all_gather(part_i, axes, axis=0)
+        all_v = jnp.moveaxis(all_v, 0, 2).reshape(*carry_v.shape[:2], num_devices * k)
+        all_i = jnp.moveaxis(all_i, 0, 2).reshape(*carry_i.shape[:2], num_devices * k)
+        return _merge(
+            jnp.concatenate([carry_v, all_v], axis=-1),
+            jnp.concatenate([carry_i, all_i], axis=-1),
+            k,
+        )
+
+    shard = P(axes)
+    return jax.jit(
+        jax.shard_map(
+            sharded,
+            mesh=mesh,
+            in_specs=(P(), P(), shard, shard, shard, P(), P(), P(), P()),
+            out_specs=(P(), P()),
+            # all_gather leaves the merged top-k identical on every device, which the replication
+            # checker cannot infer.
+            check_vma=False,
+        )
+    )
+
+
+def _as_2d_float(name: str, array: Any) -> tuple[int, int]:
+    shape = getattr(array, "shape", None)
+    if shape is None or len(shape) != 2:
+        raise errors.ConfigError(f"knn.search: `{name}` must be a 2-D array [rows, D], got {shape}")
+    return int(shape[0]), int(shape[1])
+
+
+def _check_vector(name: str, array: Any, length: int) -> np.ndarray:
+    array = np.asarray(array)
+    if array.shape != (length,):
+        raise errors.ConfigError(
+            f"knn.search: `{name}` must have shape ({length},), got {array.shape}"
+        )
+    return array
+
+
+def search(
+    queries: Any,
+    database: Any,
+    k: int = 10,
+    metric: str = "dot",
+    drop_dims: Sequence[int] | np.ndarray | None = None,
+    query_groups: Any = None,
+    db_groups: Any = None,
+    query_block: int = DEFAULT_QUERY_BLOCK,
+    db_block: int = DEFAULT_DB_BLOCK,
+    compute_dtype: Any = jnp.float32,
+    mesh: Mesh | None = None,
+    *,
+    db_valid: Any = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    group_size: int = DEFAULT_GROUP_SIZE,
+) -> Neighbours:
+    """Exact k nearest neighbours of every query among the database rows.
+
+    Args:
+      queries: [Q, D] array-like of floats (converted to float32 in memory).
+      database: [N, D] array-like of floats, e.g. an `np.memmap`; read in chunks of `chunk_rows`
+        rows, so it never has to be loaded whole.
+      k: neighbours per query (any positive value; with fewer than k candidates the rest of the
+        row is index -1 and score -inf).
+      metric: "dot" (inner product), "cosine" (inner product of L2-normalised vectors; a zero
+        vector has similarity 0 to everything) or "l2" (score = minus the squared distance).
+      drop_dims: feature dimensions to ignore (e.g. the highest-variance ones). The database is not
+        copied: the queries get zeros there, and database norms leave those dimensions out.
+      query_groups, db_groups: int [Q] and [N]; a database row whose group equals the query's group
+        is never returned (e.g. patches of the query's own image). Give both or neither.
+      query_block, db_block: block sizes of the blocked matmul (shrunk for small inputs).
+      compute_dtype: dtype of the matmul inputs (`jnp.bfloat16` halves their size); accumulation
+        and the returned scores are float32 either way.
+      mesh: a `jax.sharding.Mesh`; each database chunk is split over all of its devices.
+      db_valid: bool [N]; rows marked False are never returned (e.g. ignore-labelled patches).
+      chunk_rows: database rows moved to the device per call (rounded to whole blocks).
+      group_size: column-group width of the exact candidate pre-selection (0 disables it).
+
+    Returns:
+      `Neighbours`: (scores float32 [Q, k], indices int32 [Q, k]), best first, ties going to the
+      lower index; unpacks as a pair, and `.metric` names the metric.
+
+    Raises:
+      errors.ConfigError: on unknown metric, non-positive k or block sizes, or mismatched shapes.
+
+    Examples:
+      >>> db = np.eye(4, dtype=np.float32)
+      >>> scores, idx = search(db[:2] * 2, db, k=2)
+      >>> idx.tolist()
+      [[0, 1], [1, 0]]
+    """
+    if metric not in METRICS:
+        raise errors.ConfigError(f"knn.search: metric must be one of {METRICS}, got {metric!r}")
+    for name, value in (
+        ("k", k),
+        ("query_block", query_block),
+        ("db_block", db_block),
+        ("chunk_rows", chunk_rows),
+    ):
+        if int(value) != value or value < 1:
+            raise errors.ConfigError(f"knn.search: `{name}` must be a positive int, got {value!r}")
+    if group_size < 0:
+        raise errors.ConfigError(f"knn.search: `group_size` must be >= 0, got {group_size}")
+    num_queries, dim = _as_2d_float("queries", queries)
+    num_db, db_dim = _as_2d_float("database", database)
+    if db_dim != dim:
+        raise errors.ConfigError(
+            f"knn.search: `queries` have D={dim} but `database` has D={db_dim}"
+        )
+    if (query_groups is None) != (db_groups is None):
+        raise errors.ConfigError("knn.search: give both `query_groups` and `db_groups`, or neither")
+    has_groups = query_groups is not None
+    if has_groups:
+        query_groups = _check_vector("query_groups", query_groups, num_queries)
+        db_groups = _check_vector("db_groups", db_groups, num_db)
+        # Compact ids: any hashable-by-value group labels (e.g. int64 image ids) fit in int32.
+        _, compact = np.unique(np.concatenate([query_groups, db_groups]), return_inverse=True)
+        query_groups = compact[:num_queries].astype(np.int32)
+        db_groups = compact[num_queries:].astype(np.int32)
+    if db_valid is not None:
+        db_valid = _check_vector("db_valid", db_valid, num_db).astype(bool)
+
+    dim_mask = None
+    if drop_dims is not None and len(drop_dims):
+        drop = np.asarray(drop_dims).astype(np.int64).ravel()
+        if drop.min() < -dim or drop.max() >= dim:
+            raise errors.ConfigError(
+                f"knn.search: `drop_dims` must index features in [0, {dim}), got {drop.tolist()}"
+            )
+        dim_mask = np.ones(dim, np.float32)
+        dim_mask[drop] = 0.0
+
+    out_scores = np.full((num_queries, k), -np.inf, np.float32)
+    out_indices = np.full((num_queries, k), -1, np.int32)
+    if num_queries == 0 or num_db == 0:
+        return Neighbours(out_scores, out_indices, metric)
+
+    num_devices = 1 if mesh is None else int(mesh.devices.size)
+    q_block = min(query_block, _round_up(num_queries, 8))
+    # A shrunk block stays a multiple of the group width so the candidate pre-selection applies.
+    x_block = min(db_block, _round_up(-(-num_db // num_devices), max(16, group_size)))
+    num_q_blocks = -(-num_queries // q_block)
+    padded_q = num_q_blocks * q_block
+    rows_per_step = x_block * num_devices
+    chunk = max(1, chunk_rows // rows_per_step) * rows_per_step
+    chunk = min(chunk, _round_up(num_db, rows_per_step))
+
+    # Queries: masked, then normalised (cosine) or doubled (l2) in place, norms in float64, in
+    # row chunks so that no float64 copy of all queries is ever made.
+    q_padded = np.zeros((padded_q, dim), np.float32)
+    q_sq_norm = np.zeros(num_queries, np.float64)
+    for start in range(0, num_queries, chunk_rows):
+        stop = min(start + chunk_rows, num_queries)
+        q = q_padded[start:stop]
+        q[...] = np.asarray(queries[start:stop], dtype=np.float32)
+        if dim_mask is not None:
+            q *= dim_mask
+        wide = q.astype(np.float64)
+        q_sq_norm[start:stop] = np.einsum("ij,ij->i", wide, wide)
+        if metric == "cosine":
+            norm = np.sqrt(q_sq_norm[start:stop])
+            q[...] = wide / np.where(norm > 0, norm, 1.0)[:, None]
+        elif metric == "l2":
+            q *= 2.0
+    q_padded = q_padded.reshape(num_q_blocks, q_block, dim)
+    q_groups_padded = np.zeros((num_q_blocks, q_block), np.int32)
+    if has_groups:
+        q_groups_padded.reshape(-1)[:num_queries] = query_groups
+    mask_arg = np.ones(dim, np.float32) if dim_mask is None else dim_mask
+
+    fn = _chunk_fn(
+        mesh,
+        metric,
+        int(k),
+        int(x_block),
+        int(group_size),
+        jnp.dtype(compute_dtype),
+        has_groups,
+        dim_mask is not None,
+    )
+    if mesh is None:
+        replicated = sharded = None
+    else:
+        replicated = NamedSharding(mesh, P())
+        sharded = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+
+    def put(array, sharding):
+        return jnp.asarray(array) if sharding is None else jax.device_put(array, sharding)
+
+    q_dev = put(q_padded, replicated)
+    q_groups_dev = put(q_groups_padded, replicated)
+    mask_dev = put(mask_arg, replicated)
+    carry_v = put(np.full((num_q_blocks, q_block, k), -np.inf, np.float32), replicated)
+    carry_i = put(np.full((num_q_blocks, q_block, k), -1, np.int32), replicated)
+
+    num_chunks = -(-num_db // chunk)
+    start_time = time.perf_counter()
+    in_flight = None
+    for chunk_index, start in enumerate(range(0, num_db, chunk)):
+        stop = min(start + chunk, num_db)
+        rows = stop - start
+        x = np.asarray(database[start:stop], dtype=np.float32)
+        if rows < chunk:
+            x = np.concatenate([x, np.zeros((chunk - rows, dim), np.float32)])
+        bias = np.full(chunk, -np.inf, np.float32)
+        bias[:rows] = 0.0
+        if db_valid is not None:
+            bias[:rows][~db_valid[start:stop]] = -np.inf
+        x_groups = np.zeros(chunk, np.int32)
+        if has_groups:
+            x_groups[:rows] = db_groups[start:stop]
+        carry_v, carry_i = fn(
+            q_dev,
+            q_groups_dev,
+            put(x, sharded),
+            put(bias, sharded),
+            put(x_groups, sharded),
+            mask_dev,
+            jnp.int32(start),
+            carry_v,
+            carry_i,
+        )
+        # Dispatch is asynchronous: the next chunk is read from disk while this one computes.
+        # Waiting for the previous chunk keeps at most two chunks alive, so host memory stays
+        # bounded however fast the reads are.
+        if in_flight is not None:
+            jax.block_until_ready(in_flight)
+            done = start
+            rate = done / max(time.perf_counter() - start_time, 1e-9)
+            logging.log_every_n_seconds(
+                logging.INFO,
+                "knn.search: chunk %d/%d, %.0f database rows/s, ETA %.0fs",
+                10,
+                chunk_index,
+                num_chunks,
+                rate,
+                (num_db - done) / rate,
+            )
+        in_flight = carry_v
+
+    values = np.asarray(carry_v).reshape(padded_q, k)[:num_queries]
+    indices = np.asarray(carry_i).reshape(padded_q, k)[:num_queries]
+    found = np.isfinite(values)
+    if metric == "l2":
+        values = values - q_sq_norm.astype(np.float32)[:, None]
+    out_scores[:] = np.where(found, values, -np.inf)
+    out_indices[:] = np.where(found, indices, -1)
+    return Neighbours(out_scores, out_indices, metric)
+
+
+def classify(
+    idx: np.ndarray,
+    scores: np.ndarray,
+    db_labels: np.ndarray,
+    num_classes: int,
+    rule: str = "1nn",
+    k: int | None = None,
+    temperature: float = 0.07,
+) -> np.ndarray:
+    """Predicts a class per query from its neighbours.
+
+    Neighbours with index -1 or a label outside [0, num_classes) (e.g. the ignore label 255) do not
+    vote; to keep such rows out of the neighbour list altogether, pass `db_valid` to `search`.
+
+    Args:
+      idx: int [Q, K] neighbour indices from `search`, best first.
+      scores: float [Q, K] matching similarities.
+      db_labels: int [N] label of every database row.
+      num_classes: number of classes C.
+      rule: "1nn" (label of the nearest voter), "majority" (most frequent label among the first k;
+        ties go to the tied label met first, i.e. nearest) or "weighted" (DINO: sum of
+        exp(score / temperature) per label; ties go to the lower label).
+      k: use only the first k neighbours (default: all K).
+      temperature: softmax temperature of the "weighted" rule.
+
+    Returns:
+      int32 [Q] predicted labels; -1 for a query without any voting neighbour.
+
+    Raises:
+      errors.ConfigError: on an unknown rule, bad k, or mismatched shapes.
+
+    Examples:
+      >>> classify(np.array([[2, 0, 1]]), np.zeros((1, 3)), np.array([1, 0, 0]), 2, "majority")
+      array([0], dtype=int32)
+    """
+    if rule not in RULES:
+        raise errors.ConfigError(f"knn.classify: rule must be one of {RULES}, got {rule!r}")
+    idx = np.asarray(idx)
+    scores = np.asarray(scores, dtype=np.float64)
+    db_labels = np.asarray(db_labels)
+    if idx.ndim != 2 or scores.shape != idx.shape:
+        raise errors.ConfigError(
+            f"knn.classify: `idx` and `scores` must both be [Q, K], got {idx.shape}, {scores.shape}"
+        )
+    if db_labels.ndim != 1:
+        raise errors.ConfigError(f"knn.classify: `db_labels` must be [N], got {db_labels.shape}")
+    if k is not None:
+        if k < 1 or k > idx.shape[1]:
+            raise errors.ConfigError(f"knn.classify: `k` must be in [1, {idx.shape[1]}], got {k}")
+        idx, scores = idx[:, :k], scores[:, :k]
+    if temperature <= 0:
+        raise errors.ConfigError(f"knn.classify: `temperature` must be > 0, got {temperature}")
+    num_queries, width = idx.shape
+    present = (idx >= 0) & (idx < len(db_labels))
+    labels = np.where(present, db_labels[np.where(present, idx, 0)], -1).astype(np.int64)
+    voting = present & (labels >= 0) & (labels < num_classes)
+    labels = np.where(voting, labels, -1)
+    has_vote = voting.any(axis=1)
+    first_voter = np.argmax(voting, axis=1)
+    nearest = labels[np.arange(num_queries), first_voter]
+    if rule == "1nn" or width == 0:
+        return np.where(has_vote, nearest, -1).astype(np.int32)
+
+    rows = np.repeat(np.arange(num_queries), width).reshape(num_queries, width)
+    safe_labels = np.where(voting, labels, 0)
+    if rule == "majority":
+        counts = np.zeros((num_queries, num_classes), np.int64)
+        np.add.at(counts, (rows[voting], safe_labels[voting]), 1)
+        best = counts.max(axis=1, keepdims=True)
+        # Among tied labels, the one whose first occurrence is nearest wins.
+        tied = (counts[rows, safe_labels] == best) & voting
+        choice = labels[np.arange(num_queries), np.argmax(tied, axis=1)]
+    else:
+        # Shift by the row maximum before exp so large dot products do not overflow.
+        logits = np.where(voting, scores, -np.inf)
+        row_max = np.max(np.where(voting, scores, -np.inf), axis=1, keepdims=True)
+        weights = np.where(
+            voting, np.exp((logits - np.where(has_vote[:, None], row_max, 0.0)) / temperature), 0.0
+        )
+        totals = np.zeros((num_queries, num_classes), np.float64)
+        np.add.at(totals, (rows[voting], safe_labels[voting]), weights[voting])
+        choice = np.argmax(totals, axis=1)
+    return np.where(has_vote, choice, -1).astype(np.int32)
