@@ -1,0 +1,569 @@
+"""Converts official PyTorch ViT checkpoints into vitjax parameter trees, loudly.
+
+The conversion is strict: every tensor the family's official layout requires must be present with
+its exact shape, every tensor in the file must be either converted or on the family's list of known
+ignorable keys, and the result must match the parameter tree of the vitjax model built from the
+spec. Otherwise `CheckpointError` lists all missing, unexpected and mis-shaped keys at once.
+
+Examples:
+  >>> conversion = convert_file("dino", "dino_vitbase16_pretrain.pth", "/tmp/dino_vitb16")
+  >>> module, params, spec = models.load("/tmp/dino_vitb16")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from checkpoints_convert import layouts, reader
+from vitjax import models
+from vitjax.errors import CheckpointError, ConfigError
+
+CONVERSION_REPORT = "conversion.json"
+
+
+@dataclasses.dataclass
+class Conversion:
+    """A converted checkpoint and what happened to each tensor of the file.
+
+    Attributes:
+      spec: the vitjax `ModelSpec` of the converted model.
+      params: encoder parameter tree (nested dicts of float32 numpy arrays).
+      decoder_params: MAE decoder parameter tree, or None when the file has no decoder.
+      wrapper: where in the file the tensors were read ("checkpoint['teacher']", "top level").
+      converted: file keys that became parameters.
+      ignored: file key -> why it was dropped (known-ignorable key or other training branch).
+      other_entries: top-level entries of a training checkpoint that were not read.
+    """
+
+    spec: models.ModelSpec
+    params: dict[str, Any]
+    decoder_params: dict[str, Any] | None
+    wrapper: str
+    converted: list[str]
+    ignored: dict[str, str]
+    other_entries: list[str]
+
+    def summary(self) -> str:
+        """One paragraph for the log: counts and the ignored keys grouped by reason."""
+        by_reason: dict[str, list[str]] = {}
+        for key, reason in self.ignored.items():
+            by_reason.setdefault(reason, []).append(key)
+        lines = [
+            f"{self.spec.name}: converted {len(self.converted)} tensors from {self.wrapper}"
+            + (" (+ MAE decoder)" if self.decoder_params is not None else "")
+        ]
+        for reason, keys in sorted(by_reason.items()):
+            shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+            lines.append(f"  ignored {len(keys)} ({reason}): {shown}")
+        if self.other_entries:
+            lines.append(f"  top-level entries not read: {', '.join(self.other_entries)}")
+        return "\n".join(lines)
+
+    def report(self) -> dict[str, Any]:
+        """JSON-serialisable record of the conversion (written next to the checkpoint)."""
+        return {
+            "name": self.spec.name,
+            "family": self.spec.family,
+            "weights_hash": self.spec.weights_hash,
+            "wrapper": self.wrapper,
+            "converted": sorted(self.converted),
+            "ignored": dict(sorted(self.ignored.items())),
+            "top_level_entries_not_read": self.other_entries,
+            "has_decoder": self.decoder_params is not None,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Shapes inferred from the file.
+
+
+@dataclasses.dataclass(frozen=True)
+class FileShapes:
+    """Dimensions read off the file's tensors (None where the tensor is absent or odd)."""
+
+    width: int | None = None
+    patch_size: int | None = None
+    depth: int | None = None
+    grid: tuple[int, int] | None = None
+    num_registers: int | None = None
+    decoder_depth: int | None = None
+
+
+def _block_indices(prefix_format: str, keys) -> set[int]:
+    pattern = re.compile("^" + re.escape(prefix_format).replace(r"\{i\}", r"(\d+)"))
+    return {int(m.group(1)) for k in keys if (m := pattern.match(k))}
+
+
+def _square_side(count: int) -> int | None:
+    side = math.isqrt(count)
+    return side if side * side == count and side > 0 else None
+
+
+def infer_file_shapes(family: str, tensors: Mapping[str, np.ndarray]) -> FileShapes:
+    """Reads width, patch size, depth, native grid and register count off a canonical state dict."""
+    _, patch, pos, _ = layouts.model_names(family)
+    width = patch_size = grid = num_registers = None
+    weight = tensors.get(f"{patch}.weight")
+    if weight is not None and weight.ndim == 4 and weight.shape[2] == weight.shape[3]:
+        width, patch_size = int(weight.shape[0]), int(weight.shape[2])
+    blocks = _block_indices(layouts.BLOCK_NAMES[family].prefix, tensors)
+    depth = max(blocks) + 1 if blocks else None
+    if pos is not None and (p := tensors.get(pos)) is not None and p.ndim == 3:
+        side = _square_side(p.shape[1] - 1)
+        grid = (side, side) if side else None
+    if family == "simmim":
+        table = tensors.get("rel_pos_bias.relative_position_bias_table")
+        if table is not None and table.ndim == 2:
+            side = _square_side(table.shape[0] - 3)
+            grid = ((side + 1) // 2,) * 2 if side and side % 2 == 1 else None
+    if family == "dinov2_reg" and (r := tensors.get("register_tokens")) is not None and r.ndim == 3:
+        num_registers = int(r.shape[1])
+    decoder_blocks = _block_indices(layouts.MAE_DECODER_BLOCK.prefix, tensors)
+    decoder_depth = max(decoder_blocks) + 1 if decoder_blocks else None
+    return FileShapes(width, patch_size, depth, grid, num_registers, decoder_depth)
+
+
+def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[str, str | None]:
+    """The registered size whose width is `width`, and a note when there is none."""
+    variants = [(s, p) for f, s, p in models.list_variants() if f == family]
+    sizes = [s for s, _ in variants]
+    # Without a match, fall back to a base model so that the key comparison can still report
+    # everything that is missing or mis-shaped.
+    fallback = "b" if "b" in sizes else sizes[0]
+    if width is None:
+        return fallback, None
+    matches = [
+        (s, p) for s, p in variants if models.get_spec(family, s, patch_size=p).width == width
+    ]
+    if not matches:
+        known = sorted({(s, models.get_spec(family, s, patch_size=p).width) for s, p in variants})
+        return fallback, (
+            f"the patch embedding width {width} matches no '{family}' size; known (size, width): "
+            f"{known}"
+        )
+    for size, patch in matches:
+        if patch == patch_size:
+            return size, None
+    return matches[0][0], None
+
+
+def build_spec(
+    family: str,
+    shapes: FileShapes,
+    *,
+    size: str | None,
+    patch_size: int | None,
+    depth: int | None,
+    decoder_depth: int | None,
+    with_decoder: bool,
+    weights_hash: str,
+    source: str,
+) -> tuple[models.ModelSpec, list[str]]:
+    """The `ModelSpec` the file is converted to: explicit arguments first, then the file's shapes.
+
+    Depth is never inferred: a file missing its last blocks must fail, not convert to a shallower
+    model. Pass `depth` for reduced-depth test checkpoints.
+
+    Returns:
+      (spec, notes): notes explain inferred values that fit no registered variant (the spec then
+      falls back to a default one and the key comparison reports the mismatching shapes).
+
+    Raises:
+      CheckpointError: unknown family, or an explicit size/patch size that is not registered.
+    """
+    if family not in layouts.FAMILIES:
+        raise CheckpointError(f"unknown family '{family}'; known families: {layouts.FAMILIES}")
+    notes = []
+    if size is None:
+        size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size)
+        notes += [note] if note else []
+    patch = patch_size or shapes.patch_size
+    try:
+        if patch_size is None and patch is not None:
+            try:
+                models.get_spec(family, size, patch_size=patch)
+            except ConfigError as err:
+                notes.append(f"the file's patch size does not fit: {err}")
+                patch = None
+        base = models.get_spec(family, size, patch_size=patch)
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: {err}") from err
+    overrides: dict[str, Any] = {}
+    if depth is not None and depth != base.depth:
+        overrides["depth"] = depth
+    if shapes.grid is not None and tuple(shapes.grid) != _grid(base):
+        overrides["native_grid"] = shapes.grid
+    if family == "dinov2_reg" and shapes.num_registers not in (None, base.num_registers):
+        overrides["num_registers"] = shapes.num_registers
+    if with_decoder and decoder_depth is not None and decoder_depth != base.decoder_depth:
+        overrides["decoder_depth"] = decoder_depth
+    spec = (
+        models.get_spec(family, size, patch_size=base.patch_size, **overrides)
+        if overrides
+        else base
+    )
+    # has_decoder is a property of this file, not a variant: keep it out of the spec's name.
+    spec = dataclasses.replace(spec, has_decoder=with_decoder, weights_hash=weights_hash)
+    return spec, notes
+
+
+def _grid(spec: models.ModelSpec) -> tuple[int, int]:
+    return tuple(spec.native_grid)
+
+
+def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
+    """The layout dimensions implied by a `ModelSpec`."""
+    return layouts.EncoderDims(
+        width=spec.width,
+        depth=spec.depth,
+        patch_size=spec.patch_size,
+        mlp_dim=spec.mlp_dim,
+        num_heads=spec.num_heads,
+        grid=_grid(spec),
+        num_registers=spec.num_registers,
+    )
+
+
+def decoder_dims(spec: models.ModelSpec) -> layouts.DecoderDims:
+    """MAE decoder layout dimensions implied by a `ModelSpec`."""
+    rows, cols = _grid(spec)
+    return layouts.DecoderDims(
+        width=spec.decoder_width,
+        depth=spec.decoder_depth,
+        mlp_dim=spec.decoder_mlp_dim,
+        num_patches=rows * cols,
+        pred_dim=spec.patch_size * spec.patch_size * 3,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Matching the file against the layout.
+
+
+@dataclasses.dataclass
+class Match:
+    """Result of comparing a canonical state dict with a family's expected layout."""
+
+    rules: list[layouts.Rule]
+    decoder_rules: list[layouts.Rule]
+    missing: list[str]
+    unexpected: list[str]
+    misshaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    ignored: dict[str, str]
+    bad_values: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.misshaped or self.bad_values)
+
+
+def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedState) -> Match:
+    """Compares the selected tensors with every key the family's layout expects at `spec`."""
+    rules = layouts.encoder_rules(family, encoder_dims(spec))
+    dec_rules = []
+    if family == "mae" and spec.has_decoder:
+        dec_rules = layouts.decoder_rules(spec.width, decoder_dims(spec))
+    expected: dict[str, tuple[int, ...]] = {}
+    for rule in rules + dec_rules:
+        expected.update(zip(rule.sources, rule.shapes, strict=True))
+    tensors = state.tensors
+    missing = [k for k in expected if k not in tensors]
+    misshaped = [
+        (state.original[k], tuple(tensors[k].shape), shape)
+        for k, shape in expected.items()
+        if k in tensors and tuple(tensors[k].shape) != shape
+    ]
+    unexpected, ignored, bad_values = [], {}, []
+    for name in tensors:
+        if name in expected:
+            continue
+        reason = layouts.ignorable_reason(family, name)
+        if reason is None:
+            unexpected.append(state.original[name])
+        else:
+            ignored[state.original[name]] = reason
+    for name, value in tensors.items():
+        if name in expected and not np.issubdtype(value.dtype, np.floating):
+            bad_values.append(f"{state.original[name]}: dtype {value.dtype}, expected floating")
+    if (
+        family == "simmim"
+        and (index := tensors.get("rel_pos_bias.relative_position_index")) is not None
+    ):
+        want = layouts.expected_relative_position_index(*_grid(spec))
+        if index.shape != want.shape or not np.array_equal(index, want):
+            bad_values.append(
+                f"{state.original['rel_pos_bias.relative_position_index']}: does not equal the "
+                f"BEiT/SimMIM relative position index for a {_grid(spec)} grid (shape "
+                f"{tuple(index.shape)}, expected {want.shape})"
+            )
+    return Match(
+        rules,
+        dec_rules,
+        sorted(missing, key=_natural),
+        sorted(unexpected, key=_natural),
+        sorted(misshaped, key=lambda item: _natural(item[0])),
+        ignored,
+        bad_values,
+    )
+
+
+def _natural(key: str) -> list:
+    """Sort key that orders blocks.2 before blocks.10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
+def _family_hints(family: str, checkpoint: Mapping[str, Any], checkpoint_key, source) -> list[str]:
+    """Other families whose layout the file matches exactly (for the error message)."""
+    hints = []
+    for other in layouts.FAMILIES:
+        if other == family:
+            continue
+        try:
+            state = layouts.canonicalize(other, checkpoint, checkpoint_key, source)
+            shapes = infer_file_shapes(other, state.tensors)
+            keys = list(state.tensors)
+            spec, _ = build_spec(
+                other,
+                shapes,
+                size=None,
+                patch_size=None,
+                depth=shapes.depth,
+                decoder_depth=shapes.decoder_depth,
+                with_decoder=layouts.has_mae_decoder(keys),
+                weights_hash="",
+                source=source,
+            )
+            if match_layout(other, spec, state).ok:
+                hints.append(other)
+        except Exception:  # a hint is best effort; the real error is raised by the caller
+            continue
+    return hints
+
+
+def _format_error(
+    source: str,
+    family: str,
+    spec: models.ModelSpec,
+    state: layouts.SelectedState,
+    match: Match,
+    hints: list[str],
+    notes: list[str],
+) -> str:
+    lines = [
+        f"{source}: cannot convert as family '{family}' ({spec.name}: depth {spec.depth}, width "
+        f"{spec.width}, patch {spec.patch_size}; tensors read from {state.wrapper})."
+    ]
+    if match.missing:
+        lines.append(
+            f"  missing ({len(match.missing)}, official names): {', '.join(match.missing)}"
+        )
+    if match.unexpected:
+        lines.append(f"  unexpected ({len(match.unexpected)}): {', '.join(match.unexpected)}")
+    if match.misshaped:
+        shown = "; ".join(f"{k}: file {got}, expected {want}" for k, got, want in match.misshaped)
+        lines.append(f"  mis-shaped ({len(match.misshaped)}): {shown}")
+    if match.bad_values:
+        lines.append(f"  bad values ({len(match.bad_values)}): {'; '.join(match.bad_values)}")
+    file_depth = infer_file_shapes(family, state.tensors).depth
+    if file_depth is not None and file_depth != spec.depth:
+        lines.append(f"  the file has {file_depth} blocks; pass depth={file_depth} if intended")
+    lines += [f"  {note}" for note in notes]
+    if hints:
+        lines.append(f"  the keys match family {hints} exactly; is --family right?")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Building and checking the trees.
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: np.ndarray) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def _build_tree(rules: list[layouts.Rule], tensors: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for rule in rules:
+        arrays = [np.asarray(tensors[k], dtype=np.float32) for k in rule.sources]
+        _set(tree, rule.target, np.asarray(rule.build(*arrays), dtype=np.float32))
+    return tree
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[int, ...]]:
+    flat = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, path + "/"))
+        else:
+            flat[path] = tuple(value.shape)
+    return flat
+
+
+def _check_against_model(spec: models.ModelSpec, params, decoder_params) -> None:
+    """Fails if the converted trees differ from the trees the vitjax model itself creates."""
+    pairs = [("encoder", _flatten(params), models.param_shapes(spec))]
+    if decoder_params is not None:
+        pairs.append(("decoder", _flatten(decoder_params), models.param_shapes(spec, decoder=True)))
+    for what, got, want in pairs:
+        if got != want:
+            extra = sorted(set(got) - set(want))
+            lacking = sorted(set(want) - set(got))
+            shapes = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+            raise CheckpointError(
+                f"converter bug: the {what} tree for {spec.name} differs from the vitjax model's: "
+                f"extra {extra}, lacking {lacking}, shapes differ {shapes}"
+            )
+
+
+def convert_checkpoint(
+    family: str,
+    checkpoint: Mapping[str, Any],
+    *,
+    size: str | None = None,
+    patch_size: int | None = None,
+    checkpoint_key: str | None = None,
+    depth: int | None = None,
+    decoder_depth: int | None = None,
+    weights_hash: str = "unknown",
+    source: str = "<checkpoint>",
+    check_model: bool = True,
+) -> Conversion:
+    """Converts a checkpoint already read into memory (see `reader.read_checkpoint`).
+
+    Args:
+      family: one of `layouts.FAMILIES`.
+      checkpoint: top-level mapping of the file (flat state dict or training checkpoint).
+      size: model size ('s', 'b', 'l'...); inferred from the patch-embedding width when None.
+      patch_size: inferred from the patch-embedding kernel when None.
+      checkpoint_key: wrapper entry or training branch to read; default: flat, else `teacher`,
+        `model`, `state_dict`, `student` in that order (see `layouts.select_state_dict`).
+      depth: number of blocks; default the size's standard depth (never inferred, so a file
+        missing blocks fails).
+      decoder_depth: MAE decoder blocks; default the spec's.
+      weights_hash: recorded in the spec (the CLI passes the file's sha256).
+      source: file name used in messages.
+      check_model: also compare the converted tree with the vitjax model's own parameter tree.
+
+    Returns:
+      The `Conversion` (trees of float32 numpy arrays, spec, report of ignored keys).
+
+    Raises:
+      CheckpointError: with the complete list of missing, unexpected and mis-shaped keys.
+    """
+    if family not in layouts.FAMILIES:
+        raise CheckpointError(f"unknown family '{family}'; known families: {layouts.FAMILIES}")
+    state = layouts.canonicalize(family, checkpoint, checkpoint_key, source)
+    shapes = infer_file_shapes(family, state.tensors)
+    with_decoder = family == "mae" and layouts.has_mae_decoder(list(state.tensors))
+    spec, notes = build_spec(
+        family,
+        shapes,
+        size=size,
+        patch_size=patch_size,
+        depth=depth,
+        decoder_depth=decoder_depth,
+        with_decoder=with_decoder,
+        weights_hash=weights_hash,
+        source=source,
+    )
+    match = match_layout(family, spec, state)
+    if not match.ok:
+        hints = _family_hints(family, checkpoint, checkpoint_key, source)
+        raise CheckpointError(_format_error(source, family, spec, state, match, hints, notes))
+    params = _build_tree(match.rules, state.tensors)
+    decoder_params = (
+        _build_tree(match.decoder_rules, state.tensors) if match.decoder_rules else None
+    )
+    if check_model:
+        _check_against_model(spec, params, decoder_params)
+    converted = sorted(
+        state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources
+    )
+    ignored = {**match.ignored, **state.dropped}
+    return Conversion(
+        spec=spec,
+        params=params,
+        decoder_params=decoder_params,
+        wrapper=state.wrapper,
+        converted=converted,
+        ignored=ignored,
+        other_entries=state.other_entries,
+    )
+
+
+def _write_json_atomic(path: str, content: Mapping[str, Any]) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(content, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def convert_file(
+    family: str,
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    size: str | None = None,
+    patch_size: int | None = None,
+    checkpoint_key: str | None = None,
+    depth: int | None = None,
+    decoder_depth: int | None = None,
+) -> Conversion:
+    """Reads an official checkpoint file and writes the vitjax checkpoint (what the CLI runs).
+
+    Writes `output_dir` with `models.save` (orbax params + spec.json; the spec's `weights_hash` is
+    the sha256 of `input_path`), plus `conversion.json` listing converted and ignored keys.
+
+    Args:
+      family: one of `layouts.FAMILIES`.
+      input_path: `.pth`/`.pt` (read with `weights_only=True`) or `.safetensors`.
+      output_dir: destination directory.
+      size, patch_size, checkpoint_key, depth, decoder_depth: see `convert_checkpoint`.
+
+    Returns:
+      The `Conversion`.
+
+    Raises:
+      CheckpointError: unreadable/truncated/unsafe file, or a layout mismatch (all keys listed).
+    """
+    input_path = os.fspath(input_path)
+    output_dir = os.fspath(output_dir)
+    checkpoint = reader.read_checkpoint(input_path)
+    conversion = convert_checkpoint(
+        family,
+        checkpoint,
+        size=size,
+        patch_size=patch_size,
+        checkpoint_key=checkpoint_key,
+        depth=depth,
+        decoder_depth=decoder_depth,
+        weights_hash=reader.file_sha256(input_path),
+        source=input_path,
+    )
+    models.save(
+        output_dir, conversion.params, conversion.spec, decoder_params=conversion.decoder_params
+    )
+    report = {"source": os.path.abspath(input_path), **conversion.report()}
+    _write_json_atomic(os.path.join(output_dir, CONVERSION_REPORT), report)
+    logging.info("%s\n  written to %s", conversion.summary(), output_dir)
+    return conversion
