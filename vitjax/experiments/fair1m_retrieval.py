@@ -1,0 +1,617 @@
+"""FAIR1M instance identification (Fig. 5, 11) and retrieval from other images (Fig. 6).
+
+Data (datasets.md §1, §4; `select_fair1m_tiles`): the images of a FAIR1M split are cut into
+DOTA-style crops (1000 x 1000), every crop into a grid of 224 x 224 tiles (cut, not resized; the
+last row/column zero-padded, padding = background). A tile shows a fine category when at least 1/3
+of one of the category's instances (its area inside the crop) lies in the tile; 8 tiles per
+category are then drawn greedily without reuse (`fewshot.select_tiles_per_category`). Each patch
+gets the fine class, supercategory and instance under its centre (`patch_label_rule`).
+
+Protocol, per model: the patch features of all original tiles form the database. Every tile is
+perturbed (shift, rotation, scale, box blur, Gaussian noise, four levels each; plus the clean
+tiles as level 0), and for each query patch the single nearest database patch (dot product) is
+classified by `metrics.retrieval_outcomes` into the exclusive hierarchy same patch (the patch the
+query's centre came from, `corruptions.correspondence_map`) > same fine category > same
+supercategory > other object > background. Query patches are the non-background patches of the
+original tile at the same grid position for every perturbation ([R1]; `query_labels='original'`),
+so `upper_bound` (queries whose centre has a counterpart) is what same-patch can reach. Mode
+`identification` searches all original patches; mode `retrieval` excludes the query's own tile
+(or source image). Both are repeated with the N highest-variance dimensions removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vitjax import corruptions, errors, experiments, knn, metrics, plotting
+from vitjax.data import fair1m, fewshot, patch_labels, tiling
+from vitjax.experiments import common, robustness
+
+MODES = ("identification", "retrieval")
+QUERY_LABELS = ("original", "transformed")
+# Name in config -> (corruption name of `corruptions.apply`, options builder).
+PERTURBATIONS = ("shift", "rotate", "scale", "box_blur", "blur", "noise")
+_OUTCOMES = metrics.RETRIEVAL_OUTCOMES
+_REQUIRED = (
+    "dataset", "root", "split", "max_images", "crop_size", "tile_size", "tile_pad",
+    "per_category", "area_threshold", "patch_label_rule", "query_labels", "perturbations",
+    "levels", "shift_direction", "fill_mode", "metric", "removed", "exclude", "layer",
+    "synthetic_candidates",
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class ObjectTiles:
+    """Tiles with dense object masks, chosen k per fine category.
+
+    Attributes:
+      images: uint8 [T, S, S, 3].
+      fine_mask: uint8 [T, S, S]; 0 = background, 1..F fine ids.
+      instance_mask: int32 [T, S, S]; 0 = background, instance ids unique within a tile.
+      category: int32 [T] the fine category each tile was drawn for.
+      source: int64 [T] index of the source image (tiles of one image share it).
+      names: T tile names (`<crop>.<tile>_<row>_<col>`, DOTA-devkit style for FAIR1M).
+      fine_to_super: int32 [F + 1] fine id -> supercategory id (index 0 = background -> 0).
+      fine_names: F + 1 names (index 0 = background).
+      super_names: S supercategory names (id s at index s - 1).
+    """
+
+    images: np.ndarray
+    fine_mask: np.ndarray
+    instance_mask: np.ndarray
+    category: np.ndarray
+    source: np.ndarray
+    names: list[str]
+    fine_to_super: np.ndarray
+    fine_names: list[str]
+    super_names: list[str]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def _objects_in_window(
+    objects: Sequence[fair1m.FAIR1MObject], left: int, top: int, height: int, width: int
+) -> list[fair1m.FAIR1MObject]:
+    """All objects shifted into a window's coordinates; those outside it become unknown (not
+    painted), so instance k stays the k-th object of the XML."""
+    out = []
+    for obj in objects:
+        pts = obj.points - np.array([left, top], np.float64)
+        inside = (
+            pts[:, 0].max() > 0 and pts[:, 1].max() > 0
+            and pts[:, 0].min() < width and pts[:, 1].min() < height
+        )  # fmt: skip
+        fid = obj.fine_id if inside else -1
+        out.append(dataclasses.replace(obj, points=pts, fine_id=fid))
+    return out
+
+
+def _tile_grid(array: np.ndarray, tile: int, pad: str, pad_value: int = 0) -> np.ndarray:
+    """[rows * cols, tile, tile, ...] tiles of `array`, row-major, padded at the bottom/right."""
+    tiles, _ = tiling.tile_image(array, (tile, tile), pad=pad, pad_value=pad_value)
+    return tiles
+
+
+def select_fair1m_tiles(
+    reader: fair1m.FAIR1MReader,
+    split: str = "validation",
+    crop_size: int = 1000,
+    tile_size: int = 224,
+    per_category: int = 8,
+    threshold: float = fewshot.TILE_AREA_THRESHOLD,
+    seed: int = 0,
+    pad: str = "constant",
+    max_images: int = 0,
+    log_every_s: float = 10.0,
+) -> ObjectTiles:
+    """FAIR1M split -> crops -> tiles -> category membership -> `per_category` tiles per category.
+
+    Two passes over the split: the first reads only the label XMLs (rasterising each crop) to find
+    which tiles show which categories; the second decodes only the images that hold a chosen tile.
+
+    Args:
+      reader: a FAIR1MReader.
+      split: split name of the reader.
+      crop_size: side of the DOTA-style crops (windows from `fair1m.crop_windows`).
+      tile_size: tile side S; tiles are cut from a crop on a grid at multiples of S.
+      per_category: tiles drawn per fine category (fewer when a category has fewer tiles).
+      threshold: minimum share of an instance's area (inside the crop) that makes a tile show the
+        instance's category.
+      seed: seed of the draw.
+      pad: image padding of the last tile row/column, 'constant' (zeros) or 'edge'; masks are
+        always padded with background.
+      max_images: > 0: only the first N images of the split.
+      log_every_s: seconds between progress lines.
+
+    Returns:
+      ObjectTiles, grouped by category in visiting order (37 -> 1).
+
+    Raises:
+      DatasetError: no labelled image in the split, or no tile showing any category.
+    """
+    from vitjax.data import images as image_io
+    from vitjax.progress import Progress
+
+    samples = [s for s in reader.samples(split) if s.label_path is not None]
+    if max_images > 0:
+        samples = samples[:max_images]
+    if not samples:
+        raise errors.DatasetError(f"{reader.root}: FAIR1M split {split!r} has no labelled image")
+    # Pass 1: membership of every tile of every crop.
+    membership, where = [], []  # where[t] = (sample index, left, top, crop h, crop w, tile index)
+    annotations = []
+    progress = Progress(
+        len(samples), "images", name="FAIR1M tile membership", interval_s=log_every_s
+    )
+    for i, sample in enumerate(samples):
+        annotation = reader.load_annotation(sample)
+        annotations.append(annotation)
+        if annotation.height is not None and annotation.width is not None:
+            height, width = annotation.height, annotation.width
+        else:
+            height, width = image_io.image_size(sample.image_path)
+        for left, top in fair1m.crop_windows(height, width, crop_size):
+            ch, cw = min(crop_size, height - top), min(crop_size, width - left)
+            shifted = _objects_in_window(annotation.objects, left, top, ch, cw)
+            if all(obj.fine_id <= 0 for obj in shifted):
+                continue
+            masks = fair1m.rasterize(shifted, (ch, cw))
+            if not masks.instance.any():
+                continue
+            rows = fewshot.tile_membership_from_masks(
+                masks.instance, masks.fine, tile_size, fair1m.NUM_FINE, threshold
+            )
+            membership.append(rows)
+            where.extend((i, left, top, ch, cw, t) for t in range(rows.shape[0]))
+        progress.update()
+    progress.close()
+    if not membership:
+        raise errors.DatasetError(
+            f"{reader.root}: no tile of split {split!r} shows any FAIR1M category"
+        )
+    chosen = fewshot.select_tiles_per_category(np.concatenate(membership), per_category, seed)
+    logging.info(
+        "FAIR1M: %d tiles chosen (%d per category) from %d candidate tiles of %d images",
+        len(chosen), per_category, len(where), len(samples),
+    )  # fmt: skip
+
+    # Pass 2: decode the images that hold a chosen tile, cut crops and tiles.
+    by_sample: dict[int, list[int]] = {}
+    for position, (tile_row, _) in enumerate(chosen):
+        by_sample.setdefault(where[tile_row][0], []).append(position)
+    count = len(chosen)
+    out_images = np.zeros((count, tile_size, tile_size, 3), np.uint8)
+    out_fine = np.zeros((count, tile_size, tile_size), np.uint8)
+    out_instance = np.zeros((count, tile_size, tile_size), np.int32)
+    names = [""] * count
+    for i, positions in by_sample.items():
+        image = reader.load_image(samples[i])
+        crops: dict[tuple[int, int], tuple] = {}
+        for position in positions:
+            _, left, top, ch, cw, t = where[chosen[position][0]]
+            if (left, top) not in crops:
+                shifted = _objects_in_window(annotations[i].objects, left, top, ch, cw)
+                masks = fair1m.rasterize(shifted, (ch, cw))
+                crop = image[top : top + ch, left : left + cw]
+                crops[(left, top)] = (
+                    _tile_grid(crop, tile_size, pad),
+                    _tile_grid(masks.fine, tile_size, "constant"),
+                    _tile_grid(masks.instance, tile_size, "constant"),
+                )
+            tiles, fine_tiles, instance_tiles = crops[(left, top)]
+            out_images[position] = tiles[t]
+            out_fine[position] = fine_tiles[t]
+            out_instance[position] = instance_tiles[t]
+            cols = -(-cw // tile_size)
+            crop = fair1m.crop_name(samples[i].stem, left, top)
+            names[position] = f"{crop}.{t}_{t // cols}_{t % cols}"
+    return ObjectTiles(
+        images=out_images,
+        fine_mask=out_fine,
+        instance_mask=out_instance,
+        category=np.array([c for _, c in chosen], np.int32),
+        source=np.array([where[row][0] for row, _ in chosen], np.int64),
+        names=names,
+        fine_to_super=np.asarray(fair1m.FINE_TO_SUPER, np.int32),
+        fine_names=list(fair1m.FINE_NAMES),
+        super_names=list(fair1m.SUPER_NAMES),
+    )
+
+
+def select_synthetic_tiles(
+    candidates: int,
+    tile_size: int = 224,
+    per_category: int = 8,
+    threshold: float = fewshot.TILE_AREA_THRESHOLD,
+    seed: int = 0,
+) -> ObjectTiles:
+    """The same selection on `synthetic.aerial_tiles` (each candidate image is one tile)."""
+    from vitjax.data import synthetic
+
+    aerial = synthetic.aerial_tiles(candidates, size=(tile_size, tile_size), seed=seed)
+    num_fine = len(aerial.fine_names)
+    membership = np.concatenate(
+        [
+            fewshot.tile_membership_from_masks(inst, fine, tile_size, num_fine, threshold)
+            for inst, fine in zip(aerial.instance_mask, aerial.fine_mask)
+        ]
+    )
+    chosen = fewshot.select_tiles_per_category(membership, per_category, seed)
+    rows = np.array([t for t, _ in chosen], np.int64)
+    return ObjectTiles(
+        images=aerial.images[rows],
+        fine_mask=aerial.fine_mask[rows].astype(np.uint8),
+        instance_mask=aerial.instance_mask[rows].astype(np.int32),
+        category=np.array([c for _, c in chosen], np.int32),
+        source=rows,
+        names=[f"synthetic_{t}" for t in rows],
+        fine_to_super=np.asarray(aerial.fine_to_super, np.int32),
+        fine_names=["background", *aerial.fine_names],
+        super_names=list(aerial.super_names),
+    )
+
+
+def load_tiles(cfg: ml_collections.ConfigDict, seed: int) -> ObjectTiles:
+    """The tiles of `cfg.dataset` ('fair1m' or 'synthetic')."""
+    if cfg.dataset == "fair1m":
+        if not os.path.isdir(cfg.root):
+            raise errors.DatasetError(
+                f"{cfg.root}: FAIR1M root folder not found; set "
+                "--config.fair1m_retrieval.root=<folder holding validation/images>"
+            )
+        return select_fair1m_tiles(
+            fair1m.FAIR1MReader(cfg.root), cfg.split, int(cfg.crop_size), int(cfg.tile_size),
+            int(cfg.per_category), float(cfg.area_threshold), seed, cfg.tile_pad,
+            int(cfg.max_images),
+        )  # fmt: skip
+    if cfg.dataset == "synthetic":
+        return select_synthetic_tiles(
+            int(cfg.synthetic_candidates), int(cfg.tile_size), int(cfg.per_category),
+            float(cfg.area_threshold), seed,
+        )  # fmt: skip
+    raise errors.ConfigError(
+        f"config.fair1m_retrieval.dataset={cfg.dataset!r}: expected 'fair1m' or 'synthetic'"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries and outcomes on arrays.
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchTable:
+    """Labels of every patch of T tiles on a g x g grid, flattened row-major per tile ([T * N])."""
+
+    fine: np.ndarray
+    super: np.ndarray
+    instance: np.ndarray
+    tile: np.ndarray
+    patch: np.ndarray  # index within its tile, 0..N-1
+    group: np.ndarray  # exclusion group for retrieval (tile or source image)
+    patches_per_tile: int
+
+
+def patch_table(
+    tiles: ObjectTiles, grid: tuple[int, int], rule: str = "centre", exclude: str = "tile"
+) -> PatchTable:
+    """Per-patch fine / super / instance labels of every tile (see `ObjectTiles`)."""
+    labels = patch_labels.object_patch_labels(
+        tiles.fine_mask, tiles.instance_mask, tiles.fine_to_super, grid, rule
+    )
+    n = grid[0] * grid[1]
+    tile = np.repeat(np.arange(len(tiles), dtype=np.int64), n)
+    if exclude == "tile":
+        group = tile
+    elif exclude == "image":
+        group = np.repeat(np.asarray(tiles.source, np.int64), n)
+    else:
+        raise errors.ConfigError(
+            f"config.fair1m_retrieval.exclude={exclude!r}: expected 'tile' or 'image'"
+        )
+    return PatchTable(
+        fine=labels.fine.reshape(-1).astype(np.int64),
+        super=labels.super.reshape(-1).astype(np.int64),
+        instance=labels.instance.reshape(-1).astype(np.int64),
+        tile=tile,
+        patch=np.tile(np.arange(n, dtype=np.int64), len(tiles)),
+        group=group,
+        patches_per_tile=n,
+    )
+
+
+def query_selection(
+    table: PatchTable, correspondence: np.ndarray, query_labels: str = "original"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which patches of the perturbed tiles are queries, their labels' rows, and their targets.
+
+    Args:
+      table: labels of the original patches.
+      correspondence: int [N] flat original patch of each perturbed patch position (-1 = none),
+        the same for every tile (`corruptions.correspondence_map(...).reshape(-1)`).
+      query_labels: 'original' (non-background original patch at the same position: [R1]) or
+        'transformed' (positions whose content comes from a non-background original patch).
+
+    Returns:
+      (rows int64 [Q]: positions in [T * N] of the query patches (their features),
+       label_rows int64 [Q]: rows of `table` holding each query's labels,
+       targets int64 [Q]: patch index in the query's tile it corresponds to, or -1).
+    """
+    n = table.patches_per_tile
+    correspondence = np.asarray(correspondence, np.int64).reshape(-1)
+    if correspondence.shape[0] != n:
+        raise errors.ConfigError(
+            f"correspondence map has {correspondence.shape[0]} patches; tiles have {n}"
+        )
+    targets_all = correspondence[table.patch]
+    base = table.tile * n
+    if query_labels == "original":
+        label_rows = np.arange(table.fine.shape[0], dtype=np.int64)
+    elif query_labels == "transformed":
+        label_rows = np.where(targets_all >= 0, base + np.maximum(targets_all, 0), -1)
+    else:
+        raise errors.ConfigError(
+            f"config.fair1m_retrieval.query_labels={query_labels!r}: expected one of {QUERY_LABELS}"
+        )
+    fine = np.where(label_rows >= 0, table.fine[np.maximum(label_rows, 0)], 0)
+    rows = np.flatnonzero(fine != 0)
+    return rows, label_rows[rows], targets_all[rows]
+
+
+def outcome_counts(
+    table: PatchTable,
+    rows: np.ndarray,
+    label_rows: np.ndarray,
+    targets: np.ndarray,
+    neighbours: np.ndarray,
+) -> dict[str, int]:
+    """`metrics.retrieval_outcomes` of queries given their nearest database patch.
+
+    Args:
+      table: labels of the database (= original) patches.
+      rows, label_rows, targets: from `query_selection`.
+      neighbours: int [Q] database row of each query's nearest neighbour.
+
+    Returns:
+      dict of int counts (see `metrics.retrieval_outcomes`).
+    """
+    neighbours = np.asarray(neighbours, np.int64)
+    if (neighbours < 0).any():
+        raise errors.VitjaxError("outcome_counts: a query has no neighbour (empty database?)")
+    return metrics.retrieval_outcomes(
+        table.fine[label_rows], table.super[label_rows], table.instance[label_rows], targets,
+        table.fine[neighbours], table.super[neighbours], table.instance[neighbours],
+        table.patch[neighbours], query_tile=table.tile[rows], nn_tile=table.tile[neighbours],
+    )  # fmt: skip
+
+
+def nearest(
+    queries: np.ndarray,
+    database: np.ndarray,
+    metric: str,
+    drop_dims: np.ndarray | None,
+    query_groups: np.ndarray | None,
+    db_groups: np.ndarray | None,
+    knn_cfg: ml_collections.ConfigDict,
+) -> np.ndarray:
+    """Row of the single nearest database vector of every query (ties -> lower row): int [Q]."""
+    _, idx = knn.search(
+        queries, database, k=1, metric=metric,
+        drop_dims=None if drop_dims is None or len(drop_dims) == 0 else drop_dims,
+        query_groups=query_groups, db_groups=db_groups,
+        query_block=int(knn_cfg.query_block), db_block=int(knn_cfg.db_block),
+    )  # fmt: skip
+    return np.asarray(idx[:, 0], np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Perturbations.
+
+
+def perturbation_cases(cfg: ml_collections.ConfigDict) -> list[tuple[str, float]]:
+    """[('clean', 0.0)] + (perturbation, level) for every configured level."""
+    names = [p.strip() for p in str(cfg.perturbations).split(",") if p.strip()]
+    unknown = [p for p in names if p not in PERTURBATIONS]
+    if unknown:
+        raise errors.ConfigError(
+            f"config.fair1m_retrieval.perturbations: unknown {unknown}; known {PERTURBATIONS}"
+        )
+    cases = [("clean", 0.0)]
+    for name in names:
+        if name not in cfg.levels:
+            raise errors.ConfigError(f"config.fair1m_retrieval.levels has no entry {name!r}")
+        cases.extend((name, float(level)) for level in cfg.levels[name])
+    return cases
+
+
+def _options(name: str, cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    if name in ("shift", "rotate", "scale"):
+        options: dict[str, Any] = {"mode": str(cfg.fill_mode)}
+        if name == "shift":
+            options["direction"] = tuple(int(d) for d in cfg.shift_direction)
+        return options
+    return {}
+
+
+def perturb(
+    images: np.ndarray, name: str, level: float, cfg: ml_collections.ConfigDict, seed: int
+) -> np.ndarray:
+    """Perturbed copy of uint8 [T, S, S, 3] tiles, rounded back to uint8 (as if saved)."""
+    if name == "clean":
+        return images
+    return robustness.corrupt(images, name, level, _options(name, cfg), seed)
+
+
+def correspondence(
+    name: str, level: float, size: int, patch_size: int, cfg: ml_collections.ConfigDict
+) -> np.ndarray:
+    """int [N] flat original patch of each patch of a perturbed tile (-1 = none)."""
+    if name in ("clean", "blur", "box_blur", "noise"):
+        kind, amount = "noise", 0.0  # photometric: identity
+    else:
+        kind, amount = name, level
+    cmap = corruptions.correspondence_map(
+        kind, amount, (size, size), patch_size,
+        direction=tuple(int(d) for d in cfg.shift_direction),
+    )  # fmt: skip
+    return cmap.reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment.
+
+
+def flat_patches(
+    ctx: experiments.Context,
+    model: experiments.ModelHandle,
+    images: np.ndarray,
+    key: dict[str, Any],
+    layer: int,
+) -> np.ndarray:
+    """Patch features of one layer, [T * N, D] row-major per tile, as stored (a memmap view:
+    the database is read in chunks by the k-NN search, never copied whole)."""
+    feats = ctx.features(model, images, key=key, layers=(layer,))
+    return feats.flat_patches(ctx.layer_index(model, layer))
+
+
+def _check(cfg: ml_collections.ConfigDict) -> None:
+    missing = [f for f in _REQUIRED if f not in cfg]
+    if missing:
+        raise errors.ConfigError(
+            f"config.fair1m_retrieval lacks fields {missing}; start from "
+            "configs/fair1m.py:fair1m_retrieval_defaults()"
+        )
+    if cfg.query_labels not in QUERY_LABELS:
+        raise errors.ConfigError(
+            f"config.fair1m_retrieval.query_labels={cfg.query_labels!r}: expected {QUERY_LABELS}"
+        )
+
+
+def _row(model, mode, name, level, removed, counts) -> dict[str, Any]:
+    row = {**common.model_row(model), "mode": mode, "perturbation": name, "level": level,
+           "removed": int(removed), **counts}  # fmt: skip
+    total = max(counts["queries"], 1)
+    for key in ("upper_bound", "same_patch", "at_least_fine", "at_least_super", "any_object"):
+        row[f"{key}_frac"] = counts[key] / total
+    return row
+
+
+@experiments.register("fair1m_retrieval")
+def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
+    _check(cfg)
+    tiles = load_tiles(cfg, ctx.seed)
+    size = int(cfg.tile_size)
+    ctx.log(f"{len(tiles)} tiles of {size} px from {cfg.dataset}")
+    cases = perturbation_cases(cfg)
+    base_key = {
+        "dataset": f"fair1m_retrieval/{cfg.dataset}",
+        "split": str(cfg.split),
+        "tiles": experiments.stable_hash(tiles.names),
+    }
+    from vitjax.experiments.tracking import runs_at
+
+    models = [m for m in ctx.models if runs_at(m, (size, size))]
+    skipped = [m.name for m in ctx.models if m not in models]
+    if skipped:
+        ctx.log(f"skipping {skipped}: they cannot take {size} px tiles")
+    layer = int(cfg.layer)
+    tables, databases, orders = {}, {}, {}
+    for model in models:
+        grid = common.grid_of(model, (size, size))
+        tables[model.name] = patch_table(tiles, grid, cfg.patch_label_rule, cfg.exclude)
+        clean_key = dict(base_key, perturbation="clean", level=0.0)
+        databases[model.name] = flat_patches(ctx, model, tiles.images, clean_key, layer)
+        orders[model.name] = common.variance_order(databases[model.name])
+    rows: list[dict[str, Any]] = []
+    start = time.monotonic()
+    for name, level in ctx.progress(cases, len(cases), "perturbations"):
+        perturbed = perturb(tiles.images, name, level, cfg, ctx.seed)
+        key = dict(base_key, perturbation=name, level=level)
+        for model in models:
+            table = tables[model.name]
+            database = databases[model.name]
+            if name == "clean":
+                features = database
+            else:
+                features = flat_patches(ctx, model, perturbed, key, layer)
+            cmap = correspondence(name, level, size, int(model.spec.patch_size), cfg)
+            q_rows, label_rows, targets = query_selection(table, cmap, cfg.query_labels)
+            queries = np.asarray(features[q_rows], np.float32)
+            for removed in cfg.removed:
+                if removed >= database.shape[1]:
+                    continue
+                drop = orders[model.name][: int(removed)] if removed else None
+                for mode in MODES:
+                    groups = (
+                        (table.group[q_rows], table.group) if mode == "retrieval" else (None, None)
+                    )
+                    nn_rows = nearest(queries, database, cfg.metric, drop, *groups, ctx.config.knn)
+                    counts = outcome_counts(table, q_rows, label_rows, targets, nn_rows)
+                    rows.append(_row(model, mode, name, level, removed, counts))
+    ctx.log(f"retrieval done in {time.monotonic() - start:.1f} s")
+    return _result(ctx, cfg, tiles, rows, skipped)
+
+
+def _result(
+    ctx, cfg, tiles: ObjectTiles, rows: list[dict[str, Any]], skipped: list[str]
+) -> experiments.Result:
+    figures = {}
+    for mode, outcomes in (
+        ("identification", ("same_patch_frac", "at_least_fine_frac")),
+        ("retrieval", ("at_least_fine_frac", "at_least_super_frac")),
+    ):
+        panels: dict[str, dict] = {}
+        styles = {}
+        for r in rows:
+            if r["mode"] != mode or r["removed"] != 0 or r["perturbation"] == "clean":
+                continue
+            panel = panels.setdefault(r["perturbation"], {})
+            for outcome, style in zip(outcomes, ("-", "--")):
+                label = f"{r['model']} {outcome.removesuffix('_frac')}"
+                xs, ys = panel.setdefault(label, ([], []))
+                xs.append(r["level"])
+                ys.append(r[outcome])
+                styles[label] = style
+        path = ctx.figure_path(mode)
+        plotting.line_plot(path, panels, xlabel="level", ylabel="fraction of query patches",
+                           styles=styles)  # fmt: skip
+        figures[mode] = path
+    per_category = np.bincount(tiles.category, minlength=len(tiles.fine_names))
+    return experiments.Result(
+        tables={"outcomes": rows},
+        figures=figures,
+        text={
+            "summary": f"Instance identification and retrieval on {len(tiles)} {cfg.dataset} "
+            f"tiles of {cfg.tile_size} px ({cfg.per_category} per fine category): is the "
+            "nearest original patch of a perturbed patch the same patch, the same category, "
+            "or something else?"
+            + (
+                f" Skipped (cannot take {cfg.tile_size} px tiles): {', '.join(skipped)}."
+                if skipped
+                else ""
+            ),
+            "outcomes": "Counts of the exclusive outcomes of each query patch's nearest "
+            "neighbour (same_patch > same_fine > same_super > other_object > background), the "
+            "same-patch upper bound, cumulative fractions; mode 'identification' searches all "
+            f"original patches, 'retrieval' excludes the query's own {cfg.exclude}; 'removed' "
+            "= highest-variance dims dropped from the similarity.",
+            "identification": "Fig. 5: fraction of query patches whose nearest original patch "
+            "is the same patch (solid) or at least the same fine category (dashed), per level.",
+            "retrieval": "Fig. 6: with the query's own tile excluded, fraction whose nearest "
+            "patch has the same fine category (solid) or supercategory (dashed).",
+        },
+        scalars={
+            "tiles": len(tiles),
+            "tiles_per_category": {
+                tiles.fine_names[c]: int(n) for c, n in enumerate(per_category) if c and n
+            },
+        },
+    )
