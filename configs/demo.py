@@ -1,0 +1,85 @@
+r"""Demo: every experiment end to end on synthetic scenes with small random models of every family.
+
+  python -m vitjax.main --config=configs/demo.py --workdir=/tmp/vitjax_demo
+
+Runs in a few minutes on a laptop CPU and writes the full report. Weights are random unless a
+converted checkpoint is named (e.g. `--config.models=dino:s:16:checkpoints/dino_vits16,...`), and
+the report says so on its first line. Args: `test` (the tiniest settings, used by the tests).
+"""
+
+from configs import bdd100k, common, fair1m, scalemae
+
+# The retrieval, tracking and Scale-MAE experiments add their own demo sections.
+OTHER_DEMOS = (fair1m, bdd100k, scalemae)
+OTHER_EXPERIMENTS = ",".join(
+    [fair1m.EXPERIMENT, bdd100k.EXPERIMENT, scalemae.KNN_EXPERIMENT, scalemae.RECON_EXPERIMENT]
+)
+
+# Every family, the smallest size; random weights.
+DEMO_MODELS = ",".join(
+    [
+        "dino:ti:16:none",
+        "ibot:ti:16:none",
+        "mae:ti:16:none",
+        "simmim:ti:16:none",
+        "dinov2:ti:14:none",
+        "dinov2_reg:ti:14:none",
+        "torchvision:ti:16:none",
+        "scalemae:ti:16:none",
+    ]
+)
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, test=False)
+    c = common.get_base()
+    c.dataset = "synthetic"
+    c.experiments = common.ALL_EXPERIMENTS + "," + OTHER_EXPERIMENTS
+    c.models = DEMO_MODELS
+    c.model_depth = 3
+    # 224 px tiles (SimMIM's shared relative position bias only covers the native 14x14 grid).
+    c.data.synthetic_hw = (224, 448)
+    c.data.synthetic_groups = 2
+    c.data.synthetic_eval_images = 3
+    c.data.train_per_group = 2
+    c.data.tile_size = 224
+    c.data.tile_out = 224
+    c.extract.batch_size = 16
+    c.probe.epochs = 20
+    c.probe.batch_size = 1024
+    c.probe.learning_rates = (3e-3,)
+    c.probe.weight_decays = (1e-4,)
+    c.probe.val_fraction = 0.0
+    c.fewshot.shots = (1, 2, 4)
+    c.fewshot.table_shots = 2
+    c.variance.removed = (0, 10, 25, 50, 100, 150)
+    c.variance.linear_removed = (0, 50)
+    c.variance.top_n = 50
+    c.variance.overlap_datasets = "synthetic,synthetic_aerial"
+    c.global_context.classes = "road,building,vegetation"
+    c.global_context.top_n = 50
+    c.global_context.train_per_group = 12  # ridge regression needs more tiles than k-NN
+    c.tiling_vs_full.full_hw = (224, 448)
+    if arg.test:
+        c.models = "dino:ti:16:none,dinov2_reg:ti:14:none"
+        c.model_depth = 2
+        c.data.synthetic_hw = (112, 224)
+        c.data.tile_size = 112
+        c.data.tile_out = 112
+        c.data.synthetic_groups = 2
+        c.data.synthetic_eval_images = 2
+        c.data.train_per_group = 1
+        c.probe.epochs = 3
+        c.fewshot.shots = (1, 2)
+        c.fewshot.table_shots = 1
+        c.variance.removed = (0, 10, 100)
+        c.variance.linear_removed = (0, 10)
+        c.variance.top_n = 10
+        c.robustness.blur_levels = (4,)
+        c.robustness.noise_levels = (30.0,)
+        c.robustness.freq_bands = (3,)
+        c.global_context.top_n = 10
+        c.tiling_vs_full.full_hw = (112, 224)
+    for other in OTHER_DEMOS:
+        other.add_demo(c, tiny=arg.test)
+    return c

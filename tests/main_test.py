@@ -1,0 +1,132 @@
+"""One-step end-to-end run of every segmentation experiment through the real entry point."""
+
+# isort: off
+from tests import test_util  # noqa: F401  (simulated CPU devices before JAX starts)
+
+# isort: on
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+from unittest import mock
+
+from absl import flags
+from absl.testing import absltest, flagsaver
+
+from configs import common as common_config
+from configs import demo
+from vitjax import experiments, extract, main, run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = common_config.ALL_EXPERIMENTS.split(",")
+EXPECTED_TABLES = {
+    "fewshot": {"scores", "tab2"},
+    "variance": {"overview", "removal", "batchnorm", "overlap"},
+    "layerwise": {"by_layer", "per_class"},
+    "robustness": {"scores"},
+    "global_context": {"r2"},
+    "tiling_vs_full": {"scores"},
+}
+
+
+class MainTest(absltest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.workdir = tempfile.mkdtemp(prefix="vitjax_main_test_")
+        argv = [
+            "main",
+            f"--config={os.path.join(REPO, 'configs', 'demo.py')}:test",
+            f"--workdir={cls.workdir}",
+            # The retrieval/tracking/Scale-MAE experiments of the demo have their own tests.
+            f"--config.experiments={common_config.ALL_EXPERIMENTS}",
+        ]
+        # config_flags reads its --config.* overrides from sys.argv, not from the parsed list.
+        with flagsaver.flagsaver(), mock.patch.object(sys, "argv", argv):
+            flags.FLAGS(argv)
+            main.main(["main"])
+        with open(os.path.join(cls.workdir, "results.json")) as f:
+            cls.results = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+        super().tearDownClass()
+
+    def test_results_structure(self):
+        r = self.results
+        self.assertEqual(list(r["experiments"]), EXPERIMENTS)
+        self.assertEqual(r["seed"], 0)
+        self.assertTrue(r["random_weights"])
+        self.assertEqual(r["config"]["dataset"], "synthetic")
+        self.assertIn("flax", r["versions"])
+        names = [m["name"] for m in r["models"]]
+        self.assertLen(names, 2)
+        for m in r["models"]:
+            self.assertTrue(m["weights_hash"].startswith("random-seed"))
+        for name, entry in r["experiments"].items():
+            self.assertEqual(set(entry["tables"]), EXPECTED_TABLES[name], name)
+            self.assertFalse(entry["cached"])
+            for table, rows in entry["tables"].items():
+                self.assertNotEmpty(rows, f"{name}/{table}")
+                self.assertEqual({r["model"] for r in rows}, set(names), f"{name}/{table}")
+
+    def test_scores_are_valid(self):
+        for name, entry in self.results["experiments"].items():
+            for table, rows in entry["tables"].items():
+                for row in rows:
+                    for column in ("miou", "acc", "overlap"):
+                        if row.get(column) is not None:
+                            self.assertBetween(row[column], 0.0, 1.0, f"{name}/{table}/{column}")
+        fewshot = self.results["experiments"]["fewshot"]["tables"]["scores"]
+        shots = {(r["shots"], r["method"]) for r in fewshot}
+        self.assertEqual(shots, {(1, "knn"), (1, "linear"), (2, "knn"), (2, "linear")})
+        robustness = self.results["experiments"]["robustness"]["tables"]["scores"]
+        self.assertEqual(
+            {r["corruption"] for r in robustness}, {"clean", "blur", "noise", "freq_noise"}
+        )
+
+    def test_files(self):
+        for name, entry in self.results["experiments"].items():
+            for table in entry["tables"]:
+                path = os.path.join(self.workdir, "tables", f"{name}_{table}.csv")
+                with open(path) as f:
+                    self.assertLen(list(csv.DictReader(f)), len(entry["tables"][table]))
+            for fig in entry["figures"].values():
+                with open(os.path.join(self.workdir, fig), "rb") as f:
+                    self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        with open(os.path.join(self.workdir, "report.md")) as f:
+            report = f.read()
+        self.assertIn("RANDOM WEIGHTS", report.splitlines()[0])
+        for name in EXPERIMENTS:
+            self.assertIn(f"## {name}", report)
+        self.assertNotIn(".tmp", " ".join(os.listdir(self.workdir)))
+
+    def test_second_run_recomputes_nothing(self):
+        calls = []
+        registry = {
+            name: (lambda fn, n: lambda ctx, cfg: calls.append(n) or fn(ctx, cfg))(
+                experiments.get(name), name
+            )
+            for name in EXPERIMENTS
+        }
+        with (
+            mock.patch.dict(experiments._REGISTRY, registry),
+            mock.patch.object(extract, "extract", side_effect=AssertionError("extracted")),
+        ):
+            config = demo.get_config("test")
+            config.experiments = common_config.ALL_EXPERIMENTS
+            again = run.run(config, self.workdir)
+        self.assertEqual(calls, [])
+        for name in EXPERIMENTS:
+            self.assertTrue(again["experiments"][name]["cached"])
+            self.assertEqual(
+                again["experiments"][name]["tables"],
+                self.results["experiments"][name]["tables"],
+            )
+
+
+if __name__ == "__main__":
+    absltest.main()

@@ -1,0 +1,220 @@
+"""Tests of the run framework: model parsing, registry, cache keys, caching and report writing."""
+
+# isort: off
+from tests import test_util  # noqa: F401  (simulated CPU devices before JAX starts)
+
+# isort: on
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from unittest import mock
+
+import ml_collections
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from configs import common as common_config
+from configs import demo
+from vitjax import errors, experiments, report, run
+
+_CALLS = []
+
+
+def make_tempdir(test) -> str:
+    """A fresh folder removed after `test` (absltest's create_tempdir needs parsed flags)."""
+    path = tempfile.mkdtemp(prefix="vitjax_run_test_")
+    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@experiments.register("_test_probe_experiment")
+def _probe_experiment(ctx, cfg):
+    """A tiny experiment that extracts features once and writes one figure."""
+    from vitjax import plotting
+
+    _CALLS.append(cfg.value)
+    images = np.random.default_rng(ctx.seed).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    rows = []
+    for model in ctx.models:
+        feats = ctx.features(model, images, key={"what": "probe"})
+        patch = np.asarray(feats.patch[-1])
+        rows.append({"model": model.name, "mean": float(patch.mean()), "value": cfg.value})
+    path = ctx.figure_path("curve")
+    plotting.line_plot(path, {"p": {"a": ([0, 1], [0.0, 1.0])}}, "x", "y")
+    return experiments.Result(
+        tables={"means": rows},
+        figures={"curve": path},
+        text={"means": "Mean feature.", "curve": "A line."},
+        scalars={"n": len(rows)},
+    )
+
+
+def tiny_config(value=1.0):
+    c = demo.get_config("test")
+    c.models = "dino:ti:16:none"
+    c.model_depth = 1
+    c.experiments = "_test_probe_experiment"
+    c._test_probe_experiment = ml_collections.ConfigDict({"value": value})
+    return c
+
+
+class ParseModelsTest(parameterized.TestCase):
+    def test_parses_entries(self):
+        entries = run.parse_models("dino:b:16:/ckpt/a:b, mae:ti:16:none ,dinov2:s:14")
+        self.assertEqual(entries[0], run.ModelEntry("dino", "b", 16, "/ckpt/a:b"))
+        self.assertEqual(entries[1], run.ModelEntry("mae", "ti", 16, None))
+        self.assertEqual(entries[2], run.ModelEntry("dinov2", "s", 14, None))
+
+    @parameterized.parameters("", "dino:b", "dino:b:x:none", " , ")
+    def test_rejects_bad_entries(self, text):
+        with self.assertRaisesRegex(errors.ConfigError, "config.models"):
+            run.parse_models(text)
+
+    def test_random_models_are_marked(self):
+        config = tiny_config()
+        handles = run.load_models(config)
+        self.assertLen(handles, 1)
+        self.assertTrue(handles[0].random_weights)
+        self.assertEqual(handles[0].spec.depth, 1)
+        seed = run.random_seed(run.parse_models(config.models)[0], 0)
+        self.assertEqual(handles[0].describe()["weights_hash"], f"random-seed{seed}")
+        other = run.random_seed(run.ModelEntry("ibot", "ti", 16, None), 0)
+        self.assertNotEqual(seed, other)
+
+
+class RegistryTest(absltest.TestCase):
+    def test_unknown_experiment_lists_known(self):
+        with self.assertRaisesRegex(errors.ConfigError, "fewshot.*variance|variance.*fewshot"):
+            experiments.get("no_such_experiment")
+
+    def test_known_experiments_resolve(self):
+        for name in common_config.ALL_EXPERIMENTS.split(","):
+            self.assertTrue(callable(experiments.get(name)))
+
+    def test_run_rejects_unknown_experiment_before_work(self):
+        config = tiny_config()
+        config.experiments = "fewshot,nope"
+        with self.assertRaisesRegex(errors.ConfigError, "nope"):
+            run.run(config, make_tempdir(self))
+
+
+class CacheKeyTest(absltest.TestCase):
+    def test_key_depends_on_own_and_shared_sections_only(self):
+        config = common_config.get_base()
+        handles = []
+        key = run.cache_key("fewshot", config, handles)
+        other = common_config.get_base()
+        other.variance.top_n = 7  # another experiment's section
+        other.experiments = "fewshot"
+        self.assertEqual(run.cache_key("fewshot", other, handles), key)
+        own = common_config.get_base()
+        own.fewshot.shots = (4,)
+        self.assertNotEqual(run.cache_key("fewshot", own, handles), key)
+        shared = common_config.get_base()
+        shared.knn.k = 20
+        self.assertNotEqual(run.cache_key("fewshot", shared, handles), key)
+
+
+class RunTest(absltest.TestCase):
+    def test_second_run_reuses_cache_and_features(self):
+        from vitjax import extract
+
+        workdir = make_tempdir(self)
+        _CALLS.clear()
+        real_extract = extract.extract
+        with mock.patch.object(extract, "extract", side_effect=real_extract) as spy:
+            first = run.run(tiny_config(), workdir)
+            self.assertEqual(spy.call_count, 1)
+            self.check_outputs(workdir, first)
+            second = run.run(tiny_config(), workdir)
+            self.assertEqual(spy.call_count, 1)  # nothing extracted again
+        self.assertEqual(_CALLS, [1.0])  # the experiment ran once
+        entry = second["experiments"]["_test_probe_experiment"]
+        self.assertTrue(entry["cached"])
+        self.assertEqual(entry["tables"], first["experiments"]["_test_probe_experiment"]["tables"])
+
+        # A changed experiment config reruns it.
+        third = run.run(tiny_config(value=2.0), workdir)
+        self.assertEqual(_CALLS, [1.0, 2.0])
+        self.assertFalse(third["experiments"]["_test_probe_experiment"]["cached"])
+
+    def check_outputs(self, workdir, results):
+        with open(os.path.join(workdir, "results.json")) as f:
+            on_disk = json.load(f)
+        self.assertEqual(on_disk["seed"], 0)
+        self.assertIn("jax", on_disk["versions"])
+        self.assertTrue(on_disk["models"][0]["weights_hash"].startswith("random-seed"))
+        self.assertEqual(on_disk["config"]["models"], "dino:ti:16:none")
+        self.assertEqual(
+            on_disk["experiments"]["_test_probe_experiment"]["tables"],
+            results["experiments"]["_test_probe_experiment"]["tables"],
+        )
+        with open(os.path.join(workdir, "tables", "_test_probe_experiment_means.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual(rows[0]["model"], results["models"][0]["name"])
+        with open(os.path.join(workdir, "report.md")) as f:
+            first_line = f.readline()
+        self.assertIn("RANDOM WEIGHTS", first_line)
+
+    def test_missing_figure_invalidates_cache(self):
+        workdir = make_tempdir(self)
+        _CALLS.clear()
+        run.run(tiny_config(), workdir)
+        os.remove(os.path.join(workdir, "figures", "_test_probe_experiment_curve.png"))
+        run.run(tiny_config(), workdir)
+        self.assertEqual(_CALLS, [1.0, 1.0])
+
+
+class ReportTest(absltest.TestCase):
+    def _results(self, random_weights):
+        return {
+            "config": {"dataset": "synthetic"},
+            "seed": 0,
+            "versions": {"jax": "x"},
+            "models": [{"name": "m", "random_weights": random_weights, "checkpoint": "/c"}],
+            "experiments": {
+                "e": {
+                    "tables": {"t": [{"a": 1, "b": 0.123456}, {"a": 2, "c": None}]},
+                    "figures": {"f": "figures/e_f.png"},
+                    "text": {"summary": "S.", "t": "Table text.", "f": "Figure text."},
+                    "cached": False,
+                    "seconds": 1.0,
+                    "cache_key": "k",
+                }
+            },
+        }
+
+    def test_first_line_says_random_weights(self):
+        text = report.build_report(self._results(True))
+        self.assertTrue(text.splitlines()[0].startswith("**WARNING: RANDOM WEIGHTS"))
+        text = report.build_report(self._results(False))
+        self.assertNotIn("RANDOM", text.splitlines()[0])
+        self.assertIn("| 1 | 0.123 | - |", text)
+        self.assertIn("![f](figures/e_f.png)", text)
+        self.assertIn("*Figure text.*", text)
+
+    def test_csv_round_trip(self):
+        rows = [{"a": 1, "b": "x,y"}, {"a": 2, "c": 0.5}]
+        parsed = list(csv.DictReader(io.StringIO(report.to_csv(rows))))
+        self.assertEqual(parsed, [{"a": "1", "b": "x,y", "c": ""}, {"a": "2", "b": "", "c": "0.5"}])
+
+    def test_write_atomic_leaves_no_temporary(self):
+        folder = make_tempdir(self)
+        path = os.path.join(folder, "sub", "x.txt")
+        report.write_atomic(path, "one")
+        report.write_atomic(path, "two")
+        with open(path) as f:
+            self.assertEqual(f.read(), "two")
+        self.assertEqual(os.listdir(os.path.dirname(path)), ["x.txt"])
+
+    def test_to_jsonable(self):
+        value = experiments.to_jsonable({"a": np.float32(1.5), "b": (np.int64(2), float("nan"))})
+        self.assertEqual(value, {"a": 1.5, "b": [2, None]})
+        json.dumps(value)
+
+
+if __name__ == "__main__":
+    absltest.main()

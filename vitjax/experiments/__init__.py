@@ -1,0 +1,297 @@
+"""Experiments: one module per experiment of the paper, looked up by name.
+
+How to add an experiment (the whole framework in five points):
+
+1. Write `vitjax/experiments/<name>.py` with one function registered under `<name>`::
+
+       from vitjax import experiments
+
+       @experiments.register("my_experiment")
+       def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
+           for model in ctx.models:                       # list of ModelHandle
+               feats = ctx.features(model, images, key={"split": "train"})
+               ...
+           path = ctx.figure_path("curve")                # <workdir>/figures/my_experiment_curve.png
+           plotting.line_plot(path, ...)
+           return experiments.Result(
+               tables={"scores": [{"model": m, "miou": 0.5}, ...]},   # rows of scalars -> one CSV each
+               figures={"curve": path},
+               text={"scores": "One sentence on what the table shows.",
+                     "curve": "One sentence on what the figure shows."},
+               scalars={"best_miou": 0.5})
+
+   The module is imported on first use of its name (`get("my_experiment")`), so nothing else needs
+   editing. Its settings live in `config.<name>` (a sub-ConfigDict, given to `run` as `cfg`); shared
+   settings (dataset, tiling, k-NN, probe) are read from `ctx.config`.
+2. Put every protocol number in `cfg` with the paper's value as default (in `configs/common.py`).
+3. Use `ctx.features` for all model forward passes: it goes through the FeatureStore under the
+   workdir, so repeated runs and other experiments reuse extracted features. Always pass a `key`
+   naming everything that shaped the images (dataset, split, transform, level).
+4. `ctx.rng(*names)` gives a numpy Generator derived from the run seed and the names: results are
+   reproducible from `config.seed`. `ctx.log(msg)` logs with the experiment's name;
+   `ctx.progress(iterable, total, what)` logs items/s and ETA for long loops.
+5. `vitjax.run.run(config, workdir)` runs the experiments named in `config.experiments`, caches each
+   Result under `<workdir>/cache/` keyed by a hash of the experiment's config, the shared config and
+   the models (a finished experiment is not recomputed), and writes `results.json`, one CSV per
+   table under `tables/`, figures under `figures/` and `report.md`.
+
+Shared helpers live in `vitjax/experiments/common.py` (dataset loading and tiling, patch features,
+k-NN / linear-probe predictions, mIoU scoring, variance order); `vitjax/plotting.py` draws line
+plots and heatmaps. Run one experiment with `--config.experiments=<name>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vitjax import errors
+
+ExperimentFn = Callable[["Context", ml_collections.ConfigDict], "Result"]
+
+_REGISTRY: dict[str, ExperimentFn] = {}
+
+
+def register(name: str) -> Callable[[ExperimentFn], ExperimentFn]:
+    """Registers an experiment function under `name` (decorator)."""
+
+    def decorator(fn: ExperimentFn) -> ExperimentFn:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise errors.ConfigError(f"experiment {name!r} is registered twice")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def known() -> list[str]:
+    """Names of every experiment: registered ones plus modules of this package."""
+    modules = {
+        m.name
+        for m in pkgutil.iter_modules(__path__)
+        if not m.name.startswith("_") and m.name != "common"
+    }
+    return sorted(modules | set(_REGISTRY))
+
+
+def get(name: str) -> ExperimentFn:
+    """Returns the experiment function registered as `name`, importing its module if needed.
+
+    Raises:
+      ConfigError: if no experiment has that name; the message lists the known ones.
+    """
+    if name not in _REGISTRY and name in known():
+        importlib.import_module(f"{__name__}.{name}")
+    if name not in _REGISTRY:
+        raise errors.ConfigError(
+            f"config.experiments names an unknown experiment {name!r}; known: {', '.join(known())}"
+        )
+    return _REGISTRY[name]
+
+
+@dataclasses.dataclass
+class ModelHandle:
+    """One model under evaluation.
+
+    Attributes:
+      name: unique display name, e.g. `dino_vitb16` (suffixed `-2` on duplicates).
+      module: the flax.linen VisionTransformer.
+      params: its float32 parameters.
+      spec: its `models.ModelSpec`.
+      random_weights: True when no checkpoint was given and the weights are random.
+      checkpoint: the checkpoint directory, or None for random weights.
+    """
+
+    name: str
+    module: Any
+    params: Any
+    spec: Any
+    random_weights: bool
+    checkpoint: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able identity of the model (what the result cache and results.json record)."""
+        spec = self.spec.to_dict() if hasattr(self.spec, "to_dict") else dict(vars(self.spec))
+        return {
+            "name": self.name,
+            "family": spec.get("family"),
+            "size": spec.get("size"),
+            "patch_size": spec.get("patch_size"),
+            "depth": spec.get("depth"),
+            "width": spec.get("width"),
+            "weights_hash": spec.get("weights_hash"),
+            "random_weights": self.random_weights,
+            "checkpoint": self.checkpoint,
+            "spec": spec,
+        }
+
+
+@dataclasses.dataclass
+class Result:
+    """What an experiment returns.
+
+    Attributes:
+      tables: table name -> rows; each row a flat dict of str/int/float (written as one CSV).
+      figures: figure name -> PNG path (absolute, or relative to the workdir).
+      text: table or figure name -> one sentence saying what it shows (used as report caption);
+        the key "summary" is printed under the experiment's heading.
+      scalars: any other JSON-able numbers worth recording.
+    """
+
+    tables: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    figures: dict[str, str] = dataclasses.field(default_factory=dict)
+    text: dict[str, str] = dataclasses.field(default_factory=dict)
+    scalars: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Result:
+        return cls(**{f.name: d.get(f.name, {}) for f in dataclasses.fields(cls)})
+
+
+def to_jsonable(x: Any) -> Any:
+    """Converts numpy scalars/arrays, tuples and NaN/inf into plain JSON values (NaN -> None)."""
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [to_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return to_jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of `obj` (order-independent for dicts)."""
+    text = json.dumps(to_jsonable(obj), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+class Context:
+    """What an experiment may use: models, feature store, workdir, seed, logging.
+
+    Attributes:
+      models: list of ModelHandle.
+      store: the FeatureStore (under `<workdir>/features`).
+      workdir: output folder (str).
+      seed: run seed (config.seed).
+      config: the whole (locked) run config, for shared sections such as `data`, `knn`, `probe`.
+      name: the name of the experiment being run.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ModelHandle],
+        store: Any,
+        workdir: str,
+        seed: int,
+        config: ml_collections.ConfigDict,
+        name: str = "",
+    ):
+        self.models = list(models)
+        self.store = store
+        self.workdir = str(workdir)
+        self.seed = int(seed)
+        self.config = config
+        self.name = name
+        self.feature_calls = 0
+
+    def for_experiment(self, name: str) -> Context:
+        """A copy of this context that logs and names figures for experiment `name`."""
+        ctx = Context(self.models, self.store, self.workdir, self.seed, self.config, name)
+        return ctx
+
+    def log(self, msg: str) -> None:
+        logging.info("[%s] %s", self.name or "run", msg)
+
+    def rng(self, *names: Any) -> np.random.Generator:
+        """A numpy Generator seeded from the run seed, the experiment name and `names`."""
+        digest = hashlib.sha256(repr((self.seed, self.name) + names).encode()).digest()
+        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+    def figure_path(self, name: str) -> str:
+        """Absolute path `<workdir>/figures/<experiment>_<name>.png` (folder created)."""
+        import os
+
+        folder = os.path.join(self.workdir, "figures")
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, f"{self.name}_{name}.png" if self.name else f"{name}.png")
+
+    def progress(self, items: Iterable[Any], total: int, what: str = "items") -> Iterator[Any]:
+        """Yields `items`, logging done/total, items/s and ETA about every 10 s."""
+        from vitjax.progress import Progress
+
+        bar = Progress(total, unit=what, name=self.name or "run")
+        for item in items:
+            yield item
+            bar.update(1)
+        bar.close()
+
+    def features(
+        self,
+        model: ModelHandle,
+        images: Any,
+        key: dict[str, Any],
+        layers: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Patch features of `images` through the FeatureStore (extracted once, then cached).
+
+        Args:
+          model: the model.
+          images: uint8 [N, H, W, 3] numpy array, or an ImageSource.
+          key: JSON-able dict naming what shaped the images (dataset, split, transform, level).
+          layers: block indices; default `config.extract.layers` (all layers any experiment
+            needs, extracted in one pass so that experiments share the cache).
+          **kwargs: passed to `vitjax.extract.extract` (with_cls, gsd_ratio, ...).
+
+        Returns:
+          `extract.FeatureSet`: `.patch[layer]` -> array-like [N, h, w, D].
+        """
+        from vitjax import extract
+
+        self.feature_calls += 1
+        extract_cfg = self.config.get("extract", ml_collections.ConfigDict())
+        if layers is None:
+            layers = tuple(extract_cfg.get("layers", (-1,)))
+        key = dict(key)
+        if isinstance(images, np.ndarray):
+            # The content digest makes a stale store entry impossible when a reader or generator
+            # changes while the descriptive key stays the same.
+            key["images_sha256"] = hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()
+        kwargs.setdefault("batch_size", int(extract_cfg.get("batch_size", 32)))
+        kwargs.setdefault("dtype", extract_cfg.get("store_dtype", "float32"))
+        kwargs.setdefault("compute_dtype", extract_cfg.get("compute_dtype", "float32"))
+        kwargs.setdefault("progress_interval_s", float(self.config.get("log_every_s", 10.0)))
+        return extract.extract(
+            model.module,
+            model.params,
+            model.spec,
+            images,
+            layers=tuple(layers),
+            store=self.store,
+            key=key,
+            **kwargs,
+        )
+
+    def layer_index(self, model: ModelHandle, layer: int) -> int:
+        """Non-negative block index of `layer` (negatives count from the end) for `model`."""
+        depth = int(model.spec.depth)
+        idx = layer + depth if layer < 0 else layer
+        if not 0 <= idx < depth:
+            raise errors.ConfigError(f"layer {layer} is outside model {model.name} (depth {depth})")
+        return idx

@@ -1,0 +1,102 @@
+"""Few-shot patch classification (Fig. 2, Tab. 2): k-NN and linear probe over train-set sizes.
+
+For each few-shot size (images per city, or per class for ADE20K) and each model, the patch tokens
+of the train tiles are the support set; every evaluation patch is classified by its nearest
+neighbour (top-10 by dot product, 1-NN label) and by a linear softmax probe, and scored by mIoU and
+pixel accuracy. Tab. 2 is the row at `cfg.table_shots`, beside the paper's numbers when the models
+are real ViT-B checkpoints on Cityscapes.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from vitjax import experiments, paper_numbers, plotting
+from vitjax.experiments import common
+
+
+@experiments.register("fewshot")
+def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
+    data_cfg = ctx.config.data
+    method_names = common.methods(cfg.methods)
+    rows = []
+    for shots in cfg.shots:
+        data = common.load_segmentation(ctx.config, per_group=int(shots))
+        for model in ctx.models:
+            grid = common.grid_of(model, data.train.tiles.shape[1:3])
+            support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
+            queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
+            labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
+            for method in method_names:
+                pred = common.predict(
+                    method, ctx, model, support, labels, queries, data.num_classes
+                )
+                s = common.score(pred, data.eval, grid, data.num_classes, data_cfg)
+                rows.append(
+                    {
+                        **common.model_row(model),
+                        "shots": int(shots),
+                        "train_images": data.train.num_images,
+                        "method": method,
+                        "miou": s["miou"],
+                        "acc": s["acc"],
+                    }
+                )
+                ctx.log(f"{model.name} shots={shots} {method}: mIoU {s['miou']:.3f}")
+
+    table = tab2(ctx, rows, int(cfg.table_shots), method_names)
+    path = ctx.figure_path("miou_vs_shots")
+    panels = {
+        f"{method} mIoU": {
+            m.name: (
+                [r["shots"] for r in rows if r["model"] == m.name and r["method"] == method],
+                [r["miou"] for r in rows if r["model"] == m.name and r["method"] == method],
+            )
+            for m in ctx.models
+        }
+        for method in method_names
+    }
+    plotting.line_plot(path, panels, xlabel="train images per group", ylabel="mIoU")
+    unit = {"ade20k": "class", "cityscapes": "city"}.get(ctx.config.dataset, "group")
+    return experiments.Result(
+        tables={"scores": rows, "tab2": table},
+        figures={"miou_vs_shots": path},
+        text={
+            "summary": f"Few-shot patch classification on {ctx.config.dataset}: frozen patch "
+            f"tokens, {data_cfg.score_level}-level scores on the evaluation images.",
+            "scores": f"mIoU and accuracy of k-NN (k={ctx.config.knn.k}, {ctx.config.knn.rule}, "
+            f"{ctx.config.knn.metric}) and the linear probe for every few-shot size "
+            f"(train images per {unit}).",
+            "tab2": f"Tab. 2: mIoU at {cfg.table_shots} train images per {unit}, with the "
+            "paper's values where the model is a real ViT-B checkpoint evaluated on Cityscapes.",
+            "miou_vs_shots": "Fig. 2: mIoU grows with the number of train images; the gap "
+            "between models shows how linearly separable and how local their patch tokens are.",
+        },
+        scalars={"num_classes": data.num_classes},
+    )
+
+
+def tab2(ctx: experiments.Context, rows, shots: int, method_names) -> list[dict]:
+    """One row per model at `shots`: measured mIoU per method, and the paper's when comparable."""
+    out = []
+    for model in ctx.models:
+        row = common.model_row(model)
+        comparable = (
+            not model.random_weights
+            and ctx.config.dataset == "cityscapes"
+            and shots == 4
+            and model.spec.size == "b"
+        )
+        for method in method_names:
+            match = [
+                r["miou"]
+                for r in rows
+                if r["model"] == model.name and r["shots"] == shots and r["method"] == method
+            ]
+            row[f"{method}_miou"] = match[0] if match else None
+            if comparable:
+                row[f"{method}_paper"] = paper_numbers.cityscapes_tab2(
+                    model.spec.family, model.spec.size, method
+                )
+        out.append(row)
+    return out

@@ -1,0 +1,277 @@
+"""Runs the experiments named in a config and writes results.json, CSVs, figures and report.md.
+
+`run(config, workdir)` is what `python -m vitjax.main` calls; tests and notebooks call it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import time
+import zlib
+from typing import Any
+
+import ml_collections
+from absl import logging
+
+import vitjax
+from vitjax import errors, experiments, report
+
+RESULTS_FILE = "results.json"
+_NO_CHECKPOINT = ("", "none", "random", "null")
+_VERSIONED_PACKAGES = (
+    "vitjax",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "ml-collections",
+    "numpy",
+    "scipy",
+    "matplotlib",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One `config.models` entry: `family:size:patch[:checkpoint_dir]`."""
+
+    family: str
+    size: str
+    patch_size: int
+    checkpoint: str | None
+
+
+def parse_models(text: str) -> list[ModelEntry]:
+    """Parses `config.models`, a comma-separated list of `family:size:patch[:checkpoint]`.
+
+    A checkpoint of `none` (or nothing) means random weights.
+
+    Examples:
+      >>> parse_models("dino:b:16:/ckpt/dino_vitb16, mae:ti:16:none")[1]
+      ModelEntry(family='mae', size='ti', patch_size=16, checkpoint=None)
+
+    Raises:
+      ConfigError: on an entry that does not have that form.
+    """
+    entries = []
+    for raw in str(text).split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        parts = raw.split(":", 3)
+        if len(parts) < 3 or not parts[2].isdigit():
+            raise errors.ConfigError(
+                f"config.models entry {raw!r}: expected 'family:size:patch[:checkpoint_dir|none]', "
+                "e.g. 'dino:b:16:none'"
+            )
+        ckpt = parts[3].strip() if len(parts) == 4 else ""
+        entries.append(
+            ModelEntry(
+                parts[0].strip(),
+                parts[1].strip(),
+                int(parts[2]),
+                None if ckpt.lower() in _NO_CHECKPOINT else ckpt,
+            )
+        )
+    if not entries:
+        raise errors.ConfigError("config.models is empty; expected e.g. 'dino:b:16:none'")
+    return entries
+
+
+def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHandle]:
+    """Builds one ModelHandle per `config.models` entry (checkpoint, or random weights).
+
+    Random models use `config.model_depth` blocks when it is > 0 (small demo variants) and are
+    seeded from `config.seed`.
+    """
+    from vitjax import models
+
+    handles: list[experiments.ModelHandle] = []
+    depth = int(config.get("model_depth", 0) or 0)
+    for entry in parse_models(config.models):
+        if entry.checkpoint is not None:
+            module, params, spec = models.load(entry.checkpoint)
+            if (spec.family, spec.patch_size) != (entry.family, entry.patch_size):
+                raise errors.ConfigError(
+                    f"config.models: checkpoint {entry.checkpoint} holds {spec.family} "
+                    f"patch {spec.patch_size}, but the entry says {entry.family} "
+                    f"patch {entry.patch_size}"
+                )
+        else:
+            module, params, spec = _random_model(entry, depth, int(config.get("seed", 0)))
+        name = spec.name
+        taken = {h.name for h in handles}
+        suffix = 2
+        while name in taken:
+            name, suffix = f"{spec.name}-{suffix}", suffix + 1
+        handles.append(
+            experiments.ModelHandle(
+                name, module, params, spec, entry.checkpoint is None, entry.checkpoint
+            )
+        )
+        logging.info("model %s: %s", name, entry.checkpoint or "random weights")
+    return handles
+
+
+def random_seed(entry: ModelEntry, seed: int) -> int:
+    """Weight seed of a random model: the run seed mixed with the variant's name, so that two
+    families with the same shapes (dino, ibot, torchvision) do not get identical weights."""
+    return (
+        seed * 1000 + zlib.crc32(f"{entry.family}:{entry.size}:{entry.patch_size}".encode()) % 1000
+    )
+
+
+def _random_model(entry: ModelEntry, depth: int, seed: int):
+    from vitjax import models
+
+    seed = random_seed(entry, seed)
+    overrides = {"depth": depth} if depth > 0 else {}
+    return models.random_model(
+        entry.family, entry.size, seed, patch_size=entry.patch_size, **overrides
+    )
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape the numbers."""
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def experiment_names(config: ml_collections.ConfigDict) -> list[str]:
+    """The experiments of `config.experiments` (comma-separated), each checked to exist."""
+    names = [n.strip() for n in str(config.experiments).split(",") if n.strip()]
+    for name in names:
+        experiments.get(name)  # raises with the known names
+    return names
+
+
+def cache_key(
+    name: str, config: ml_collections.ConfigDict, handles: list[experiments.ModelHandle]
+) -> str:
+    """Hash of everything that shapes experiment `name`'s result.
+
+    That is its own section `config.<name>`, every shared section (all fields that are not another
+    experiment's section, nor the experiment list or logging), the models' identities and the
+    vitjax version (bump it when a change of code changes results).
+    """
+    listed = {n.strip() for n in str(config.get("experiments", "")).split(",")}
+    skip = set(experiments.known()) | listed | {"experiments", "log_every_s"}
+    shared = {k: v for k, v in config.to_dict().items() if k not in skip}
+    own = config[name].to_dict() if name in config else {}
+    models = [h.describe() for h in handles]
+    return experiments.stable_hash(
+        {
+            "name": name,
+            "own": own,
+            "shared": shared,
+            "models": models,
+            "vitjax": vitjax.__version__,
+        }
+    )
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Runs every experiment of `config.experiments` and writes the outputs under `workdir`.
+
+    Outputs: `results.json` (every number with the config, seed, package versions and model
+    weight hashes), `tables/<experiment>_<table>.csv`, `figures/*.png`, `report.md`, and the
+    caches `cache/` (one JSON per finished experiment) and `features/` (the FeatureStore).
+
+    Args:
+      config: the run config (see configs/common.py).
+      workdir: output folder, created if needed.
+
+    Returns:
+      The results dict also written to results.json.
+    """
+    from vitjax.store import FeatureStore
+
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    names = experiment_names(config)
+    handles = load_models(config)
+    store = FeatureStore(os.path.join(workdir, "features"))
+    base_ctx = experiments.Context(handles, store, workdir, int(config.seed), config)
+
+    results: dict[str, Any] = {
+        "config": experiments.to_jsonable(config.to_dict()),
+        "seed": int(config.seed),
+        "versions": package_versions(),
+        "models": [h.describe() for h in handles],
+        "random_weights": any(h.random_weights for h in handles),
+        "experiments": {},
+    }
+    for name in names:
+        key = cache_key(name, config, handles)
+        cache_file = os.path.join(workdir, "cache", f"{name}-{key}.json")
+        result, seconds = _load_cached(cache_file, workdir)
+        cached = result is not None
+        if result is None:
+            logging.info("experiment %s: running (cache key %s)", name, key)
+            ctx = base_ctx.for_experiment(name)
+            cfg = config[name] if name in config else ml_collections.ConfigDict()
+            start = time.monotonic()
+            result = experiments.get(name)(ctx, cfg)
+            seconds = time.monotonic() - start
+            result = _relative_figures(result, workdir)
+            report.write_atomic(
+                cache_file,
+                json.dumps({"result": result.to_dict(), "seconds": seconds}, indent=1),
+            )
+            logging.info("experiment %s: done in %.1f s", name, seconds)
+        else:
+            logging.info("experiment %s: reused cached result %s", name, cache_file)
+        entry = result.to_dict()
+        entry.update({"cache_key": key, "cached": cached, "seconds": seconds})
+        results["experiments"][name] = entry
+
+    report.write_results(workdir, results)
+    return results
+
+
+def _relative_figures(result: experiments.Result, workdir: str) -> experiments.Result:
+    figures = {k: os.path.relpath(os.path.abspath(v), workdir) for k, v in result.figures.items()}
+    return dataclasses.replace(result, figures=figures)
+
+
+def _load_cached(path: str, workdir: str) -> tuple[experiments.Result | None, float]:
+    """The cached (Result, seconds) at `path`; (None, 0) if absent, unreadable or missing a figure."""
+    if not os.path.exists(path):
+        return None, 0.0
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+        result = experiments.Result.from_dict(payload["result"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        logging.warning("ignoring unreadable result cache %s: %s", path, e)
+        return None, 0.0
+    if not all(os.path.exists(os.path.join(workdir, p)) for p in result.figures.values()):
+        return None, 0.0
+    return result, float(payload.get("seconds", 0.0))
+
+
+def results_path(workdir: str) -> str:
+    return os.path.join(workdir, RESULTS_FILE)
+
+
+def load_results(workdir: str) -> dict[str, Any]:
+    """Reads `<workdir>/results.json`."""
+    path = results_path(workdir)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise errors.VitjaxError(f"{path}: cannot read results ({e})") from e
+
+
+__all__ = ["run", "parse_models", "load_models", "cache_key", "load_results", "ModelEntry"]
