@@ -128,5 +128,25 @@ class MainTest(absltest.TestCase):
             )
 
 
+class EntryPointTest(absltest.TestCase):
+    def test_default_workdir_is_named_after_the_config(self):
+        self.assertEqual(main.default_workdir("configs/fair1m.py"), os.path.join("runs", "fair1m"))
+        self.assertEqual(
+            main.default_workdir("/x/configs/demo.py:test"), os.path.join("runs", "demo_test")
+        )
+
+    def test_config_arg_is_read_from_argv(self):
+        self.assertEqual(
+            main._config_arg(["m", "--config=configs/mot17.py:runlocal"]),
+            "configs/mot17.py:runlocal",
+        )
+        self.assertEqual(main._config_arg(["m", "--config", "a.py"]), "a.py")
+        self.assertEqual(main._config_arg(["m"]), main._DEMO_CONFIG)
+
+    def test_unknown_experiment_lists_the_known_ones(self):
+        with self.assertRaisesRegex(Exception, "fewshot"):
+            experiments.get("no_such_experiment")
+
+
 if __name__ == "__main__":
     absltest.main()

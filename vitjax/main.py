@@ -1,7 +1,7 @@
 r"""Entry point: runs the experiments of a config and writes the report.
 
-  python -m vitjax.main --workdir=/tmp/vitjax_demo        # the demo (configs/demo.py) by default
-  python -m vitjax.main --config=configs/demo.py --workdir=/tmp/vitjax_demo
+  python -m vitjax.main --config=configs/demo.py --workdir=runs/demo
+  python -m vitjax.main --config=configs/fair1m.py        # workdir defaults to runs/fair1m
   python -m vitjax.main --config=configs/cityscapes.py:accelerator --workdir=runs/cs \
       --config.data.root=/data/cityscapes --config.models=dino:b:16:ckpts/dino_vitb16
 
@@ -10,6 +10,7 @@ misspelt field is an error. See `vitjax/run.py` for what is written to the workd
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -22,20 +23,52 @@ _DEMO_CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs
 _CONFIG = config_flags.DEFINE_config_file(
     "config", _DEMO_CONFIG, "Path to a config file (configs/*.py[:arg]).", lock_config=True
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results, caches and the report.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Folder for results, caches and the report (default: runs/<config name>)."
+)
+
+
+def _config_arg(argv: list[str]) -> str:
+    """The `--config` value on the command line (`path[:arg]`), or the demo config."""
+    for i, a in enumerate(argv):
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return _DEMO_CONFIG
+
+
+def _put_config_root_on_path(argv: list[str]) -> None:
+    # Configs import their shared pieces as `from configs import common`; make that work from any
+    # working directory by putting the folder that holds `configs/` on the import path.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(_config_arg(argv).split(":", 1)[0])))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+def default_workdir(config_arg: str) -> str:
+    """`runs/<config file stem>[_<arg>]` for a `--config` value such as `configs/demo.py:test`."""
+    path, _, arg = config_arg.partition(":")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    suffix = "_" + "".join(ch if ch.isalnum() else "_" for ch in arg) if arg else ""
+    return os.path.join("runs", stem + suffix)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _WORKDIR.value:
-        raise app.UsageError("--workdir is required (the folder for results and the report)")
-    logging.info("config:\n%s", _CONFIG.value)
-    results = run.run(_CONFIG.value, _WORKDIR.value)
-    logging.info(
-        "wrote %s (%d experiments)", run.results_path(_WORKDIR.value), len(results["experiments"])
+    workdir = _WORKDIR.value or default_workdir(
+        config_flags.get_config_filename(flags.FLAGS["config"])
     )
+    logging.info("config:\n%s", _CONFIG.value)
+    results = run.run(_CONFIG.value, workdir)
+    logging.info(
+        "wrote %s (%d experiments)", run.results_path(workdir), len(results["experiments"])
+    )
+    print(f"report: {os.path.join(workdir, 'report.md')}")
 
+
+_put_config_root_on_path(sys.argv)
 
 if __name__ == "__main__":
     app.run(main)
