@@ -57,6 +57,11 @@ def default_workdir(config_arg: str) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if os.environ.get("VITJAX_DISTRIBUTED", "") == "1":
+        # Multi-host (TPU VM pods, GPU clusters): one process per host, all running this command.
+        import jax
+
+        jax.distributed.initialize()
     workdir = _WORKDIR.value or default_workdir(
         config_flags.get_config_filename(flags.FLAGS["config"])
     )
