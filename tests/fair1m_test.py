@@ -179,6 +179,16 @@ class FAIR1MTest(parameterized.TestCase):
         with self.assertRaisesRegex(DatasetError, "FAIR1M split 'train'"):
             custom.samples("train")
 
+    def test_missing_root_names_the_expected_layout(self):
+        missing = os.path.join(self.root, "no_such_folder")
+        with self.assertRaises(DatasetError) as raised:
+            fair1m.FAIR1MReader(missing)
+        message = str(raised.exception)
+        self.assertIn(missing, message)
+        self.assertIn(
+            "<root>/{train/part1,train/part2,validation}/{images,labelXml|labelXmls}", message
+        )
+
     def test_malformed_xml(self):
         sample = self.reader.samples("train")[0]
         cases = (

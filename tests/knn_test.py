@@ -266,6 +266,58 @@ class SearchOracleTest(parameterized.TestCase):
             np.testing.assert_array_equal(idx, brute_force(queries, database[:203], 5)[1])
             del mm
 
+    @parameterized.parameters("dot", "cosine", "l2")
+    def test_memmap_queries_streamed_in_chunks(self, metric):
+        # 45 queries in chunks of 16 (3 chunks, the last one padded) against a database streamed
+        # in chunks of 64, with group exclusion and drop_dims exercising the per-chunk query state.
+        rng = np.random.default_rng(10)
+        queries, database = int_data(rng, 45, 7), int_data(rng, 150, 7)
+        query_groups, db_groups = rng.integers(0, 4, 45), rng.integers(0, 4, 150)
+        drop = np.array([2])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "queries.f32")
+            mm = np.memmap(path, np.float32, "w+", shape=queries.shape)
+            mm[:] = queries
+            mm.flush()
+            mm = np.memmap(path, np.float32, "r", shape=queries.shape)
+            kwargs = dict(
+                k=6,
+                metric=metric,
+                drop_dims=drop,
+                query_groups=query_groups,
+                db_groups=db_groups,
+                query_block=8,
+                db_block=16,
+                chunk_rows=64,
+                query_chunk_rows=16,
+            )
+            scores, idx = knn.search(mm, database, **kwargs)
+            # One query chunk holding every query gives identical results.
+            single = knn.search(queries, database, **{**kwargs, "query_chunk_rows": 1 << 20})
+            np.testing.assert_array_equal(idx, single.indices)
+            np.testing.assert_array_equal(scores, single.scores)
+            traces = knn._TRACE_COUNT
+            # Another Q with the same chunk shapes reuses the compiled kernel.
+            _, idx_30 = knn.search(
+                mm[:30], database, **{**kwargs, "query_groups": query_groups[:30]}
+            )
+            self.assertEqual(knn._TRACE_COUNT, traces)
+            del mm
+        kept_q, kept_x = np.delete(queries, drop, axis=1), np.delete(database, drop, axis=1)
+        exclude = query_groups[:, None] == db_groups[None, :]
+        oracle_scores, oracle_idx = brute_force(kept_q, kept_x, 6, metric, exclude=exclude)
+        if metric == "cosine":
+            np.testing.assert_allclose(scores, oracle_scores, rtol=0, atol=1e-5)
+            # Each returned index has the oracle score of its rank (cosine ties are not exact).
+            qn = kept_q / np.linalg.norm(kept_q, axis=1, keepdims=True).clip(1e-300)
+            xn = kept_x / np.linalg.norm(kept_x, axis=1, keepdims=True).clip(1e-300)
+            true = np.take_along_axis(qn.astype(np.float64) @ xn.T, idx, axis=1)
+            np.testing.assert_allclose(true, oracle_scores, rtol=0, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(idx, oracle_idx)
+            np.testing.assert_array_equal(scores, oracle_scores.astype(np.float32))
+            np.testing.assert_array_equal(idx_30, oracle_idx[:30])
+
     def test_empty_inputs(self):
         scores, idx = knn.search(np.zeros((3, 4), np.float32), np.zeros((0, 4), np.float32), k=2)
         np.testing.assert_array_equal(idx, -np.ones((3, 2)))
@@ -287,6 +339,8 @@ class SearchOracleTest(parameterized.TestCase):
             knn.search(q, x, k=0)
         with self.assertRaisesRegex(errors.ConfigError, "drop_dims"):
             knn.search(q, x, drop_dims=[4])
+        with self.assertRaisesRegex(errors.ConfigError, "query_chunk_rows"):
+            knn.search(q, x, query_chunk_rows=0)
 
 
 class ClassifyTest(parameterized.TestCase):

@@ -1,5 +1,6 @@
 """The ViT zoo: pinned sizes vs timm/torchvision/transformers, forward semantics, parity, I/O."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from absl.testing import absltest, parameterized
 
 from tests import test_util  # noqa: F401
 from vitjax import errors, models
+from vitjax.models import posembed, vit
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -376,7 +378,9 @@ class ForwardTest(parameterized.TestCase):
             fn(self.params, _images(self.spec, seed=seed))
         self.assertLen(calls, 1)
 
-    @parameterized.parameters("dino", "mae", "dinov2", "dinov2_reg", "torchvision", "scalemae")
+    @parameterized.parameters(
+        "dino", "mae", "simmim", "dinov2", "dinov2_reg", "torchvision", "scalemae"
+    )
     def test_rectangular_inputs(self, family):
         module, params, spec = models.random_model(family, "ti", seed=1, depth=1)
         out = _apply(module, params, _images(spec, batch=1, grid=(5, 9)), layers=(-1,))
@@ -384,10 +388,25 @@ class ForwardTest(parameterized.TestCase):
         self.assertTrue(np.isfinite(np.asarray(out["patch"][0])).all())
         self.assertEqual(len(out["registers"]), 1 if spec.num_registers else 0)
 
-    def test_simmim_refuses_other_grids(self):
+    def test_simmim_resizes_its_bias_and_native_only_refuses(self):
         module, params, spec = models.random_model("simmim", "ti", seed=0, depth=1)
-        with self.assertRaisesRegex(errors.ConfigError, r"native \(14, 14\)"):
-            module.apply({"params": params}, _images(spec, batch=1, grid=(14, 15)))
+        self.assertEqual(spec.pos_interp, "rel_bias_geometric")
+        # The native grid indexes the stored table as is (no resampling op in between).
+        native = _apply(module, params, _images(spec, batch=1), layers=(0,))["patch"][0]
+        table = np.asarray(params["rel_pos_bias"]["table"])
+        bias = vit.RelativePositionBias(3, (14, 14), (14, 14)).apply(
+            {"params": params["rel_pos_bias"]}
+        )
+        np.testing.assert_array_equal(
+            bias, table[posembed.relative_position_index((14, 14))].transpose(2, 0, 1)
+        )
+        self.assertTrue(np.isfinite(np.asarray(native)).all())
+        models.init_params(spec, 0, image_size=(224, 240))
+        refusing = models.create_model(dataclasses.replace(spec, pos_interp="native_only"))
+        with self.assertRaisesRegex(errors.ConfigError, r"native \(14, 14\) patch grid"):
+            refusing.apply({"params": params}, _images(spec, batch=1, grid=(14, 15)))
+        with self.assertRaisesRegex(errors.ConfigError, "keep_indices"):
+            module.apply({"params": params}, _images(spec, batch=1), keep_indices=jnp.zeros((1, 3)))
 
     def test_gsd_ratio(self):
         module, params, spec = models.random_model("scalemae", "ti", seed=0, depth=1)
@@ -474,17 +493,17 @@ def _timm_blocks(model, x: torch.Tensor, layers) -> dict[int, torch.Tensor]:
 class TimmParityTest(parameterized.TestCase):
     """Sanity parity with timm (the converter's tests cover every family through the files)."""
 
-    def _compare(self, spec, params, model, images, timm_tokens, skip=1):
+    def _compare(self, spec, params, model, images, timm_tokens, skip=1, atol=2e-4, rtol=1e-4):
         ours = _apply(models.create_model(spec), params, images, layers=(0, 1))
         for layer in (0, 1):
             want = timm_tokens[layer].detach().numpy()
             h, w = ours["patch"][layer].shape[1:3]
-            np.testing.assert_allclose(ours["cls"][layer], want[:, 0], atol=2e-4, rtol=1e-4)
+            np.testing.assert_allclose(ours["cls"][layer], want[:, 0], atol=atol, rtol=rtol)
             np.testing.assert_allclose(
                 ours["patch"][layer],
                 want[:, skip:].reshape(-1, h, w, spec.width),
-                atol=2e-4,
-                rtol=1e-4,
+                atol=atol,
+                rtol=rtol,
             )
 
     def _timm_model(self, name, params, spec, **kwargs):
@@ -547,6 +566,21 @@ class TimmParityTest(parameterized.TestCase):
             tokens = torch.cat([model.cls_token.expand(2, -1, -1), patches], 1)
             tokens = _timm_blocks(model, tokens, (0, 1))
         self._compare(spec, params, model, images, tokens)
+
+    def test_simmim_other_grids_match_timm_beit_set_input_size(self):
+        # timm's BEiT resizes its shared bias table (resize_rel_pos_bias_table) in set_input_size.
+        _, params, spec = models.random_model("simmim", "ti", seed=7, depth=2)
+        for grid in ((16, 16), (10, 18)):
+            with self.subTest(grid=grid):
+                model = self._timm_model("beit_base_patch16_224", params, spec, **_BEIT_SHARED)
+                model.set_input_size(img_size=(16 * grid[0], 16 * grid[1]))
+                images = _images(spec, grid=grid, seed=1)
+                x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2)
+                with torch.no_grad():
+                    patches = model.patch_embed(x)
+                    tokens = torch.cat([model.cls_token.expand(2, -1, -1), patches], 1)
+                    tokens = _timm_blocks(model, tokens, (0, 1))
+                self._compare(spec, params, model, images, tokens, atol=1e-4, rtol=0)
 
     def test_mae_masked_encoder_matches_timm(self):
         module, params, spec = models.random_model("mae", "ti", seed=6, depth=2)

@@ -127,6 +127,12 @@ class ParityTest(parameterized.TestCase):
         images = _images((224, 224), seed=6)
         blocks, final = tr.run_timm("simmim", model, images)
         self._compare(module, params, spec, images, blocks, final, what="simmim 224")
+        # Another (rectangular) grid: timm's BEiT resizes the shared bias table in set_input_size.
+        self.assertEqual(spec.pos_interp, "rel_bias_geometric")
+        model.set_input_size(img_size=(160, 288))
+        images = _images((160, 288), seed=6)
+        blocks, final = tr.run_timm("simmim", model, images)
+        self._compare(module, params, spec, images, blocks, final, what="simmim 160x288")
 
     def test_torchvision(self):
         model = tr.build_torchvision(depth=2, seed=7)

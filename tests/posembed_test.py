@@ -1,4 +1,5 @@
-"""Position encodings vs PyTorch's F.interpolate, independent sin-cos formulas and timm's BEiT index."""
+"""Position encodings vs PyTorch's F.interpolate, independent sin-cos formulas and timm's BEiT
+relative position index and bias-table resizing."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -6,6 +7,7 @@ import timm.models.beit
 import torch
 import torch.nn.functional as F
 from absl.testing import absltest, parameterized
+from timm.layers import pos_embed_rel
 
 from tests import test_util  # noqa: F401
 from vitjax import errors
@@ -202,6 +204,70 @@ class RelativePositionIndexTest(absltest.TestCase):
             posembed.relative_position_index((3, 5)),
             timm.models.beit.gen_relative_position_index((3, 5)).numpy(),
         )
+
+
+def _timm_resize_table(table: np.ndarray, native, target) -> np.ndarray:
+    """timm's `resize_rel_pos_bias_table` (default, scipy-free path) as the oracle."""
+    rows = (2 * target[0] - 1) * (2 * target[1] - 1) + 3
+    out = pos_embed_rel.resize_rel_pos_bias_table(
+        torch.from_numpy(table),
+        new_window_size=tuple(target),
+        new_bias_shape=(rows, table.shape[1]),
+        old_window_size=tuple(native),
+    )
+    return out.numpy()
+
+
+class ResampleRelPosBiasTest(parameterized.TestCase):
+    @parameterized.parameters(
+        ((14, 14), (16, 16)),  # upsampling
+        ((14, 14), (10, 10)),  # downsampling
+        ((14, 14), (12, 20)),  # rectangular
+        ((14, 14), (14, 17)),  # one axis unchanged: timm still moves its nodes
+        ((5, 7), (8, 3)),  # rectangular source
+        ((14, 14), (1, 2)),
+    )
+    def test_matches_timm(self, native, target):
+        heads = 3
+        rows = posembed.relative_table_size(native)
+        table = np.random.default_rng(sum(target)).standard_normal((rows, heads)).astype(np.float32)
+        got = posembed.resample_rel_pos_bias(jnp.asarray(table), native, target)
+        want = _timm_resize_table(table, native, target)
+        self.assertEqual(got.shape, (posembed.relative_table_size(target), heads))
+        self.assertEqual(got.dtype, jnp.float32)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(got[-3:], table[-3:])  # the cls entries are kept
+
+    def test_matrix_is_linear_on_geometric_nodes(self):
+        # Independent of timm: the nodes follow BEiT's rule and the matrix interpolates linearly.
+        nodes = posembed.geometric_nodes(27, 39)
+        self.assertLen(nodes, 27)
+        np.testing.assert_allclose(nodes, -nodes[::-1], atol=0)
+        self.assertEqual(nodes[13], 0.0)
+        q = nodes[15] - nodes[14]
+        np.testing.assert_allclose(np.diff(nodes[14:]), q ** np.arange(1, 13), rtol=1e-12)
+        self.assertAlmostEqual(nodes[-1], 19.0, delta=1e-4)  # reaches 39 // 2
+        matrix = posembed.rel_bias_matrix(27, 39)
+        self.assertIs(matrix, posembed.rel_bias_matrix(27, 39))
+        self.assertFalse(matrix.flags.writeable)
+        np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-12)
+        # Linear functions inside the node range are reproduced exactly.
+        inside = np.abs(np.arange(39) - 19) <= nodes[-1]
+        np.testing.assert_allclose(
+            (matrix @ (2.0 * nodes + 1.0))[inside], 2.0 * (np.arange(39) - 19)[inside] + 1.0
+        )
+
+    def test_native_is_unchanged_and_bad_modes_raise(self):
+        table = jnp.asarray(np.random.default_rng(5).standard_normal((732, 2)), jnp.float32)
+        self.assertIs(posembed.resample_rel_pos_bias(table, (14, 14), (14, 14)), table)
+        with self.assertRaisesRegex(errors.ConfigError, r"native \(14, 14\) patch grid"):
+            posembed.resample_rel_pos_bias(
+                table, (14, 14), (16, 16), posembed.POS_INTERP_NATIVE_ONLY
+            )
+        with self.assertRaisesRegex(errors.ConfigError, "cannot resize a relative"):
+            posembed.resample_rel_pos_bias(table, (14, 14), (16, 16), posembed.POS_INTERP_SIZE)
+        with self.assertRaisesRegex(errors.ConfigError, r"rel_pos_bias/table: expected \[732, H\]"):
+            posembed.resample_rel_pos_bias(table[:-1], (14, 14), (16, 16))
 
 
 if __name__ == "__main__":

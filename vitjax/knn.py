@@ -1,10 +1,13 @@
 """Blocked exact k-nearest-neighbour search and k-NN classification.
 
 `search` finds the exact top-k database rows for every query without ever holding the Q x N score
-matrix: queries are cut into blocks of `query_block` rows, the database is streamed from the host in
-chunks (so an `np.memmap` larger than memory works), each chunk is cut into blocks of `db_block`
-rows, and a running top-k per query is merged block by block inside a `lax.scan`. Memory is
-O(query_block x db_block + chunk_rows x D) whatever Q and N.
+matrix: queries are streamed from the host in chunks of `query_chunk_rows` rows, and for each query
+chunk the database is streamed in chunks of `chunk_rows` rows (so `np.memmap`s larger than memory
+work on both sides). Query chunks are cut into blocks of `query_block` rows, database chunks into
+blocks of `db_block` rows, and a running top-k per query is merged block by block inside a
+`lax.scan`. Device memory is O(query_block x db_block + (query_chunk_rows + chunk_rows) x D +
+query_chunk_rows x k) whatever Q and N; every chunk is padded to the same shape, so the kernel
+compiles once per configuration.
 
 Ties are broken by the lower database index, identically for every block size and device count:
 `lax.top_k` puts the lower position first among equal values, and every merge concatenates the
@@ -40,6 +43,7 @@ RULES = ("1nn", "majority", "weighted")
 DEFAULT_QUERY_BLOCK = 1024
 DEFAULT_DB_BLOCK = 8192
 DEFAULT_CHUNK_ROWS = 65536
+DEFAULT_QUERY_CHUNK_ROWS = 65536
 # Width of the contiguous column groups whose maxima pre-select candidates (see `_block_top_k`).
 DEFAULT_GROUP_SIZE = 32
 
@@ -298,12 +302,14 @@ def search(
     *,
     db_valid: Any = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    query_chunk_rows: int = DEFAULT_QUERY_CHUNK_ROWS,
     group_size: int = DEFAULT_GROUP_SIZE,
 ) -> Neighbours:
     """Exact k nearest neighbours of every query among the database rows.
 
     Args:
-      queries: [Q, D] array-like of floats (converted to float32 in memory).
+      queries: [Q, D] array-like of floats, e.g. an `np.memmap`; read in chunks of
+        `query_chunk_rows` rows (converted to float32 one chunk at a time).
       database: [N, D] array-like of floats, e.g. an `np.memmap`; read in chunks of `chunk_rows`
         rows, so it never has to be loaded whole.
       k: neighbours per query (any positive value; with fewer than k candidates the rest of the
@@ -320,6 +326,8 @@ def search(
       mesh: a `jax.sharding.Mesh`; each database chunk is split over all of its devices.
       db_valid: bool [N]; rows marked False are never returned (e.g. ignore-labelled patches).
       chunk_rows: database rows moved to the device per call (rounded to whole blocks).
+      query_chunk_rows: queries moved to the device per pass over the database (rounded to whole
+        query blocks); the database is read once per query chunk.
       group_size: column-group width of the exact candidate pre-selection (0 disables it).
 
     Returns:
@@ -342,6 +350,7 @@ def search(
         ("query_block", query_block),
         ("db_block", db_block),
         ("chunk_rows", chunk_rows),
+        ("query_chunk_rows", query_chunk_rows),
     ):
         if int(value) != value or value < 1:
             raise errors.ConfigError(f"knn.search: `{name}` must be a positive int, got {value!r}")
@@ -385,33 +394,11 @@ def search(
     q_block = min(query_block, _round_up(num_queries, 8))
     # A shrunk block stays a multiple of the group width so the candidate pre-selection applies.
     x_block = min(db_block, _round_up(-(-num_db // num_devices), max(16, group_size)))
-    num_q_blocks = -(-num_queries // q_block)
-    padded_q = num_q_blocks * q_block
+    q_chunk = max(1, query_chunk_rows // q_block) * q_block
+    q_chunk = min(q_chunk, _round_up(num_queries, q_block))
     rows_per_step = x_block * num_devices
     chunk = max(1, chunk_rows // rows_per_step) * rows_per_step
     chunk = min(chunk, _round_up(num_db, rows_per_step))
-
-    # Queries: masked, then normalised (cosine) or doubled (l2) in place, norms in float64, in
-    # row chunks so that no float64 copy of all queries is ever made.
-    q_padded = np.zeros((padded_q, dim), np.float32)
-    q_sq_norm = np.zeros(num_queries, np.float64)
-    for start in range(0, num_queries, chunk_rows):
-        stop = min(start + chunk_rows, num_queries)
-        q = q_padded[start:stop]
-        q[...] = np.asarray(queries[start:stop], dtype=np.float32)
-        if dim_mask is not None:
-            q *= dim_mask
-        wide = q.astype(np.float64)
-        q_sq_norm[start:stop] = np.einsum("ij,ij->i", wide, wide)
-        if metric == "cosine":
-            norm = np.sqrt(q_sq_norm[start:stop])
-            q[...] = wide / np.where(norm > 0, norm, 1.0)[:, None]
-        elif metric == "l2":
-            q *= 2.0
-    q_padded = q_padded.reshape(num_q_blocks, q_block, dim)
-    q_groups_padded = np.zeros((num_q_blocks, q_block), np.int32)
-    if has_groups:
-        q_groups_padded.reshape(-1)[:num_queries] = query_groups
     mask_arg = np.ones(dim, np.float32) if dim_mask is None else dim_mask
 
     fn = _chunk_fn(
@@ -433,64 +420,107 @@ def search(
     def put(array, sharding):
         return jnp.asarray(array) if sharding is None else jax.device_put(array, sharding)
 
-    q_dev = put(q_padded, replicated)
-    q_groups_dev = put(q_groups_padded, replicated)
-    mask_dev = put(mask_arg, replicated)
-    carry_v = put(np.full((num_q_blocks, q_block, k), -np.inf, np.float32), replicated)
-    carry_i = put(np.full((num_q_blocks, q_block, k), -1, np.int32), replicated)
+    def prepare_queries(q_start: int, q_stop: int):
+        """One query chunk, padded to `q_chunk` rows so every chunk has the same shapes.
 
-    num_chunks = -(-num_db // chunk)
-    start_time = time.perf_counter()
-    in_flight = None
-    for chunk_index, start in enumerate(range(0, num_db, chunk)):
-        stop = min(start + chunk, num_db)
-        rows = stop - start
-        x = np.asarray(database[start:stop], dtype=np.float32)
-        if rows < chunk:
-            x = np.concatenate([x, np.zeros((chunk - rows, dim), np.float32)])
-        bias = np.full(chunk, -np.inf, np.float32)
-        bias[:rows] = 0.0
-        if db_valid is not None:
-            bias[:rows][~db_valid[start:stop]] = -np.inf
-        x_groups = np.zeros(chunk, np.int32)
+        Queries are masked, then normalised (cosine) or doubled (l2), with norms in float64; only
+        this chunk is ever copied, so Q is bounded by the host array (or memmap) alone.
+        """
+        rows = q_stop - q_start
+        q = np.zeros((q_chunk, dim), np.float32)
+        q[:rows] = np.asarray(queries[q_start:q_stop], dtype=np.float32)
+        if dim_mask is not None:
+            q *= dim_mask
+        wide = q[:rows].astype(np.float64)
+        sq_norm = np.einsum("ij,ij->i", wide, wide)
+        if metric == "cosine":
+            norm = np.sqrt(sq_norm)
+            q[:rows] = wide / np.where(norm > 0, norm, 1.0)[:, None]
+        elif metric == "l2":
+            q *= 2.0
+        q_groups = np.zeros(q_chunk, np.int32)
         if has_groups:
-            x_groups[:rows] = db_groups[start:stop]
-        carry_v, carry_i = fn(
-            q_dev,
-            q_groups_dev,
-            put(x, sharded),
-            put(bias, sharded),
-            put(x_groups, sharded),
-            mask_dev,
-            jnp.int32(start),
-            carry_v,
-            carry_i,
+            q_groups[:rows] = query_groups[q_start:q_stop]
+        blocks = q_chunk // q_block
+        return (
+            put(q.reshape(blocks, q_block, dim), replicated),
+            put(q_groups.reshape(blocks, q_block), replicated),
+            sq_norm,
         )
-        # Dispatch is asynchronous: the next chunk is read from disk while this one computes.
-        # Waiting for the previous chunk keeps at most two chunks alive, so host memory stays
-        # bounded however fast the reads are.
-        if in_flight is not None:
-            jax.block_until_ready(in_flight)
-            done = start
-            rate = done / max(time.perf_counter() - start_time, 1e-9)
-            logging.log_every_n_seconds(
-                logging.INFO,
-                "knn.search: chunk %d/%d, %.0f database rows/s, ETA %.0fs",
-                10,
-                chunk_index,
-                num_chunks,
-                rate,
-                (num_db - done) / rate,
-            )
-        in_flight = carry_v
 
-    values = np.asarray(carry_v).reshape(padded_q, k)[:num_queries]
-    indices = np.asarray(carry_i).reshape(padded_q, k)[:num_queries]
-    found = np.isfinite(values)
-    if metric == "l2":
-        values = values - q_sq_norm.astype(np.float32)[:, None]
-    out_scores[:] = np.where(found, values, -np.inf)
-    out_indices[:] = np.where(found, indices, -1)
+    def finish(q_start: int, q_stop: int, sq_norm: np.ndarray, carry_v, carry_i) -> None:
+        """Copies one query chunk's running top-k into the outputs."""
+        rows = q_stop - q_start
+        values = np.asarray(carry_v).reshape(q_chunk, k)[:rows]
+        indices = np.asarray(carry_i).reshape(q_chunk, k)[:rows]
+        found = np.isfinite(values)
+        if metric == "l2":
+            values = values - sq_norm.astype(np.float32)[:, None]
+        out_scores[q_start:q_stop] = np.where(found, values, -np.inf)
+        out_indices[q_start:q_stop] = np.where(found, indices, -1)
+
+    mask_dev = put(mask_arg, replicated)
+    empty_v = np.full((q_chunk // q_block, q_block, k), -np.inf, np.float32)
+    empty_i = np.full((q_chunk // q_block, q_block, k), -1, np.int32)
+    num_q_chunks = -(-num_queries // q_chunk)
+    num_chunks = -(-num_db // chunk)
+    total_work = num_q_chunks * num_db
+    start_time = time.perf_counter()
+    in_flight = pending = None
+    for q_index, q_start in enumerate(range(0, num_queries, q_chunk)):
+        q_stop = min(q_start + q_chunk, num_queries)
+        q_dev, q_groups_dev, q_sq_norm = prepare_queries(q_start, q_stop)
+        carry_v, carry_i = put(empty_v, replicated), put(empty_i, replicated)
+        for chunk_index, start in enumerate(range(0, num_db, chunk)):
+            stop = min(start + chunk, num_db)
+            rows = stop - start
+            x = np.asarray(database[start:stop], dtype=np.float32)
+            if rows < chunk:
+                x = np.concatenate([x, np.zeros((chunk - rows, dim), np.float32)])
+            bias = np.full(chunk, -np.inf, np.float32)
+            bias[:rows] = 0.0
+            if db_valid is not None:
+                bias[:rows][~db_valid[start:stop]] = -np.inf
+            x_groups = np.zeros(chunk, np.int32)
+            if has_groups:
+                x_groups[:rows] = db_groups[start:stop]
+            carry_v, carry_i = fn(
+                q_dev,
+                q_groups_dev,
+                put(x, sharded),
+                put(bias, sharded),
+                put(x_groups, sharded),
+                mask_dev,
+                jnp.int32(start),
+                carry_v,
+                carry_i,
+            )
+            # Dispatch is asynchronous: the next chunk is read from disk while this one computes.
+            # Waiting for the previous chunk keeps at most two chunks alive, so host memory stays
+            # bounded however fast the reads are.
+            if in_flight is not None:
+                jax.block_until_ready(in_flight)
+                done = q_index * num_db + start
+                rate = done / max(time.perf_counter() - start_time, 1e-9)
+                logging.log_every_n_seconds(
+                    logging.INFO,
+                    "knn.search: query chunk %d/%d, database chunk %d/%d, %.0f query-chunk x "
+                    "database rows/s, ETA %.0fs",
+                    10,
+                    q_index + 1,
+                    num_q_chunks,
+                    chunk_index,
+                    num_chunks,
+                    rate,
+                    (total_work - done) / max(rate, 1e-9),
+                )
+            in_flight = carry_v
+        # The previous query chunk is copied out only now, so its copy overlaps this one's work;
+        # at most two query chunks' carries are alive at once.
+        if pending is not None:
+            finish(*pending)
+        pending = (q_start, q_stop, q_sq_norm, carry_v, carry_i)
+    finish(*pending)
     return Neighbours(out_scores, out_indices, metric)
 
 

@@ -82,6 +82,8 @@ DEFAULT_SPLIT_DIRS: dict[str, tuple[str, ...]] = {
 }
 LABEL_DIR_NAMES = ("labelXml", "labelXmls")
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg")
+# The default layout, as named in error messages.
+EXPECTED_LAYOUT = "<root>/{train/part1,train/part2,validation}/{images,labelXml|labelXmls}"
 
 
 def fine_id(name: str) -> int:
@@ -289,7 +291,10 @@ class FAIR1MReader:
         self.strict = strict
         self.unknown_names: list[tuple[str, str]] = []
         if not os.path.isdir(self.root):
-            raise DatasetError(f"{self.root}: FAIR1M root folder not found")
+            raise DatasetError(
+                f"{self.root}: FAIR1M root folder not found; expected the layout "
+                f"{EXPECTED_LAYOUT} (test/images optional)"
+            )
 
     def parts(self, split: str) -> list[str]:
         """Existing folders (relative to root) of a split, each holding `images/`."""

@@ -1,11 +1,12 @@
-"""Position encodings of the ViT families: resampling, sin-cos tables, GSD tables, relative index.
+"""Position encodings of the ViT families: resampling, sin-cos tables, GSD tables, relative bias.
 
 Each family changes resolution its own way (see `resample_pos_embed`). PyTorch's bicubic
 `F.interpolate` is not what `jax.image.resize` computes (A = -0.75 cubic convolution with clamped
 taps, PIL-style antialiasing with Keys a = -0.5, and the `scale_factor` sampling positions), so the
 1-D resampling matrices are built here in numpy float64 from aten's formulas and applied with one
 einsum. They depend only on static sizes, so they are built once per (native, target) grid at trace
-time and cached.
+time and cached. SimMIM's relative-position-bias table is resized the same way (one cached 1-D
+matrix per axis, one einsum), with timm's BEiT scheme instead of bicubic (`resample_rel_pos_bias`).
 
 Examples:
   >>> table = sincos_2d(768, (14, 14))                      # float64 [196, 768]
@@ -19,6 +20,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from vitjax import errors
 
@@ -27,13 +29,18 @@ POS_INTERP_SCALE_OFFSET = "scale_offset"  # dino, ibot, dinov2: bicubic scale_fa
 POS_INTERP_SIZE_ANTIALIAS = "size_antialias"  # dinov2_reg (and timm dynamic_img_size)
 POS_INTERP_SIZE = "size"  # mae: bicubic size=, no antialias (MAE's interpolate_pos_embed)
 POS_INTERP_ALIGN_CORNERS = "size_align_corners"  # torchvision's interpolate_embeddings
-POS_INTERP_NATIVE_ONLY = "native_only"  # simmim: relative bias tied to the 14x14 training grid
+# simmim: the shared relative-position-bias table is resized like timm's
+# `resize_rel_pos_bias_table` (BEiT's geometric nodes, linear interpolation; see
+# `resample_rel_pos_bias`).
+POS_INTERP_REL_BIAS_GEOMETRIC = "rel_bias_geometric"
+POS_INTERP_NATIVE_ONLY = "native_only"  # refuse every grid but the native one
 POS_INTERP_GSD = "gsd"  # scalemae: the table is recomputed for every grid, nothing to resample
 POS_INTERP_MODES = (
     POS_INTERP_SCALE_OFFSET,
     POS_INTERP_SIZE_ANTIALIAS,
     POS_INTERP_SIZE,
     POS_INTERP_ALIGN_CORNERS,
+    POS_INTERP_REL_BIAS_GEOMETRIC,
     POS_INTERP_NATIVE_ONLY,
     POS_INTERP_GSD,
 )
@@ -188,7 +195,10 @@ def resample_grid(table: jnp.ndarray, target: tuple[int, int], mode: str) -> jnp
     gh, gw, _ = table.shape
     rows = jnp.asarray(resample_matrix(gh, target[0], mode), jnp.float32)
     cols = jnp.asarray(resample_matrix(gw, target[1], mode), jnp.float32)
-    out = jnp.einsum("ih,jw,hwd->ijd", rows, cols, table.astype(jnp.float32))
+    # HIGHEST: accelerators may otherwise run float32 matmuls at reduced (TF32/bf16) precision.
+    out = jnp.einsum(
+        "ih,jw,hwd->ijd", rows, cols, table.astype(jnp.float32), precision=lax.Precision.HIGHEST
+    )
     return out.astype(table.dtype)
 
 
@@ -206,7 +216,8 @@ def resample_pos_embed(
       * size (MAE `interpolate_pos_embed`): bicubic `size=(h, w)`, no antialias.
       * size_align_corners (torchvision `interpolate_embeddings`): bicubic `size=`,
         `align_corners=True`.
-      * native_only (SimMIM): only the native grid is accepted.
+      * native_only: only the native grid is accepted.
+    (SimMIM has no absolute table; its relative bias goes through `resample_rel_pos_bias`.)
     The cls entry is never resampled; the native grid returns the table unchanged (as the
     originals skip interpolation there).
 
@@ -330,3 +341,132 @@ def relative_position_index(grid: tuple[int, int]) -> np.ndarray:
 def relative_table_size(grid: tuple[int, int]) -> int:
     """Rows of the relative-position-bias table for `grid`: (2 gh - 1)(2 gw - 1) + 3."""
     return (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
+
+
+# BEiT's search interval for the ratio q of the geometric node spacing, and its stopping width.
+_GEOMETRIC_Q_RANGE = (1.01, 1.5)
+_GEOMETRIC_Q_TOL = 1e-6
+
+
+def geometric_nodes(src: int, dst: int) -> np.ndarray:
+    """Where BEiT places the `src` samples of one axis of a relative-bias table resized to `dst`.
+
+    The offsets 1, 2, .. of the source table are stretched into 1, 1 + q, 1 + q + q^2, ... (and
+    mirrored for negative offsets, 0 staying at 0), with q found by bisection in [1.01, 1.5] so
+    that the outermost node 1 + q + .. + q^(src//2 - 1) reaches about dst // 2. The bisection is
+    timm's (`resize_rel_pos_bias_table`, from microsoft/unilm): it stops once the interval is
+    below 1e-6 and keeps its last midpoint. q never drops below 1.01, so even `src == dst` moves
+    the nodes (only a table whose two axes are both unchanged is left alone).
+
+    Args:
+      src: source length 2 g - 1 (odd).
+      dst: target length 2 t - 1 (odd).
+
+    Returns:
+      float64 [src], increasing, symmetric about 0.
+    """
+    half = src // 2
+
+    def reach(q: float) -> float:
+        return (1.0 - q**half) / (1.0 - q)
+
+    left, right = _GEOMETRIC_Q_RANGE
+    q = left
+    while right - left > _GEOMETRIC_Q_TOL:
+        q = (left + right) / 2.0
+        if reach(q) > dst // 2:
+            right = q
+        else:
+            left = q
+    positive = np.cumsum(np.concatenate([[1.0], q ** np.arange(1.0, half)]))[:half]
+    return np.concatenate([-positive[::-1], [0.0], positive])
+
+
+@functools.lru_cache(maxsize=64)
+def rel_bias_matrix(src: int, dst: int) -> np.ndarray:
+    """1-D weights resampling one axis of a relative-bias table, as timm does it by default.
+
+    Piecewise-linear interpolation of the `geometric_nodes(src, dst)` samples at the integer
+    offsets -(dst // 2) .. dst // 2, held constant beyond the outermost nodes (timm's
+    `RegularGridInterpolator`; BEiT's original used scipy's cubic `interp2d` on the same nodes).
+
+    Args:
+      src: source length (odd).
+      dst: target length (odd).
+
+    Returns:
+      float64 [dst, src], read-only; rows sum to 1.
+    """
+    nodes = geometric_nodes(src, dst)
+    targets = np.arange(dst, dtype=np.float64) - dst // 2
+    weights = np.zeros((dst, src), np.float64)
+    for row, t in enumerate(targets):
+        if t <= nodes[0]:
+            weights[row, 0] = 1.0
+        elif t >= nodes[-1]:
+            weights[row, -1] = 1.0
+        else:
+            right = int(np.searchsorted(nodes, t, side="left"))
+            span = nodes[right] - nodes[right - 1]
+            weights[row, right - 1] = (nodes[right] - t) / span
+            weights[row, right] = (t - nodes[right - 1]) / span
+    weights.setflags(write=False)
+    return weights
+
+
+def resample_rel_pos_bias(
+    table: jnp.ndarray,
+    native_grid: tuple[int, int],
+    target_grid: tuple[int, int],
+    mode: str = POS_INTERP_REL_BIAS_GEOMETRIC,
+) -> jnp.ndarray:
+    """Maps a BEiT/SimMIM relative-position-bias table to another patch grid.
+
+    The (2 gh - 1)(2 gw - 1) offset rows, a row-major grid of (row offset, column offset), are
+    resampled per head to (2 h - 1) x (2 w - 1) with `rel_bias_matrix` on each axis; the 3 cls rows
+    (cls -> token, token -> cls, cls -> cls) are kept. Index the result with
+    `relative_position_index(target_grid)`. Same numbers as timm's `resize_rel_pos_bias_table`
+    with `old_window_size=native_grid` (what timm's BEiT `set_input_size` does).
+
+    Args:
+      table: float [(2 gh - 1)(2 gw - 1) + 3, H].
+      native_grid: (gh, gw) the table belongs to.
+      target_grid: (h, w) wanted (rectangular allowed).
+      mode: `POS_INTERP_REL_BIAS_GEOMETRIC`, or `POS_INTERP_NATIVE_ONLY` to refuse other grids.
+
+    Returns:
+      [(2 h - 1)(2 w - 1) + 3, H], dtype of `table`; `table` itself at the native grid.
+
+    Raises:
+      ConfigError: another grid under native_only, an unknown mode, or a table of the wrong size.
+    """
+    native_grid, target_grid = tuple(native_grid), tuple(target_grid)
+    rows = relative_table_size(native_grid)
+    if table.ndim != 2 or table.shape[0] != rows:
+        raise errors.ConfigError(
+            f"rel_pos_bias/table: expected [{rows}, H] for the native {native_grid} grid, "
+            f"got shape {tuple(table.shape)}"
+        )
+    if target_grid == native_grid:
+        return table
+    if mode == POS_INTERP_NATIVE_ONLY:
+        raise errors.ConfigError(
+            f"pos_interp {mode!r}: the shared relative position bias only covers the "
+            f"native {native_grid} patch grid, got {target_grid}"
+        )
+    if mode != POS_INTERP_REL_BIAS_GEOMETRIC:
+        raise errors.ConfigError(
+            f"pos_interp {mode!r} cannot resize a relative position bias table; expected "
+            f"{POS_INTERP_REL_BIAS_GEOMETRIC!r} or {POS_INTERP_NATIVE_ONLY!r}"
+        )
+    src = (2 * native_grid[0] - 1, 2 * native_grid[1] - 1)
+    dst = (2 * target_grid[0] - 1, 2 * target_grid[1] - 1)
+    heads = table.shape[1]
+    offsets = table[: src[0] * src[1]].astype(jnp.float32).reshape(src[0], src[1], heads)
+    row_weights = jnp.asarray(rel_bias_matrix(src[0], dst[0]), jnp.float32)
+    col_weights = jnp.asarray(rel_bias_matrix(src[1], dst[1]), jnp.float32)
+    resized = jnp.einsum(
+        "ih,jw,hwn->ijn", row_weights, col_weights, offsets, precision=lax.Precision.HIGHEST
+    )
+    resized = resized.reshape(dst[0] * dst[1], heads).astype(table.dtype)
+    return jnp.concatenate([resized, table[src[0] * src[1] :]], axis=0)

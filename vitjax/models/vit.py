@@ -184,20 +184,30 @@ class Block(nn.Module):
 class RelativePositionBias(nn.Module):
     """SimMIM's shared relative position bias: one table, indexed once, added in every block.
 
+    At another patch grid the stored table is first resized (`posembed.resample_rel_pos_bias`,
+    timm's BEiT scheme) and then indexed for that grid.
+
     Attributes:
       num_heads: H.
-      grid: (gh, gw) patch grid the table belongs to.
+      grid: (gh, gw) patch grid the stored table belongs to.
+      target_grid: (h, w) patch grid of the input; None = `grid`.
+      pos_interp: `posembed.POS_INTERP_REL_BIAS_GEOMETRIC`, or `POS_INTERP_NATIVE_ONLY`.
     """
 
     num_heads: int
     grid: tuple[int, int]
+    target_grid: tuple[int, int] | None = None
+    pos_interp: str = posembed.POS_INTERP_REL_BIAS_GEOMETRIC
 
     @nn.compact
     def __call__(self) -> jnp.ndarray:
-        """Returns float32 [H, 1 + gh*gw, 1 + gh*gw]."""
-        rows = posembed.relative_table_size(self.grid)
+        """Returns float32 [H, 1 + h*w, 1 + h*w] for the target grid (h, w)."""
+        grid = tuple(self.grid)
+        target = grid if self.target_grid is None else tuple(self.target_grid)
+        rows = posembed.relative_table_size(grid)
         table = self.param("table", _trunc_normal, (rows, self.num_heads), jnp.float32)
-        index = posembed.relative_position_index(tuple(self.grid))
+        table = posembed.resample_rel_pos_bias(table, grid, target, self.pos_interp)
+        index = posembed.relative_position_index(target)
         return jnp.transpose(table[index], (2, 0, 1))
 
 
@@ -235,8 +245,10 @@ class VisionTransformer(nn.Module):
         'gsd_sincos' (Scale-MAE: computed from the grid and `gsd_ratio`), 'none' (SimMIM).
       pos_interp: how a stored table reaches other grids (`posembed.POS_INTERP_*`). torchvision
         ('size_align_corners') is resampled like torchvision's own `interpolate_embeddings`
-        (bicubic, `size=`, `align_corners=True`) rather than refused; SimMIM ('native_only')
-        raises a ConfigError at any grid other than `native_grid`.
+        (bicubic, `size=`, `align_corners=True`) rather than refused; SimMIM
+        ('rel_bias_geometric') resizes its relative-position-bias table like timm's BEiT
+        (`posembed.resample_rel_pos_bias`); 'native_only' raises a ConfigError at any grid other
+        than `native_grid`.
       native_grid: (gh, gw) patch grid of the stored tables (224/P, or 37 for DINOv2's 518).
       layerscale_init: initial LayerScale value; 0 = no LayerScale (only dinov2*, simmim have it).
       rel_pos_bias: SimMIM's shared relative position bias.
@@ -356,14 +368,17 @@ class VisionTransformer(nn.Module):
 
         attn_bias = None
         if self.rel_pos_bias:
-            if grid != tuple(self.native_grid) or keep_indices is not None:
+            if keep_indices is not None:
                 raise errors.ConfigError(
-                    f"images: the shared relative position bias (SimMIM) only covers the full "
-                    f"native {tuple(self.native_grid)} patch grid, got {grid}"
-                    + (" with keep_indices" if keep_indices is not None else "")
+                    "keep_indices: the shared relative position bias (SimMIM) covers full patch "
+                    "grids only, not a masked subset of patches"
                 )
             attn_bias = RelativePositionBias(
-                self.num_heads, tuple(self.native_grid), name="rel_pos_bias"
+                self.num_heads,
+                tuple(self.native_grid),
+                grid,
+                self.pos_interp,
+                name="rel_pos_bias",
             )()
 
         final_norm = layer_norm("norm")

@@ -100,7 +100,8 @@ class ModelSpec:
       mlp_dim: MLP hidden width.
       num_registers: register tokens (4 for dinov2_reg).
       pos_embed: 'learned' | 'sincos' | 'gsd_sincos' | 'none'.
-      pos_interp: a `posembed.POS_INTERP_*` mode.
+      pos_interp: a `posembed.POS_INTERP_*` mode: how the stored table (SimMIM: the relative
+        position bias table, 'rel_bias_geometric') reaches other patch grids.
       native_grid: (gh, gw) patch grid of the stored position tables.
       layerscale: whether blocks have LayerScale (`ls1/ls2`).
       layerscale_init: LayerScale value of freshly built weights (1.0 DINOv2 hub, 0.1 SimMIM).
@@ -249,7 +250,9 @@ _FAMILY_FIELDS = {
     "mae": dict(pos_embed="sincos", pos_interp=posembed.POS_INTERP_SIZE, has_decoder=True),
     "simmim": dict(
         pos_embed="none",
-        pos_interp=posembed.POS_INTERP_NATIVE_ONLY,
+        # No absolute table; the shared relative-bias table is resized to other grids like
+        # timm's BEiT `set_input_size` (posembed.resample_rel_pos_bias).
+        pos_interp=posembed.POS_INTERP_REL_BIAS_GEOMETRIC,
         layerscale=True,
         layerscale_init=0.1,
         rel_pos_bias=True,
@@ -499,8 +502,8 @@ def init_params(spec: ModelSpec, rng, image_size: tuple[int, int] | None = None)
     Args:
       spec: the model spec.
       rng: an int seed or a JAX key.
-      image_size: optional (H, W) the model will run at; checked (e.g. SimMIM only accepts its
-        native size). Parameter shapes never depend on it.
+      image_size: optional (H, W) the model will run at; checked (e.g. H, W multiples of P, and
+        a 'native_only' spec only accepts its native size). Parameter shapes never depend on it.
 
     Returns:
       The parameter dict; with `spec.has_decoder` the decoder's parameters are under "decoder"
