@@ -23,6 +23,10 @@ PAPER_MODELS = ",".join(
 )
 
 
+# Fig. 1: numbers of highest-variance dimensions removed ([R1] tried 10-750).
+VARIANCE_SWEEP = (0, 10, 25, 50, 100, 200, 300, 400, 500, 600, 750)
+
+
 def parse_arg(arg: str | None, **defaults):
     """Parses a config argument string `a=1,b,c=x` into a ConfigDict over typed `defaults`.
 
@@ -63,7 +67,9 @@ def get_base() -> ml_collections.ConfigDict:
     c.data.other_roots = "cityscapes=data/cityscapes,ade20k=data/ADEChallengeData2016"
     c.data.train_per_group = 4  # 4 images per train city = 72 images (Cityscapes)
     c.data.eval_per_group = 10  # 10 images per val city (frankfurt, lindau, munster) = 30
-    c.data.splits = "paper"  # paper: the research code's image lists; seeded: draw with `seed`
+    # paper: the research code's image lists (Cityscapes) / listing order (ADE20K greedy pick);
+    # seeded: draw with `seed` (Cityscapes k per city; ADE20K pools permuted before the greedy pick).
+    c.data.splits = "paper"
     c.data.resize_hw = (0, 0)  # resize whole images first (ADE20K: 448x672); 0 = keep
     c.data.tile_size = 256
     c.data.tile_out = 224
@@ -73,6 +79,12 @@ def get_base() -> ml_collections.ConfigDict:
     c.data.miou_convention = "present"  # Cityscapes: classes present; ADE20K: all
     # synthetic.semantic_scenes stand-in (dataset = synthetic): groups play the cities.
     c.data.synthetic_groups = 3
+    # ADE20K few-shot selection ([R1] ADE20K.ipynb): k_train = train_per_group (4) images per class
+    # from the last `ade20k_train_pool` training images of the sorted listing, k_eval =
+    # eval_per_group (2) per class from all validation images; classes 150 -> 1, no image reused;
+    # an image shows a class if it survives nearest downsampling of the mask to this grid.
+    c.data.ade20k_train_pool = 2500  # 0 = the whole training listing
+    c.data.ade20k_presence_grid = (28, 42)  # rows x cols = 42x28 (W x H), the 448x672 patch grid
     c.data.synthetic_hw = (256, 512)
     c.data.synthetic_eval_images = 6
 
@@ -88,7 +100,10 @@ def get_base() -> ml_collections.ConfigDict:
     c.knn.k = 10
     c.knn.rule = "1nn"  # 1nn | majority | weighted
     c.knn.metric = "dot"
-    c.knn.exclude_ignore = True  # ignore-labelled patches are not in the support set
+    # False as [R1]: the research code kept raw labelIds, so void patches stay in the support set
+    # and a query whose nearest neighbour is void gets a non-evaluated label, i.e. an error. True
+    # drops ignore-labelled patches from the support set (a cleaner but non-paper protocol).
+    c.knn.exclude_ignore = False
     c.knn.query_block = 4096
     c.knn.db_block = 65536
 
@@ -96,6 +111,10 @@ def get_base() -> ml_collections.ConfigDict:
     c.probe = ml_collections.ConfigDict()
     c.probe.epochs = 10
     c.probe.batch_size = 4096
+    c.probe.optimizer = "adamw"  # adamw | sgd (momentum `probe.momentum`)
+    c.probe.schedule = "cosine"  # cosine (to 0 after warm-up) | constant
+    c.probe.warmup_epochs = 1.0  # linear warm-up from 0
+    c.probe.momentum = 0.9  # sgd only
     c.probe.learning_rates = (1e-3, 3e-3, 1e-2)  # swept; the best on held-out rows is kept
     c.probe.weight_decays = (0.0, 1e-4, 1e-2)
     c.probe.val_fraction = 0.1
@@ -109,8 +128,8 @@ def get_base() -> ml_collections.ConfigDict:
 
     # Fig. 1: variance spectrum; k-NN/linear as the N highest-variance dims are removed.
     c.variance = ml_collections.ConfigDict()
-    c.variance.removed = (0, 10, 25, 50, 100, 200, 300, 400, 500, 600, 750)
-    c.variance.linear_removed = (0, 200)
+    c.variance.removed = VARIANCE_SWEEP
+    c.variance.linear_removed = VARIANCE_SWEEP  # the paper sweeps the linear probe as well
     c.variance.top_n = 200  # the paper's choice for MAE
     c.variance.random_control = True
     c.variance.batchnorm = True
@@ -131,9 +150,11 @@ def get_base() -> ml_collections.ConfigDict:
     c.robustness.freq_sigma = 20.0
     c.robustness.methods = "knn,linear"
 
-    # Tab. 6: ridge regression from the central patch to the image's class fractions.
+    # Tab. 6: ridge regression from the central patch of each tile to the image's class fractions.
     c.global_context = ml_collections.ConfigDict()
     c.global_context.classes = "road,building,vegetation"
+    # image: fractions over the whole source image (labelled pixels); tile: over the input tile.
+    c.global_context.target = "image"
     c.global_context.top_n = 200
     c.global_context.train_per_group = 0  # train images per group; 0 = data.train_per_group
     c.global_context.l2s = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0, 1e4)

@@ -8,12 +8,16 @@ the report says so on its first line. Args: `test` (the tiniest settings, used b
 """
 
 from configs import bdd100k, common, fair1m, scalemae
+from configs import mae_reconstruction as recon
 
-# The retrieval, tracking and Scale-MAE experiments add their own demo sections.
-OTHER_DEMOS = (fair1m, bdd100k, scalemae)
-OTHER_EXPERIMENTS = ",".join(
-    [fair1m.EXPERIMENT, bdd100k.EXPERIMENT, scalemae.KNN_EXPERIMENT, scalemae.RECON_EXPERIMENT]
+# The retrieval, tracking, Scale-MAE and reconstruction experiments: name and demo section.
+OTHER_DEMOS = (
+    (fair1m.EXPERIMENT, fair1m.add_demo),
+    (bdd100k.EXPERIMENT, bdd100k.add_demo),
+    (scalemae.KNN_EXPERIMENT, scalemae.add_knn_demo),
+    (recon.EXPERIMENT, recon.add_demo),
 )
+OTHER_EXPERIMENTS = ",".join(name for name, _ in OTHER_DEMOS)
 
 # Every family, the smallest size; random weights.
 DEMO_MODELS = ",".join(
@@ -61,7 +65,8 @@ def get_config(arg=None):
     c.global_context.train_per_group = 12  # ridge regression needs more tiles than k-NN
     c.tiling_vs_full.full_hw = (224, 448)
     if arg.test:
-        c.models = "dino:ti:16:none,dinov2_reg:ti:14:none"
+        # A /16 model, the MAE (decoder, BatchNorm probe) and a /14 model with registers.
+        c.models = "dino:ti:16:none,mae:ti:16:none,dinov2_reg:ti:14:none"
         c.model_depth = 2
         c.data.synthetic_hw = (112, 224)
         c.data.tile_size = 112
@@ -80,6 +85,6 @@ def get_config(arg=None):
         c.robustness.freq_bands = (3,)
         c.global_context.top_n = 10
         c.tiling_vs_full.full_hw = (112, 224)
-    for other in OTHER_DEMOS:
-        other.add_demo(c, tiny=arg.test)
+    for _, add_demo in OTHER_DEMOS:
+        add_demo(c, tiny=arg.test)
     return c

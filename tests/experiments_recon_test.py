@@ -8,9 +8,10 @@ import numpy as np  # noqa: E402
 from absl.testing import absltest, parameterized  # noqa: E402
 from skimage import metrics as sk_metrics  # noqa: E402
 
-from configs import scalemae as scalemae_config  # noqa: E402
+from configs import mae_reconstruction as recon_config  # noqa: E402
 from tests import test_util  # noqa: F401
 from vitjax import errors, experiments, models, run  # noqa: E402
+from vitjax.experiments import common  # noqa: E402
 from vitjax.experiments import mae_reconstruction as recon  # noqa: E402
 
 
@@ -139,11 +140,11 @@ class WiringTest(absltest.TestCase):
 
 class EndToEndTest(absltest.TestCase):
     def test_run(self):
-        c = scalemae_config.get_config("synthetic")
+        c = recon_config.get_config("synthetic")
         c.experiments = "mae_reconstruction"
         c.models = "mae:ti:16:none,dino:ti:16:none"
         c.model_depth = 1
-        scalemae_config.add_demo(c, tiny=True)
+        recon_config.add_demo(c, tiny=True)
         c.data.synthetic_hw = (112, 224)
         c.data.tile_size = c.data.tile_out = 112
         c.data.synthetic_eval_images = 2
@@ -159,6 +160,29 @@ class EndToEndTest(absltest.TestCase):
         self.assertTrue(
             os.path.exists(os.path.join(workdir, "figures", "mae_reconstruction_scores.png"))
         )
+        self.check_variance_comes_from_train_tiles(c, results)
+
+    def check_variance_comes_from_train_tiles(self, c, results):
+        """The zeroed top-N dims are those of highest variance over the TRAIN tiles' patches."""
+        mae = [h for h in run.load_models(c) if h.spec.family == "mae"][0]
+        zeroed = results["experiments"]["mae_reconstruction"]["scalars"]["zeroed_dims"]
+        data = common.load_segmentation(c)
+
+        def top_variance(tiles):
+            # Oracle: the encoder applied directly (no store), numpy variance in float64.
+            out = mae.module.apply(
+                {"params": {k: v for k, v in mae.params.items() if k != "decoder"}},
+                models.preprocess(mae.spec, tiles), layers=(-1,), norm=True,
+            )["patch"][mae.spec.depth - 1]  # fmt: skip
+            var = np.asarray(out, np.float64).reshape(-1, mae.spec.width).var(axis=0)
+            return np.argsort(-var, kind="stable")[:10].tolist()
+
+        train_top = top_variance(data.train.tiles)
+        self.assertEqual(zeroed[mae.name]["top10_zeroed"], train_top)
+        # The reconstructed (evaluation) tiles would give other dims: the test tells them apart.
+        self.assertNotEqual(top_variance(data.eval.tiles[: c.mae_reconstruction.num_images]),
+                            train_top)  # fmt: skip
+        self.assertLen(zeroed[mae.name]["random10_zeroed"], 10)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,12 @@ class OutcomeTest(parameterized.TestCase):
         np.testing.assert_array_equal(nn, np.argmax(scores, axis=1))
         counts = fr.outcome_counts(table, rows, label_rows, targets, nn)
         self.assertEqual(counts["same_patch"], 0)
+        # The same neighbours with the database sharded over the run's 8-device mesh.
+        on_mesh = fr.nearest(
+            database[rows], database, "dot", None, table.group[rows], table.group, KNN_CFG,
+            mesh=run.device_mesh(),
+        )  # fmt: skip
+        np.testing.assert_array_equal(on_mesh, nn)
 
     @parameterized.parameters(("original", 32, 24), ("transformed", 24, 24))
     def test_same_patch_count_through_the_correspondence_map(self, mode, queries, bound):
@@ -291,6 +297,11 @@ class ScaleMAEKnnTest(parameterized.TestCase):
         keep = np.setdiff1d(np.arange(12), drop or [])
         oracle = weighted_knn_oracle(train[:, keep], train_labels, test[:, keep], 5, 0.07, 4)
         self.assertAlmostEqual(acc, float(np.mean(oracle == test_labels)))
+        on_mesh = scalemae_knn.knn_accuracy(
+            train, train_labels, test, test_labels, 4, k=5, temperature=0.07,
+            drop_dims=None if drop is None else np.array(drop), mesh=run.device_mesh(),
+        )  # fmt: skip
+        self.assertEqual(on_mesh, acc)
 
     def test_simulated_gsd_matches_pillow(self):
         image = np.random.default_rng(2).integers(0, 256, (40, 48, 3), dtype=np.uint8)

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from unittest import mock
 
 import ml_collections
 import numpy as np
@@ -16,7 +17,10 @@ from PIL import Image
 from sklearn import linear_model, preprocessing
 from sklearn import metrics as sk_metrics
 
+from configs import ade20k as ade20k_config
 from configs import cityscapes as cityscapes_config
+from configs import common as common_config
+from configs import demo as demo_config
 from vitjax import errors, experiments, run
 from vitjax.data import tiling
 from vitjax.experiments import (
@@ -59,9 +63,9 @@ class FakeSpec:
     native_grid: tuple = (14, 14)
 
 
-def handle(family="mae", size="b", random_weights=False, **spec_fields):
+def handle(family="mae", size="b", random_weights=False, name=None, **spec_fields):
     spec = FakeSpec(family, size, **spec_fields)
-    return experiments.ModelHandle(f"{family}_{size}", None, None, spec, random_weights)
+    return experiments.ModelHandle(name or f"{family}_{size}", None, None, spec, random_weights)
 
 
 class VarianceTest(parameterized.TestCase):
@@ -280,25 +284,57 @@ class RobustnessTest(absltest.TestCase):
         np.testing.assert_array_equal(noisy, robustness.corrupt(tiles, "noise", 30.0, {}, seed=0))
 
 
-class FewshotTableTest(absltest.TestCase):
-    def _ctx(self, models, dataset="cityscapes"):
-        config = ml_collections.ConfigDict({"dataset": dataset})
-        return experiments.Context(models, None, "/tmp", 0, config)
+class FewshotTableTest(parameterized.TestCase):
+    MODELS = (
+        handle("mae", "b"),
+        handle("dinov2", "b", patch_size=14),
+        handle("dino", "b", random_weights=True, name="dino_random"),
+        handle("dino", "s"),
+        handle("dino", "b", patch_size=8, name="dino_b8"),
+        handle("dinov2", "b", patch_size=16, name="dinov2_b16"),
+        handle("ibot", "b"),
+    )
 
-    def test_paper_numbers_only_for_real_vitb_on_cityscapes(self):
-        models = [handle("mae", "b"), handle("dino", "b", random_weights=True), handle("dino", "s")]
+    def _table(self, config=None, shots=4):
+        config = config or cityscapes_config.get_config()
+        ctx = experiments.Context(self.MODELS, None, "/tmp", 0, config)
         rows = [
-            {"model": m.name, "shots": 4, "method": meth, "miou": 0.1}
-            for m in models
+            {"model": m.name, "shots": shots, "method": meth, "miou": 0.1}
+            for m in self.MODELS
             for meth in ("knn", "linear")
         ]
-        table = fewshot.tab2(self._ctx(models), rows, 4, ["knn", "linear"])
-        self.assertEqual(table[0]["knn_paper"], 0.058)
-        self.assertEqual(table[0]["linear_paper"], 0.375)
-        self.assertNotIn("knn_paper", table[1])  # random weights
-        self.assertNotIn("knn_paper", table[2])  # not ViT-B
-        ade = fewshot.tab2(self._ctx(models, "ade20k"), rows, 4, ["knn", "linear"])
-        self.assertNotIn("knn_paper", ade[0])
+        return {r["model"]: r for r in fewshot.tab2(ctx, rows, shots, ["knn", "linear"])}
+
+    def test_paper_numbers_only_for_the_papers_backbones(self):
+        table = self._table()
+        self.assertEqual(table["mae_b"]["knn_paper"], 0.058)
+        self.assertEqual(table["mae_b"]["linear_paper"], 0.375)
+        self.assertEqual(table["dinov2_b"]["knn_paper"], 0.496)  # DINOv2 is ViT-B/14
+        self.assertEqual(table["mae_b"]["knn_miou"], 0.1)
+        for name in ("dino_random", "dino_s", "dino_b8", "dinov2_b16", "ibot_b"):
+            # Random weights, not ViT-B, wrong patch size (both ways), no paper number.
+            self.assertNotIn("knn_paper", table[name], name)
+            self.assertNotIn("linear_paper", table[name], name)
+
+    @parameterized.named_parameters(
+        # (name, field path, value, knn column kept, linear column kept)
+        ("dataset", "dataset", "ade20k", False, False),
+        ("seeded_splits", "data.splits", "seeded", False, False),
+        ("majority_rule", "knn.rule", "majority", False, True),
+        ("cosine_metric", "knn.metric", "cosine", False, True),
+        ("void_excluded", "knn.exclude_ignore", True, False, True),
+    )
+    def test_protocol_mismatch_hides_paper_numbers(self, field, value, knn_kept, linear_kept):
+        config = cityscapes_config.get_config()
+        section, _, name = field.rpartition(".")
+        (config[section] if section else config)[name] = value
+        row = self._table(config)["mae_b"]
+        self.assertEqual("knn_paper" in row, knn_kept)
+        self.assertEqual("linear_paper" in row, linear_kept)
+        self.assertEqual(row["knn_miou"], 0.1)
+
+    def test_other_shots_hide_paper_numbers(self):
+        self.assertNotIn("knn_paper", self._table(shots=2)["mae_b"])
 
     def test_methods_parsing(self):
         self.assertEqual(common.methods("knn, linear"), ["knn", "linear"])
@@ -338,6 +374,303 @@ class TilingVsFullTest(absltest.TestCase):
         geo = common.geometry(data_cfg)
         tiles, _ = tiling.apply_geometry(np.zeros((512, 1024, 3), np.uint8), geo)
         self.assertEqual(tiles.shape, (8, 224, 224, 3))
+
+
+class KnnVoidTest(parameterized.TestCase):
+    """`knn.exclude_ignore`: void support patches kept (as [R1]) or dropped."""
+
+    def _data(self):
+        rng = np.random.default_rng(0)
+        support = rng.standard_normal((80, 6)).astype(np.float32)
+        labels = rng.choice([0, 1, 2, 255], size=80, p=[0.2, 0.2, 0.2, 0.4])
+        queries = rng.standard_normal((50, 6)).astype(np.float32)
+        gt = rng.integers(0, 3, 50)
+        return support, labels, queries, gt
+
+    def _cfg(self, exclude, rule="1nn", k=10):
+        return ml_collections.ConfigDict(
+            dict(k=k, rule=rule, metric="dot", exclude_ignore=exclude, query_block=16,
+                 db_block=32)
+        )  # fmt: skip
+
+    def test_void_neighbour_is_an_error_when_kept(self):
+        support, labels, queries, gt = self._data()
+        pred = common.knn_predict(support, labels, queries, 3, self._cfg(False))
+        # Oracle: the label of the highest dot product, void included.
+        nearest = labels[np.argmax(queries @ support.T, axis=1)]
+        self.assertTrue((nearest == 255).any())  # the case under test occurs
+        np.testing.assert_array_equal(pred, np.where(nearest == 255, 3, nearest))
+        s = common.scores_from_confusion(common.confusion(gt, pred, 3), "present")
+        # A void prediction is a miss for its gt class and a false positive for none.
+        self.assertAlmostEqual(s["acc"], sk_metrics.accuracy_score(gt, nearest))
+        iou = sk_metrics.jaccard_score(gt, nearest, labels=[0, 1, 2], average=None)
+        np.testing.assert_allclose(s["iou"], iou)
+
+    def test_void_patches_left_out_when_excluded(self):
+        support, labels, queries, _ = self._data()
+        pred = common.knn_predict(support, labels, queries, 3, self._cfg(True))
+        keep = labels != 255
+        expected = labels[keep][np.argmax(queries @ support[keep].T, axis=1)]
+        np.testing.assert_array_equal(pred, expected)
+
+    def test_majority_counts_void_as_a_label(self):
+        support, labels, queries, _ = self._data()
+        pred = common.knn_predict(support, labels, queries, 3, self._cfg(False, "majority", 5))
+        order = np.argsort(-(queries @ support.T), axis=1, kind="stable")[:, :5]
+        expected = []
+        for row in order:
+            votes = [int(labels[i]) for i in row]
+            counts = {v: votes.count(v) for v in votes}
+            best = max(counts.values())
+            winner = next(v for v in votes if counts[v] == best)  # ties: the nearest
+            expected.append(3 if winner == 255 else winner)
+        np.testing.assert_array_equal(pred, expected)
+
+
+class ProbeSettingsTest(absltest.TestCase):
+    def _probe_cfg(self, **overrides):
+        cfg = ml_collections.ConfigDict(cityscapes_config.get_config().probe.to_dict())
+        cfg.update(dict(epochs=2, batch_size=64, learning_rates=(0.01,), weight_decays=(0.0,),
+                        val_fraction=0.0), **overrides)  # fmt: skip
+        return cfg
+
+    def test_optimizer_schedule_and_warmup_reach_the_probe(self):
+        from vitjax import probes
+
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((120, 4)).astype(np.float32)
+        y = (x[:, 0] > 0).astype(np.int32)
+        captured = []
+        real = probes.train_softmax_probe
+
+        def spy(*args, **kwargs):
+            captured.append(kwargs["config"])
+            return real(*args, **kwargs)
+
+        cfg = self._probe_cfg(optimizer="sgd", schedule="constant", warmup_epochs=0.5,
+                              momentum=0.5)  # fmt: skip
+        with mock.patch.object(probes, "train_softmax_probe", side_effect=spy):
+            predict = common.fit_linear(x, y, 2, cfg)
+        self.assertEqual(predict(x).shape, (120,))
+        got = captured[0]
+        self.assertEqual(
+            (got.optimizer, got.schedule, got.warmup_epochs, got.momentum),
+            ("sgd", "constant", 0.5, 0.5),
+        )
+        self.assertEqual((got.epochs, got.batch_size, got.learning_rates), (2, 64, (0.01,)))
+
+    def test_bad_optimizer_is_a_config_error(self):
+        x = np.zeros((8, 2), np.float32)
+        with self.assertRaisesRegex(errors.ConfigError, "optimizer"):
+            common.fit_linear(x, np.zeros(8, np.int32), 2, self._probe_cfg(optimizer="lbfgs"))
+
+
+class ConfigDefaultsTest(absltest.TestCase):
+    def test_paper_defaults(self):
+        from vitjax import probes
+
+        c = common_config.get_base()
+        self.assertFalse(c.knn.exclude_ignore)  # [R1] keeps void patches
+        self.assertEqual(tuple(c.variance.linear_removed), tuple(c.variance.removed))
+        self.assertEqual(max(c.variance.linear_removed), 750)
+        self.assertEqual(c.data.ade20k_train_pool, 2500)
+        self.assertEqual(tuple(c.data.ade20k_presence_grid), (28, 42))
+        self.assertEqual(c.global_context.target, "image")
+        defaults = probes.ProbeConfig()
+        for field in ("optimizer", "schedule", "warmup_epochs", "momentum"):
+            self.assertEqual(c.probe[field], getattr(defaults, field), field)
+        ade = ade20k_config.get_config()
+        self.assertEqual((ade.data.train_per_group, ade.data.eval_per_group), (4, 2))
+        self.assertEqual(ade.data.splits, "paper")
+
+    def test_demo_and_smoke_configs_stay_small(self):
+        for config in (
+            demo_config.get_config(),
+            demo_config.get_config("test"),
+            cityscapes_config.get_config("runlocal"),
+            ade20k_config.get_config("runlocal"),
+        ):
+            self.assertLessEqual(len(config.variance.linear_removed), 2)
+
+
+class VarianceOverlapTest(absltest.TestCase):
+    def _config(self, other_roots, overlap="synthetic,ade20k"):
+        c = demo_config.get_config("test")
+        c.models = "dino:ti:16:none"
+        c.model_depth = 1
+        c.experiments = "variance"
+        c.variance.overlap_datasets = overlap
+        c.data.other_roots = other_roots
+        return c
+
+    def test_plan(self):
+        existing = tempfile.mkdtemp(prefix="vitjax_root_")
+        self.addCleanup(shutil.rmtree, existing, ignore_errors=True)
+        missing = os.path.join(existing, "nope")
+        c = self._config(f"ade20k={missing},cityscapes={existing}")
+        skipped = variance.overlap_plan(c, ["synthetic", "ade20k", "cityscapes"])
+        self.assertEqual(list(skipped), ["ade20k"])
+        self.assertIn(missing, skipped["ade20k"])
+        c.dataset = "ade20k"  # the run's own dataset is read from data.root, not checked here
+        self.assertEqual(variance.overlap_plan(c, ["ade20k", "cityscapes"]), {})
+        with self.assertRaisesRegex(errors.ConfigError, "other_roots.*ade20k"):
+            variance.overlap_plan(self._config("cityscapes=/x"), ["ade20k"])
+        with self.assertRaisesRegex(errors.ConfigError, "overlap_datasets.*kitti"):
+            variance.overlap_plan(c, ["kitti"])
+
+    def test_missing_root_is_skipped_with_a_note(self):
+        workdir = tempfile.mkdtemp(prefix="vitjax_var_")
+        self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+        missing = os.path.join(workdir, "no_ade20k")
+        results = run.run(self._config(f"ade20k={missing}"), os.path.join(workdir, "w"))
+        entry = results["experiments"]["variance"]
+        (row,) = entry["tables"]["overlap"]
+        self.assertEqual((row["dataset_a"], row["dataset_b"]), ("synthetic", "ade20k"))
+        self.assertIsNone(row["overlap"])
+        self.assertIn("ade20k skipped", row["note"])
+        self.assertIn(missing, row["note"])
+        self.assertIn("Skipped ade20k", entry["text"]["overlap"])
+        self.assertEqual(entry["scalars"]["overlap_skipped"], ["ade20k"])
+        self.assertNotEmpty(entry["tables"]["removal"])  # the sweep itself ran
+
+    def test_config_error_comes_before_any_work(self):
+        from vitjax import extract
+
+        workdir = tempfile.mkdtemp(prefix="vitjax_var_")
+        self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+        with (
+            mock.patch.object(extract, "extract", side_effect=AssertionError("extracted")),
+            self.assertRaisesRegex(errors.ConfigError, "other_roots"),
+        ):
+            run.run(self._config("cityscapes=/x"), workdir)
+
+
+def write_ade20k_fixture(root: str) -> None:
+    """5 train and 2 val images (32x48) whose masks hold vertical bands of classes 1-3."""
+    classes = {
+        "training": [[3], [3], [3, 2], [3], [2]],
+        "validation": [[1], [2, 3]],
+    }
+    for split, per_image in classes.items():
+        prefix = "ADE_train_" if split == "training" else "ADE_val_"
+        for folder in ("images", "annotations"):
+            os.makedirs(os.path.join(root, folder, split))
+        for n, present in enumerate(per_image, start=1):
+            mask = np.zeros((32, 48), np.uint8)
+            for k, c in enumerate(present):
+                mask[:, 12 * (k + 1) : 12 * (k + 2)] = c
+            image = np.random.default_rng(n).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+            stem = f"{prefix}{n:08d}"
+            Image.fromarray(image).save(os.path.join(root, "images", split, stem + ".jpg"))
+            Image.fromarray(mask).save(os.path.join(root, "annotations", split, stem + ".png"))
+    with open(os.path.join(root, "objectInfo150.txt"), "w") as f:
+        f.write("Idx\tRatio\tTrain\tVal\tName\n1\t0.1\t1\t1\twall\n2\t0.1\t1\t1\tbuilding\n"
+                "3\t0.1\t1\t1\tsky\n")  # fmt: skip
+
+
+class ADE20KSelectionTest(parameterized.TestCase):
+    PRESENT = {1: {3}, 2: {3}, 3: {3, 2}, 4: {3}, 5: {2}}  # train image -> classes
+
+    def setUp(self):
+        super().setUp()
+        self.root = tempfile.mkdtemp(prefix="vitjax_ade_")
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        write_ade20k_fixture(self.root)
+
+    def _config(self, splits, pool, seed=0):
+        c = cityscapes_config.get_config()
+        c.dataset = "ade20k"
+        c.seed = seed
+        c.data.root = self.root
+        c.data.splits = splits
+        c.data.ade20k_train_pool = pool
+        c.data.train_per_group = 1
+        c.data.eval_per_group = 1
+        c.data.resize_hw = (28, 42)
+        c.data.tile_size = c.data.tile_out = 14
+        return c
+
+    def _greedy(self, order):
+        """Oracle: classes 3 -> 1, the first unused image of `order` showing each class."""
+        used, out = set(), []
+        for cls in (3, 2, 1):
+            for n in order:
+                if cls in self.PRESENT[n] and n not in used:
+                    used.add(n)
+                    out.append(f"ADE_train_{n:08d}")
+                    break
+        return out
+
+    @parameterized.parameters((3, [3, 4, 5]), (0, [1, 2, 3, 4, 5]), (10, [1, 2, 3, 4, 5]))
+    def test_paper_takes_the_listing_order_of_the_last_pool_images(self, pool, order):
+        data = common.load_segmentation(self._config("paper", pool))
+        self.assertEqual(data.train.image_ids, self._greedy(order))
+        self.assertEqual(data.eval.image_ids, ["ADE_val_00000002", "ADE_val_00000001"])
+        self.assertEqual(data.train.tiles.shape[1:], (14, 14, 3))
+
+    def test_seeded_permutes_the_pool_with_the_config_seed(self):
+        chosen = set()
+        for seed in range(6):
+            data = common.load_segmentation(self._config("seeded", 3, seed))
+            order = [[3, 4, 5][i] for i in np.random.default_rng(seed).permutation(3)]
+            self.assertEqual(data.train.image_ids, self._greedy(order), seed)
+            chosen.add(tuple(data.train.image_ids))
+        self.assertGreater(len(chosen), 1)  # the seed matters
+
+    def test_protocol_numbers_reach_the_selection(self):
+        from vitjax.data import fewshot as fewshot_data
+
+        config = self._config("paper", 4)
+        config.data.ade20k_presence_grid = (16, 24)
+        with mock.patch.object(
+            fewshot_data, "ade20k_fewshot", wraps=fewshot_data.ade20k_fewshot
+        ) as spy:
+            common.load_segmentation(config)
+        kwargs = spy.call_args.kwargs
+        self.assertEqual(kwargs["grid"], (16, 24))
+        self.assertEqual(kwargs["train_pool_size"], 4)
+        self.assertIsNone(kwargs["seed"])
+        self.assertEqual((kwargs["k_train"], kwargs["k_eval"]), (1, 1))
+
+
+class GlobalContextTargetTest(parameterized.TestCase):
+    def _split(self):
+        rng = np.random.default_rng(0)
+        labels = [
+            rng.choice([0, 1, 2, 255], size=(8, 8)).astype(np.uint8),
+            rng.choice([0, 1, 2, 255], size=(6, 10)).astype(np.uint8),  # padded tiles
+            np.full((4, 4), 255, np.uint8),  # nothing labelled
+        ]
+        images = [np.zeros(m.shape + (3,), np.uint8) for m in labels]
+        geo = tiling.Geometry("t", tile_size=(4, 4))
+        return common.make_split(images, labels, geo, [0, 1, 2], ["a", "b", "c"]), labels
+
+    def test_image_target_is_the_source_images_fractions(self):
+        split, labels = self._split()
+        y, valid = global_context.targets(split, [2, 0], "image")
+        self.assertLen(y, len(split.infos))
+        for t, info in enumerate(split.infos):
+            image = labels[info.image_index]
+            labelled = image[image != 255]
+            self.assertEqual(valid[t], labelled.size > 0)
+            if labelled.size:
+                np.testing.assert_allclose(y[t], [np.mean(labelled == 2), np.mean(labelled == 0)])
+        self.assertEqual(np.unique(y[valid], axis=0).shape[0], 2)  # one target per image
+
+    def test_tile_target_is_the_tiles_fractions(self):
+        split, labels = self._split()
+        y, valid = global_context.targets(split, [1], "tile")
+        for t, info in enumerate(split.infos):
+            window = labels[info.image_index][info.y0 : info.y0 + 4, info.x0 : info.x0 + 4]
+            labelled = window[window != 255]
+            self.assertEqual(valid[t], labelled.size > 0)
+            if labelled.size:
+                self.assertAlmostEqual(y[t, 0], np.mean(labelled == 1))
+
+    def test_unknown_target(self):
+        split, _ = self._split()
+        with self.assertRaisesRegex(errors.ConfigError, "global_context.target"):
+            global_context.targets(split, [0], "crop")
 
 
 def write_cityscapes_fixture(root: str) -> None:

@@ -1,4 +1,4 @@
-"""One-step end-to-end run of every segmentation experiment through the real entry point."""
+"""One end-to-end run of every demo experiment through the real entry point (`main.main`)."""
 
 # isort: off
 from tests import test_util  # noqa: F401  (simulated CPU devices before JAX starts)
@@ -15,12 +15,12 @@ from unittest import mock
 from absl import flags
 from absl.testing import absltest, flagsaver
 
-from configs import common as common_config
 from configs import demo
 from vitjax import experiments, extract, main, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENTS = common_config.ALL_EXPERIMENTS.split(",")
+# All ten experiments of the demo, in its order.
+EXPERIMENTS = demo.get_config("test").experiments.split(",")
 EXPECTED_TABLES = {
     "fewshot": {"scores", "tab2"},
     "variance": {"overview", "removal", "batchnorm", "overlap"},
@@ -28,7 +28,13 @@ EXPECTED_TABLES = {
     "robustness": {"scores"},
     "global_context": {"r2"},
     "tiling_vs_full": {"scores"},
+    "fair1m_retrieval": {"outcomes"},
+    "tracking": {"association"},
+    "scalemae_knn": {"knn"},
+    "mae_reconstruction": {"reconstruction"},
 }
+# Experiments that only use some models: which families appear in their tables.
+FAMILIES = {"mae_reconstruction": {"mae"}}
 
 
 class MainTest(absltest.TestCase):
@@ -40,8 +46,6 @@ class MainTest(absltest.TestCase):
             "main",
             f"--config={os.path.join(REPO, 'configs', 'demo.py')}:test",
             f"--workdir={cls.workdir}",
-            # The retrieval/tracking/Scale-MAE experiments of the demo have their own tests.
-            f"--config.experiments={common_config.ALL_EXPERIMENTS}",
         ]
         # config_flags reads its --config.* overrides from sys.argv, not from the parsed list.
         with flagsaver.flagsaver(), mock.patch.object(sys, "argv", argv):
@@ -57,21 +61,24 @@ class MainTest(absltest.TestCase):
 
     def test_results_structure(self):
         r = self.results
+        self.assertLen(EXPERIMENTS, 10)
+        self.assertCountEqual(EXPERIMENTS, EXPECTED_TABLES)
         self.assertEqual(list(r["experiments"]), EXPERIMENTS)
         self.assertEqual(r["seed"], 0)
         self.assertTrue(r["random_weights"])
         self.assertEqual(r["config"]["dataset"], "synthetic")
         self.assertIn("flax", r["versions"])
-        names = [m["name"] for m in r["models"]]
-        self.assertLen(names, 2)
+        families = {m["name"]: m["family"] for m in r["models"]}
+        self.assertEqual(sorted(families.values()), ["dino", "dinov2_reg", "mae"])
         for m in r["models"]:
             self.assertTrue(m["weights_hash"].startswith("random-seed"))
         for name, entry in r["experiments"].items():
             self.assertEqual(set(entry["tables"]), EXPECTED_TABLES[name], name)
             self.assertFalse(entry["cached"])
+            wanted = {n for n, f in families.items() if f in FAMILIES.get(name, {f})}
             for table, rows in entry["tables"].items():
                 self.assertNotEmpty(rows, f"{name}/{table}")
-                self.assertEqual({r["model"] for r in rows}, set(names), f"{name}/{table}")
+                self.assertEqual({r["model"] for r in rows}, wanted, f"{name}/{table}")
 
     def test_scores_are_valid(self):
         for name, entry in self.results["experiments"].items():
@@ -87,6 +94,20 @@ class MainTest(absltest.TestCase):
         self.assertEqual(
             {r["corruption"] for r in robustness}, {"clean", "blur", "noise", "freq_noise"}
         )
+        recon = self.results["experiments"]["mae_reconstruction"]["tables"]["reconstruction"]
+        self.assertEqual({r["mask_ratio"] for r in recon}, {0.0, 0.75})
+        self.assertEqual(
+            {r["features"] for r in recon}, {"full", "top10_zeroed", "random10_zeroed"}
+        )
+        for r in recon:
+            self.assertGreater(r["mse"], 0.0)
+        knn = self.results["experiments"]["scalemae_knn"]["tables"]["knn"]
+        for r in knn:
+            self.assertBetween(r["accuracy"], 0.0, 1.0)
+        variance = self.results["experiments"]["variance"]["tables"]["overview"]
+        self.assertTrue(all(r.get("knn_removed_paper") is None for r in variance))
+        tab2 = self.results["experiments"]["fewshot"]["tables"]["tab2"]
+        self.assertFalse(any(k.endswith("_paper") for r in tab2 for k in r))  # random weights
 
     def test_files(self):
         for name, entry in self.results["experiments"].items():
@@ -116,9 +137,7 @@ class MainTest(absltest.TestCase):
             mock.patch.dict(experiments._REGISTRY, registry),
             mock.patch.object(extract, "extract", side_effect=AssertionError("extracted")),
         ):
-            config = demo.get_config("test")
-            config.experiments = common_config.ALL_EXPERIMENTS
-            again = run.run(config, self.workdir)
+            again = run.run(demo.get_config("test"), self.workdir)
         self.assertEqual(calls, [])
         for name in EXPERIMENTS:
             self.assertTrue(again["experiments"][name]["cached"])

@@ -1,6 +1,10 @@
 """Runs the experiments named in a config and writes results.json, CSVs, figures and report.md.
 
 `run(config, workdir)` is what `python -m vitjax.main` calls; tests and notebooks call it directly.
+Under `jax.distributed.initialize()` every process calls it with the same config and a shared
+workdir: all of them compute (extraction and the k-NN searches run on one mesh over every device),
+only process 0 writes results.json, cache/, tables/, figures/ and report.md, and the others wait
+for it at a barrier before returning.
 """
 
 from __future__ import annotations
@@ -10,12 +14,18 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
+import tempfile
 import time
 import zlib
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 
 import vitjax
 from vitjax import errors, experiments, report
@@ -180,12 +190,41 @@ def cache_key(
     )
 
 
+def device_mesh() -> Mesh | None:
+    """One-axis ("data") mesh over every device of every process, as extraction builds by
+    default; None on a single device (the k-NN search then runs unsharded)."""
+    devices = jax.devices()
+    if len(devices) == 1:
+        return None
+    return Mesh(np.asarray(devices), ("data",))
+
+
+def is_writer() -> bool:
+    """Whether this process writes the run's outputs (process 0 only)."""
+    return jax.process_index() == 0
+
+
+def _barrier(name: str) -> None:
+    """Waits until every process reaches the barrier `name` (nothing to wait for in one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def _agree(flag: bool) -> bool:
+    """Process 0's `flag` on every process, so that all take the same branch."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    return bool(np.asarray(multihost_utils.broadcast_one_to_all(np.int32(bool(flag)))))
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs every experiment of `config.experiments` and writes the outputs under `workdir`.
 
     Outputs: `results.json` (every number with the config, seed, package versions and model
     weight hashes), `tables/<experiment>_<table>.csv`, `figures/*.png`, `report.md`, and the
-    caches `cache/` (one JSON per finished experiment) and `features/` (the FeatureStore).
+    caches `cache/` (one JSON per finished experiment) and `features/` (the FeatureStore). Only
+    process 0 writes them (every process writes its rows of `features/`); the others draw their
+    figures in a scratch folder that is removed, and return once process 0 has written.
 
     Args:
       config: the run config (see configs/common.py).
@@ -197,11 +236,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     from vitjax.store import FeatureStore
 
     workdir = os.path.abspath(os.path.expanduser(workdir))
-    os.makedirs(workdir, exist_ok=True)
+    writer = is_writer()
+    if writer:
+        os.makedirs(workdir, exist_ok=True)
     names = experiment_names(config)
     handles = load_models(config)
     store = FeatureStore(os.path.join(workdir, "features"))
-    base_ctx = experiments.Context(handles, store, workdir, int(config.seed), config)
+    scratch = None if writer else tempfile.mkdtemp(prefix=f"vitjax-p{jax.process_index()}-")
+    base_ctx = experiments.Context(
+        handles, store, workdir, int(config.seed), config, mesh=device_mesh(), figure_dir=scratch
+    )
 
     results: dict[str, Any] = {
         "config": experiments.to_jsonable(config.to_dict()),
@@ -211,32 +255,54 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "random_weights": any(h.random_weights for h in handles),
         "experiments": {},
     }
-    for name in names:
-        key = cache_key(name, config, handles)
-        cache_file = os.path.join(workdir, "cache", f"{name}-{key}.json")
-        result, seconds = _load_cached(cache_file, workdir)
-        cached = result is not None
-        if result is None:
-            logging.info("experiment %s: running (cache key %s)", name, key)
-            ctx = base_ctx.for_experiment(name)
-            cfg = config[name] if name in config else ml_collections.ConfigDict()
-            start = time.monotonic()
-            result = experiments.get(name)(ctx, cfg)
-            seconds = time.monotonic() - start
-            result = _relative_figures(result, workdir)
+    try:
+        for name in names:
+            results["experiments"][name] = _run_one(name, config, handles, base_ctx, writer)
+        if writer:
+            report.write_results(workdir, results)
+        _barrier("vitjax-run-written")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+def _run_one(
+    name: str,
+    config: ml_collections.ConfigDict,
+    handles: list[experiments.ModelHandle],
+    base_ctx: experiments.Context,
+    writer: bool,
+) -> dict[str, Any]:
+    """Runs experiment `name` (or reuses its cached result); its entry of results.json."""
+    workdir = base_ctx.workdir
+    key = cache_key(name, config, handles)
+    cache_file = os.path.join(workdir, "cache", f"{name}-{key}.json")
+    result, seconds = _load_cached(cache_file, workdir)
+    # Every process must run the experiment (its collectives need all of them) or none.
+    cached = _agree(result is not None)
+    if not cached:
+        logging.info("experiment %s: running (cache key %s)", name, key)
+        ctx = base_ctx.for_experiment(name)
+        cfg = config[name] if name in config else ml_collections.ConfigDict()
+        start = time.monotonic()
+        result = experiments.get(name)(ctx, cfg)
+        seconds = time.monotonic() - start
+        result = _relative_figures(result, workdir)
+        if writer:
             report.write_atomic(
                 cache_file,
                 json.dumps({"result": result.to_dict(), "seconds": seconds}, indent=1),
             )
-            logging.info("experiment %s: done in %.1f s", name, seconds)
-        else:
-            logging.info("experiment %s: reused cached result %s", name, cache_file)
-        entry = result.to_dict()
-        entry.update({"cache_key": key, "cached": cached, "seconds": seconds})
-        results["experiments"][name] = entry
-
-    report.write_results(workdir, results)
-    return results
+        logging.info("experiment %s: done in %.1f s", name, seconds)
+    elif result is None:
+        # Process 0 holds a cached result this process cannot read (workdir not shared).
+        result, seconds = experiments.Result(), 0.0
+    else:
+        logging.info("experiment %s: reused cached result %s", name, cache_file)
+    entry = result.to_dict()
+    entry.update({"cache_key": key, "cached": cached, "seconds": seconds})
+    return entry
 
 
 def _relative_figures(result: experiments.Result, workdir: str) -> experiments.Result:
@@ -274,4 +340,13 @@ def load_results(workdir: str) -> dict[str, Any]:
         raise errors.VitjaxError(f"{path}: cannot read results ({e})") from e
 
 
-__all__ = ["run", "parse_models", "load_models", "cache_key", "load_results", "ModelEntry"]
+__all__ = [
+    "run",
+    "parse_models",
+    "load_models",
+    "cache_key",
+    "load_results",
+    "ModelEntry",
+    "device_mesh",
+    "is_writer",
+]

@@ -22,7 +22,8 @@ How to add an experiment (the whole framework in five points):
 
    The module is imported on first use of its name (`get("my_experiment")`), so nothing else needs
    editing. Its settings live in `config.<name>` (a sub-ConfigDict, given to `run` as `cfg`); shared
-   settings (dataset, tiling, k-NN, probe) are read from `ctx.config`.
+   settings (dataset, tiling, k-NN, probe) are read from `ctx.config`. Every k-NN search passes
+   `mesh=ctx.mesh` and `compute_dtype=knn_compute_dtype(ctx.config.knn)`.
 2. Put every protocol number in `cfg` with the paper's value as default (in `configs/common.py`).
 3. Use `ctx.features` for all model forward passes: it goes through the FeatureStore under the
    workdir, so repeated runs and other experiments reuse extracted features. Always pass a `key`
@@ -33,7 +34,10 @@ How to add an experiment (the whole framework in five points):
 5. `vitjax.run.run(config, workdir)` runs the experiments named in `config.experiments`, caches each
    Result under `<workdir>/cache/` keyed by a hash of the experiment's config, the shared config and
    the models (a finished experiment is not recomputed), and writes `results.json`, one CSV per
-   table under `tables/`, figures under `figures/` and `report.md`.
+   table under `tables/`, figures under `figures/` and `report.md`. Under
+   `jax.distributed.initialize()` every process runs every experiment (extraction and sharded
+   k-NN need all of them), but only process 0 writes: the others draw their figures into a
+   scratch folder (`ctx.figure_path` points there) and wait for process 0 at the end.
 
 Shared helpers live in `vitjax/experiments/common.py` (dataset loading and tiling, patch features,
 k-NN / linear-probe predictions, mIoU scoring, variance order); `vitjax/plotting.py` draws line
@@ -46,6 +50,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import os
 import pkgutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -175,6 +180,25 @@ def to_jsonable(x: Any) -> Any:
     return x
 
 
+KNN_COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def knn_compute_dtype(knn_cfg: ml_collections.ConfigDict) -> str:
+    """`config.knn.compute_dtype` (matmul input dtype of the k-NN search), checked.
+
+    Returns "float32" when the field is absent.
+
+    Raises:
+      ConfigError: on any other value than those of `KNN_COMPUTE_DTYPES`.
+    """
+    value = str(knn_cfg.get("compute_dtype", "float32"))
+    if value not in KNN_COMPUTE_DTYPES:
+        raise errors.ConfigError(
+            f"config.knn.compute_dtype={value!r}: expected one of {KNN_COMPUTE_DTYPES}"
+        )
+    return value
+
+
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Hex digest of the canonical JSON of `obj` (order-independent for dicts)."""
     text = json.dumps(to_jsonable(obj), sort_keys=True, default=str)
@@ -191,6 +215,10 @@ class Context:
       seed: run seed (config.seed).
       config: the whole (locked) run config, for shared sections such as `data`, `knn`, `probe`.
       name: the name of the experiment being run.
+      mesh: `jax.sharding.Mesh` over every device of every process, shared by extraction and
+        the k-NN searches; None on a single device.
+      figure_dir: where `figure_path` puts figures (`<workdir>/figures`; a scratch folder on
+        processes other than 0, which write nothing under the workdir).
     """
 
     def __init__(
@@ -201,6 +229,8 @@ class Context:
         seed: int,
         config: ml_collections.ConfigDict,
         name: str = "",
+        mesh: Any = None,
+        figure_dir: str | None = None,
     ):
         self.models = list(models)
         self.store = store
@@ -208,12 +238,22 @@ class Context:
         self.seed = int(seed)
         self.config = config
         self.name = name
+        self.mesh = mesh
+        self.figure_dir = figure_dir or os.path.join(self.workdir, "figures")
         self.feature_calls = 0
 
     def for_experiment(self, name: str) -> Context:
         """A copy of this context that logs and names figures for experiment `name`."""
-        ctx = Context(self.models, self.store, self.workdir, self.seed, self.config, name)
-        return ctx
+        return Context(
+            self.models,
+            self.store,
+            self.workdir,
+            self.seed,
+            self.config,
+            name,
+            mesh=self.mesh,
+            figure_dir=self.figure_dir,
+        )
 
     def log(self, msg: str) -> None:
         logging.info("[%s] %s", self.name or "run", msg)
@@ -224,12 +264,12 @@ class Context:
         return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
     def figure_path(self, name: str) -> str:
-        """Absolute path `<workdir>/figures/<experiment>_<name>.png` (folder created)."""
-        import os
-
-        folder = os.path.join(self.workdir, "figures")
-        os.makedirs(folder, exist_ok=True)
-        return os.path.join(folder, f"{self.name}_{name}.png" if self.name else f"{name}.png")
+        """Absolute path `<figure_dir>/<experiment>_<name>.png` (folder created); the figure
+        folder is `<workdir>/figures` on process 0."""
+        os.makedirs(self.figure_dir, exist_ok=True)
+        return os.path.join(
+            self.figure_dir, f"{self.name}_{name}.png" if self.name else f"{name}.png"
+        )
 
     def progress(self, items: Iterable[Any], total: int, what: str = "items") -> Iterator[Any]:
         """Yields `items`, logging done/total, items/s and ETA about every 10 s."""
@@ -257,7 +297,8 @@ class Context:
           key: JSON-able dict naming what shaped the images (dataset, split, transform, level).
           layers: block indices; default `config.extract.layers` (all layers any experiment
             needs, extracted in one pass so that experiments share the cache).
-          **kwargs: passed to `vitjax.extract.extract` (with_cls, gsd_ratio, ...).
+          **kwargs: passed to `vitjax.extract.extract` (with_cls, gsd_ratio, ...); the mesh is
+            the context's unless given.
 
         Returns:
           `extract.FeatureSet`: `.patch[layer]` -> array-like [N, h, w, D].
@@ -277,6 +318,7 @@ class Context:
         kwargs.setdefault("dtype", extract_cfg.get("store_dtype", "float32"))
         kwargs.setdefault("compute_dtype", extract_cfg.get("compute_dtype", "float32"))
         kwargs.setdefault("progress_interval_s", float(self.config.get("log_every_s", 10.0)))
+        kwargs.setdefault("mesh", self.mesh)
         return extract.extract(
             model.module,
             model.params,

@@ -237,7 +237,20 @@ def _ade20k(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit, li
     from vitjax.data import ade20k, fewshot
 
     reader = ade20k.ADE20KReader(data_cfg.root)
-    chosen = fewshot.ade20k_fewshot(reader, per_group, int(data_cfg.eval_per_group), seed=seed)
+    pool = int(data_cfg.get("ade20k_train_pool", fewshot.ADE20K_TRAIN_POOL))
+    grid = tuple(int(v) for v in data_cfg.get("ade20k_presence_grid", fewshot.ADE20K_PRESENCE_GRID))
+    if len(grid) != 2 or min(grid) <= 0:
+        raise errors.ConfigError(
+            f"config.data.ade20k_presence_grid={grid}: expected (rows, cols), e.g. (28, 42)"
+        )
+    chosen = fewshot.ade20k_fewshot(
+        reader,
+        k_train=per_group,
+        k_eval=int(data_cfg.eval_per_group),
+        train_pool_size=pool if pool > 0 else None,
+        seed=_ade20k_seed(data_cfg.splits, seed),
+        grid=grid,
+    )
     out = []
     for per_class in (chosen.train_per_class, chosen.eval_per_class):
         samples = [(s, c) for c, items in per_class.items() for s in items]
@@ -248,6 +261,13 @@ def _ade20k(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit, li
             labels.append(mask)
         out.append(RawSplit(images, labels, [c for _, c in samples], [s.stem for s, _ in samples]))
     return out[0], out[1], reader.class_names()
+
+
+def _ade20k_seed(source: str, seed: int) -> int | None:
+    """Permutation seed of the ADE20K greedy pick: None (listing order, as [R1]) for 'paper'."""
+    if source not in ("paper", "seeded"):
+        raise errors.ConfigError(f"config.data.splits={source!r}: expected 'paper' or 'seeded'")
+    return None if source == "paper" else seed
 
 
 _LOADERS = {"synthetic": _synthetic, "cityscapes": _cityscapes, "ade20k": _ade20k}
@@ -342,19 +362,29 @@ def dataset_config(config: ml_collections.ConfigDict, dataset: str) -> ml_collec
     out = ml_collections.ConfigDict(config.to_dict())
     out.dataset = dataset
     if dataset in DATASET_PRESETS:
-        roots = {}
-        for item in str(config.data.get("other_roots", "")).split(","):
-            name, _, root = item.partition("=")
-            if name.strip():
-                roots[name.strip()] = root.strip()
-        if dataset not in roots:
-            raise errors.ConfigError(
-                f"config.data.other_roots={config.data.get('other_roots', '')!r}: no root for "
-                f"{dataset!r}; expected e.g. '{dataset}=/data/{dataset}'"
-            )
         out.data.update(DATASET_PRESETS[dataset])
-        out.data.root = roots[dataset]
+        out.data.root = other_root(config, dataset)
     return out
+
+
+def other_root(config: ml_collections.ConfigDict, dataset: str) -> str:
+    """The root of `dataset` named in `config.data.other_roots` ("ade20k=/data/ADE,...").
+
+    Raises:
+      ConfigError: if `other_roots` names no root for `dataset`.
+    """
+    text = str(config.data.get("other_roots", ""))
+    roots = {}
+    for item in text.split(","):
+        name, _, root = item.partition("=")
+        if name.strip():
+            roots[name.strip()] = root.strip()
+    if not roots.get(dataset):
+        raise errors.ConfigError(
+            f"config.data.other_roots={text!r}: no root for {dataset!r}; expected e.g. "
+            f"'{dataset}=/data/{dataset}'"
+        )
+    return roots[dataset]
 
 
 def load_images(config: ml_collections.ConfigDict, dataset: str) -> tuple[np.ndarray, dict]:
@@ -403,7 +433,12 @@ def patch_features(
     layers: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> np.ndarray:
-    """Patch features of `tiles` at block `layer`: float32 [T * gh * gw, D] (row-major per tile).
+    """Patch features of `tiles` at block `layer`: [T * gh * gw, D] (row-major per tile).
+
+    The result is a read-only `np.memmap` view of the FeatureStore entry in its stored dtype
+    (`config.extract.store_dtype`, float32 by default): nothing is read into memory here.
+    `knn_predict` and the probes stream it in chunks; take small selections with
+    `np.asarray(features[rows], np.float32)`.
 
     `layers` (default: the context's extraction layers) is what is extracted in one pass and
     cached; `layer` must be one of them. `kwargs` go to `ctx.features` (e.g. batch_size).
@@ -414,7 +449,7 @@ def patch_features(
         raise errors.ConfigError(
             f"layer {layer} of {model.name} was not extracted (have {sorted(feats.patch)})"
         )
-    array = np.asarray(feats.patch[index], dtype=np.float32)
+    array = feats.patch[index]
     return array.reshape(-1, array.shape[-1])
 
 
@@ -425,22 +460,38 @@ def knn_predict(
     num_classes: int,
     knn_cfg: ml_collections.ConfigDict,
     drop_dims: np.ndarray | None = None,
+    mesh: Any = None,
 ) -> np.ndarray:
-    """k-NN class of every query (support patches with ignore labels excluded if configured).
+    """k-NN class of every query.
+
+    With `knn_cfg.exclude_ignore` ignore-labelled support patches are left out of the search;
+    without it (the default, as [R1]) they stay in and a void winner predicts `num_classes`, a
+    class outside [0, C) that every score counts as an error.
 
     Args:
-      support: float32 [N, D]; support_labels: int [N]; queries: float32 [Q, D].
+      support: float [N, D] array-like (an np.memmap is streamed, never loaded whole);
+        support_labels: int [N]; queries: float [Q, D] array-like.
       num_classes: C.
-      knn_cfg: `config.knn` (k, rule, metric, exclude_ignore, blocks).
+      knn_cfg: `config.knn` (k, rule, metric, exclude_ignore, blocks, compute_dtype).
       drop_dims: feature dims to ignore.
+      mesh: `ctx.mesh`: the search is sharded over its devices (None: one device).
 
     Returns:
-      int32 [Q] predicted classes.
+      int32 [Q] predicted classes in [0, C], C meaning "a void patch was retrieved".
     """
     from vitjax import knn
 
     support_labels = np.asarray(support_labels)
-    valid = (support_labels != IGNORE) if knn_cfg.exclude_ignore else None
+    if knn_cfg.exclude_ignore:
+        valid = support_labels != IGNORE
+        votes, vote_classes = support_labels, num_classes
+    else:
+        # [R1] kept raw labelIds: a void neighbour votes with its own (non-evaluated) label, and
+        # when that label wins the prediction is an error. Void votes as an extra class C here,
+        # which the confusion matrix counts as a prediction outside [0, C), i.e. an error.
+        valid = None
+        in_range = (support_labels >= 0) & (support_labels < num_classes)
+        votes, vote_classes = np.where(in_range, support_labels, num_classes), num_classes + 1
     available = int(valid.sum()) if valid is not None else len(support_labels)
     if available == 0:
         raise errors.DatasetError("k-NN: the support set has no labelled patch")
@@ -452,11 +503,11 @@ def knn_predict(
         drop_dims=None if drop_dims is None or len(drop_dims) == 0 else np.asarray(drop_dims),
         query_block=int(knn_cfg.query_block),
         db_block=int(knn_cfg.db_block),
+        compute_dtype=experiments.knn_compute_dtype(knn_cfg),
+        mesh=mesh,
         db_valid=valid,
     )
-    return np.asarray(
-        knn.classify(idx, scores, support_labels, num_classes, rule=knn_cfg.rule), np.int32
-    )
+    return np.asarray(knn.classify(idx, scores, votes, vote_classes, rule=knn_cfg.rule), np.int32)
 
 
 def fit_linear(
@@ -469,17 +520,30 @@ def fit_linear(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Trains a softmax probe on labelled support patches (ignore labels skipped).
 
+    Args:
+      support: float [N, D]; support_labels: int [N]; num_classes: C.
+      probe_cfg: `config.probe`: the sweep (learning_rates, weight_decays), epochs, batch_size,
+        val_fraction, optimizer, schedule, warmup_epochs, momentum (see `probes.ProbeConfig`).
+      batchnorm: non-affine BatchNorm before the linear layer (MAE).
+      seed: initialisation and shuffling seed.
+
     Returns:
       predict(queries float32 [Q, D]) -> int32 [Q] classes.
     """
     from vitjax import probes
 
+    defaults = probes.ProbeConfig()
     config = probes.ProbeConfig(
         learning_rates=tuple(float(v) for v in probe_cfg.learning_rates),
         weight_decays=tuple(float(v) for v in probe_cfg.weight_decays),
         epochs=int(probe_cfg.epochs),
         batch_size=int(probe_cfg.batch_size),
         val_fraction=float(probe_cfg.val_fraction),
+        # Older configs lack these fields: ProbeConfig's defaults apply.
+        optimizer=str(probe_cfg.get("optimizer", defaults.optimizer)),
+        schedule=str(probe_cfg.get("schedule", defaults.schedule)),
+        warmup_epochs=float(probe_cfg.get("warmup_epochs", defaults.warmup_epochs)),
+        momentum=float(probe_cfg.get("momentum", defaults.momentum)),
     )
     probe = probes.train_softmax_probe(
         support,
@@ -636,3 +700,25 @@ def predict(
 def model_row(model: experiments.ModelHandle) -> dict[str, Any]:
     """The leading columns of a per-model table row."""
     return {"model": model.name, "family": model.spec.family}
+
+
+def paper_comparable(
+    config: ml_collections.ConfigDict, model: experiments.ModelHandle, method: str
+) -> bool:
+    """Whether a Cityscapes score of `model` and `method` may stand beside the paper's number.
+
+    That needs real weights of the paper's backbone (ViT-B/16; DINOv2 ViT-B/14), Cityscapes with
+    the research code's image lists (`data.splits == 'paper'`) and, for k-NN, [R1]'s classifier:
+    1-NN label, dot-product similarity, void patches kept in the support set.
+    """
+    from vitjax import paper_numbers
+
+    spec = model.spec
+    if model.random_weights or config.dataset != "cityscapes" or config.data.splits != "paper":
+        return False
+    if not paper_numbers.is_paper_backbone(spec.family, spec.size, spec.patch_size):
+        return False
+    if method == "knn":
+        knn_cfg = config.knn
+        return knn_cfg.rule == "1nn" and knn_cfg.metric == "dot" and not knn_cfg.exclude_ignore
+    return method == "linear"

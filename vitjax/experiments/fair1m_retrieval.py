@@ -401,13 +401,19 @@ def nearest(
     query_groups: np.ndarray | None,
     db_groups: np.ndarray | None,
     knn_cfg: ml_collections.ConfigDict,
+    mesh: Any = None,
 ) -> np.ndarray:
-    """Row of the single nearest database vector of every query (ties -> lower row): int [Q]."""
+    """Row of the single nearest database vector of every query (ties -> lower row): int [Q].
+
+    `knn_cfg` is `config.knn` (block sizes, compute_dtype); `mesh` (`ctx.mesh`) shards the
+    database over its devices.
+    """
     _, idx = knn.search(
         queries, database, k=1, metric=metric,
         drop_dims=None if drop_dims is None or len(drop_dims) == 0 else drop_dims,
         query_groups=query_groups, db_groups=db_groups,
         query_block=int(knn_cfg.query_block), db_block=int(knn_cfg.db_block),
+        compute_dtype=experiments.knn_compute_dtype(knn_cfg), mesh=mesh,
     )  # fmt: skip
     return np.asarray(idx[:, 0], np.int64)
 
@@ -553,7 +559,9 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                     groups = (
                         (table.group[q_rows], table.group) if mode == "retrieval" else (None, None)
                     )
-                    nn_rows = nearest(queries, database, cfg.metric, drop, *groups, ctx.config.knn)
+                    nn_rows = nearest(
+                        queries, database, cfg.metric, drop, *groups, ctx.config.knn, ctx.mesh
+                    )
                     counts = outcome_counts(table, q_rows, label_rows, targets, nn_rows)
                     rows.append(_row(model, mode, name, level, removed, counts))
     ctx.log(f"retrieval done in {time.monotonic() - start:.1f} s")

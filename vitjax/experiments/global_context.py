@@ -1,5 +1,9 @@
-"""Global context in a single patch (Tab. 6): ridge regression from the central patch token to the
-fractions of chosen classes (road, building, vegetation) in the whole input tile.
+"""Global context in a single patch (Tab. 6): ridge regression from the central patch token of each
+tile to the fractions of chosen classes (road, building, vegetation) in the image.
+
+`cfg.target` says which image: "image" (default, the issue's "image's class fractions"): the whole
+source image the tile was cut from, so a patch must know about content far outside its own tile;
+"tile": only the input tile the model saw. Fractions are over labelled pixels (ignore excluded).
 
 Feature variants: all dimensions; the top-N variance dimensions removed; only the top-N; N random
 dimensions (the control for "only the top-N"). The variance order comes from all train patches.
@@ -35,6 +39,51 @@ def class_fractions(
     counts = np.stack([(labels == c).sum(axis=1) for c in class_ids], axis=1)
     valid = labelled > 0
     return counts / np.maximum(labelled, 1)[:, None], valid
+
+
+TARGETS = ("image", "tile")
+
+
+def image_class_fractions(
+    split: common.SegSplit, class_ids: list[int], ignore: int = common.IGNORE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fractions of each class in the whole source image of every tile of `split`.
+
+    Args:
+      split: tiles with their infos and the original label maps.
+      class_ids: the C classes.
+
+    Returns:
+      (float64 [T, C] fractions of the tile's source image, bool [T] images with at least one
+      labelled pixel), one row per tile in tile order.
+    """
+    per_image = [class_fractions(np.asarray(m)[None], class_ids, ignore) for m in split.label_maps]
+    fractions = (
+        np.stack([f[0] for f, _ in per_image]) if per_image else np.zeros((0, len(class_ids)))
+    )
+    valid = np.array([v[0] for _, v in per_image], bool)
+    image_of_tile = np.array([info.image_index for info in split.infos], np.int64)
+    return fractions[image_of_tile], valid[image_of_tile]
+
+
+def targets(
+    split: common.SegSplit, class_ids: list[int], target: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Regression targets of every tile: class fractions of its source image or of the tile itself.
+
+    Returns:
+      (float64 [T, C] fractions, bool [T] rows with a labelled pixel to compute them from).
+
+    Raises:
+      ConfigError: `target` is not "image" or "tile".
+    """
+    if target == "image":
+        return image_class_fractions(split, class_ids)
+    if target == "tile":
+        return class_fractions(split.label_tiles, class_ids)
+    raise errors.ConfigError(
+        f"config.global_context.target={target!r}: expected one of {', '.join(TARGETS)}"
+    )
 
 
 def central_patches(features: np.ndarray, num_tiles: int, grid: tuple[int, int]) -> np.ndarray:
@@ -102,8 +151,9 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             f"{ctx.config.dataset}: {data.class_names}"
         )
     class_ids = [data.class_names.index(c) for c in names]
-    y_train, ok_train = class_fractions(data.train.label_tiles, class_ids)
-    y_eval, ok_eval = class_fractions(data.eval.label_tiles, class_ids)
+    target = str(cfg.get("target", "image"))
+    y_train, ok_train = targets(data.train, class_ids, target)
+    y_eval, ok_eval = targets(data.eval, class_ids, target)
     rows = []
     for model in ctx.models:
         grid = common.grid_of(model, data.train.tiles.shape[1:3])
@@ -123,12 +173,13 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             row.update({"r2_mean": s["r2"], "l2": s["l2"]})
             rows.append(row)
             ctx.log(f"{model.name} {variant}: R2 {s['r2']:.3f}")
+    where = "the whole source image" if target == "image" else "the input tile"
     return experiments.Result(
         tables={"r2": rows},
         text={
             "summary": "How much global context one patch token carries: ridge regression from "
-            f"the central patch to the fractions of {', '.join(names)} in its input tile "
-            f"({int(ok_train.sum())} train / {int(ok_eval.sum())} evaluation tiles).",
+            f"the central patch of each tile to the fractions of {', '.join(names)} in "
+            f"{where} ({int(ok_train.sum())} train / {int(ok_eval.sum())} evaluation tiles).",
             "r2": f"Tab. 6: R^2 on the evaluation tiles with all dimensions, the top-{cfg.top_n} "
             f"variance dimensions removed, only the top-{cfg.top_n}, or {cfg.top_n} random ones; "
             "higher = more image-level information.",

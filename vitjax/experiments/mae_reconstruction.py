@@ -3,8 +3,10 @@
 For every model with an MAE pixel decoder, the evaluation tiles of `config.dataset` are encoded
 with no masking and with MAE's 75 % random masking (the same masks for every variant), the
 encoder's output tokens (final LayerNorm) are passed to the decoder either whole, with the N
-highest-variance feature dims set to zero (variance of the patch tokens of the same tiles), or with
-N random dims set to zero (the control), and the reconstructions are scored:
+highest-variance feature dims set to zero, or with N random dims set to zero (the control), and
+the reconstructions are scored. The variance is that of the final-LayerNorm patch tokens of the
+TRAINING tiles of `config.dataset` (datasets.md §1; the few-shot train split of
+`common.load_segmentation`, the train scenes for `synthetic`), never of the tiles reconstructed:
 
 * `mse`: MAE's loss, the mean squared error in the decoder's target space (ImageNet-normalised
   pixels; per-patch normalised with `norm_pix`), over all patches without masking and over the
@@ -210,20 +212,20 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             images = images[: int(cfg.num_images)]
         ctx.log(f"{len(images)} tiles of {images.shape[1]}x{images.shape[2]} from {data.name}")
     n = int(cfg.zeroed)
+    zeroed_dims = {}
     for model in decoders:
         spec = model.spec
         grid = common.grid_of(model, images.shape[1:3])
         num_patches = grid[0] * grid[1]
-        key = {"dataset": ctx.config.dataset, "split": "eval", "for": "mae_reconstruction"}
-        feats = common.patch_features(ctx, model, images, key, layers=(-1,))
         variants = [("full", None)]
         if 0 < n < spec.width:
-            order = common.variance_order(feats)
+            order = train_variance_order(ctx, model, data)
             rng = ctx.rng(model.name, "random_dims")
             variants += [
                 (f"top{n}_zeroed", order[:n]),
                 (f"random{n}_zeroed", np.sort(rng.choice(spec.width, n, replace=False))),
             ]
+            zeroed_dims[model.name] = dict(variants[1:])
         forward = _forward(model)
         for ratio in cfg.mask_ratios:
             keep = keep_indices(len(images), num_patches, float(ratio), ctx.rng("mask", ratio))
@@ -234,7 +236,26 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 rows.append({**common.model_row(model), "mask_ratio": float(ratio),
                              "features": label, **scores})  # fmt: skip
                 ctx.log(f"{model.name} mask {ratio} {label}: psnr {scores['psnr']:.2f}")
-    return _result(ctx, cfg, rows, len(decoders), 0 if images is None else len(images))
+    result = _result(ctx, cfg, rows, len(decoders), 0 if images is None else len(images))
+    result.scalars["zeroed_dims"] = zeroed_dims
+    return result
+
+
+def train_variance_order(
+    ctx: experiments.Context, model: experiments.ModelHandle, data: common.SegData
+) -> np.ndarray:
+    """Feature dims by variance over the final-LayerNorm patch tokens of the train tiles of
+    `data`, highest first: int64 [D]."""
+    depth = int(model.spec.depth)
+    layers = tuple(int(v) for v in ctx.config.get("extract", {}).get("layers", (-1,)))
+    # The run's extraction layers when they hold the last block, so that the train features are
+    # the ones the other experiments already stored.
+    if depth - 1 not in {v + depth if v < 0 else v for v in layers}:
+        layers = (-1,)
+    features = common.patch_features(
+        ctx, model, data.train.tiles, data.split_key("train"), layer=-1, layers=layers
+    )
+    return common.variance_order(features)
 
 
 def _result(ctx, cfg, rows, num_models: int, num_images: int) -> experiments.Result:

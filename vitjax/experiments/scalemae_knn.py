@@ -192,11 +192,18 @@ def knn_accuracy(
     temperature: float = 0.07,
     metric: str = "cosine",
     drop_dims: np.ndarray | None = None,
+    compute_dtype: str = "float32",
+    mesh: Any = None,
 ) -> float:
-    """Accuracy of the temperature-weighted k-NN vote (DINO's rule) on the test set."""
+    """Accuracy of the temperature-weighted k-NN vote (DINO's rule) on the test set.
+
+    `compute_dtype` is the matmul input dtype of the search (`config.knn.compute_dtype`); `mesh`
+    (`ctx.mesh`) shards the train set over its devices.
+    """
     scores, idx = knn.search(
         test, train, k=min(int(k), len(train)), metric=metric,
         drop_dims=None if drop_dims is None or len(drop_dims) == 0 else drop_dims,
+        compute_dtype=compute_dtype, mesh=mesh,
     )  # fmt: skip
     pred = knn.classify(idx, scores, train_labels, num_classes, "weighted", temperature=temperature)
     return float(np.mean(pred == np.asarray(test_labels)))
@@ -229,6 +236,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     reps = _check(cfg)
     names = [d.strip() for d in str(cfg.datasets).split(",") if d.strip()]
     input_size = int(cfg.input_size)
+    compute_dtype = experiments.knn_compute_dtype(ctx.config.knn)
     rows = []
     for name in names:
         split = load_split(name, cfg, ctx.seed)
@@ -261,6 +269,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                             train, split.train_labels, test, split.test_labels,
                             len(split.class_names), int(cfg.k), float(cfg.temperature),
                             str(cfg.metric), order[: int(removed)] if removed else None,
+                            compute_dtype, ctx.mesh,
                         )  # fmt: skip
                         rows.append({
                             **common.model_row(model), "dataset": name, "size": size,

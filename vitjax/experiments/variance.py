@@ -11,12 +11,13 @@ high-variance dimensions are a property of the model, not of the data.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import ml_collections
 import numpy as np
 
-from vitjax import experiments, paper_numbers, plotting
+from vitjax import errors, experiments, paper_numbers, plotting
 from vitjax.experiments import common
 
 
@@ -73,8 +74,41 @@ def removal_sweep(
     return rows
 
 
+def overlap_plan(config: ml_collections.ConfigDict, names: list[str]) -> dict[str, str]:
+    """The overlap datasets that cannot be read, each with the reason.
+
+    A real dataset other than `config.dataset` is read from its `config.data.other_roots` entry;
+    when that folder does not exist the dataset is skipped (a note in the report) rather than
+    failing after the removal sweep.
+
+    Returns:
+      {skipped dataset: reason} (empty when every dataset can be read).
+
+    Raises:
+      ConfigError: an unknown dataset name, or a real dataset without an `other_roots` entry.
+    """
+    known = {"synthetic", "synthetic_aerial", *common.DATASET_PRESETS}
+    skipped = {}
+    for name in names:
+        if name not in known:
+            raise errors.ConfigError(
+                f"config.variance.overlap_datasets: unknown dataset {name!r}; expected some of "
+                f"{', '.join(sorted(known))}"
+            )
+        if name in common.DATASET_PRESETS and name != config.dataset:
+            root = common.other_root(config, name)
+            if not os.path.isdir(root):
+                skipped[name] = f"root {root!r} (config.data.other_roots) does not exist"
+    return skipped
+
+
 @experiments.register("variance")
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
+    # Checked first: a missing dataset must not cost a whole removal sweep before it shows.
+    overlap_names = [d.strip() for d in str(cfg.overlap_datasets).split(",") if d.strip()]
+    skipped = overlap_plan(ctx.config, overlap_names)
+    for name, reason in skipped.items():
+        ctx.log(f"overlap: skipping {name}: {reason}")
     data = common.load_segmentation(ctx.config)
     data_cfg = ctx.config.data
     top_n = int(cfg.top_n)
@@ -122,11 +156,10 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             if r["model"] == model.name:
                 row[f"{r['method']}_batchnorm"] = r["miou"]
         if (
-            not model.random_weights
-            and model.spec.family == "mae"
-            and model.spec.size == "b"
-            and ctx.config.dataset == "cityscapes"
+            model.spec.family == "mae"
             and top_n == 200
+            and int(data_cfg.train_per_group) == paper_numbers.TAB2_SHOTS
+            and common.paper_comparable(ctx.config, model, "knn")
         ):
             row["knn_removed_paper"] = paper_numbers.CITYSCAPES_MAE_REMOVED_200["knn"]
         summary.append(row)
@@ -134,7 +167,8 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             f"{model.name}: top-{top_n} dims hold {row[f'var_frac_top{top_n}']:.2%} of variance"
         )
 
-    overlap = overlap_rows(ctx, cfg)
+    overlap = overlap_rows(ctx, cfg, overlap_names, skipped)
+    skipped_text = "".join(f" Skipped {name}: {reason}." for name, reason in skipped.items())
 
     fig_spectrum = ctx.figure_path("spectrum")
     plotting.line_plot(
@@ -181,35 +215,44 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             "batchnorm": "k-NN and linear mIoU after standardising every dimension with the "
             "train statistics (a non-affine BatchNorm), the alternative to removal.",
             "overlap": f"Overlap of the top-{top_n} variance dimensions computed on different "
-            "datasets (1 = the same dimensions).",
+            f"datasets (1 = the same dimensions).{skipped_text}",
             "spectrum": "Fig. 1a: variance of each feature dimension (sorted) as a fraction of the "
             "total; a few dominant dimensions show as a steep head.",
             "removal_curve": "Fig. 1b/c: mIoU as the N highest-variance dimensions (solid) or N random "
             "dimensions (dashed) are removed; gains mean the top dimensions hurt the metric.",
         },
-        scalars={"top_n": top_n},
+        scalars={"top_n": top_n, "overlap_skipped": sorted(skipped)},
     )
 
 
-def overlap_rows(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> list[dict]:
-    """Pairwise top-N overlap of variance orders computed on each of `cfg.overlap_datasets`."""
-    names = [d.strip() for d in str(cfg.overlap_datasets).split(",") if d.strip()]
+def overlap_rows(
+    ctx: experiments.Context,
+    cfg: ml_collections.ConfigDict,
+    names: list[str],
+    skipped: dict[str, str],
+) -> list[dict]:
+    """Pairwise top-N overlap of variance orders computed on each dataset of `names`.
+
+    Pairs with a dataset of `skipped` get no overlap and a note with the reason.
+    """
+    top_n = int(cfg.top_n)
     rows = []
     for model in ctx.models:
         orders = {}
         for name in names:
+            if name in skipped:
+                continue
             tiles, key = common.load_images(ctx.config, name)
             feats = common.patch_features(ctx, model, tiles, key)
             orders[name] = common.variance_order(feats)
         for a, b in itertools.combinations(names, 2):
-            rows.append(
-                {
-                    **common.model_row(model),
-                    "dataset_a": a,
-                    "dataset_b": b,
-                    "top_n": int(cfg.top_n),
-                    "overlap": common.topn_overlap(orders[a], orders[b], int(cfg.top_n)),
-                    "chance": min(int(cfg.top_n), len(orders[a])) / len(orders[a]),
-                }
-            )
+            row = {**common.model_row(model), "dataset_a": a, "dataset_b": b, "top_n": top_n}
+            missing = [d for d in (a, b) if d in skipped]
+            if missing:
+                row.update(overlap=None, chance=None)
+                row["note"] = "; ".join(f"{d} skipped: {skipped[d]}" for d in missing)
+            else:
+                row["overlap"] = common.topn_overlap(orders[a], orders[b], top_n)
+                row["chance"] = min(top_n, len(orders[a])) / len(orders[a])
+            rows.append(row)
     return rows
