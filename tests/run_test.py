@@ -5,6 +5,7 @@ from tests import test_util  # noqa: F401  (simulated CPU devices before JAX sta
 
 # isort: on
 import csv
+import importlib
 import io
 import json
 import os
@@ -18,6 +19,8 @@ from absl.testing import absltest, parameterized
 
 from configs import common as common_config
 from configs import demo
+from configs import mae_reconstruction as recon_config
+from configs import scalemae as scalemae_config
 from vitjax import errors, experiments, report, run
 
 _CALLS = []
@@ -166,6 +169,65 @@ class RunTest(absltest.TestCase):
         os.remove(os.path.join(workdir, "figures", "_test_probe_experiment_curve.png"))
         run.run(tiny_config(), workdir)
         self.assertEqual(_CALLS, [1.0, 1.0])
+
+
+CONFIG_ARGS = ("", "accelerator", "runlocal", "synthetic", "test")
+
+
+def config_modules():
+    """Every runnable config module of configs/ (those with get_config)."""
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    out = {}
+    for file in sorted(os.listdir(folder)):
+        if file.endswith(".py") and not file.startswith("_"):
+            module = importlib.import_module(f"configs.{file[:-3]}")
+            if hasattr(module, "get_config"):
+                out[file[:-3]] = module
+    return out
+
+
+class ConfigsTest(absltest.TestCase):
+    def test_every_config_and_arg_names_known_experiments_and_models(self):
+        modules = config_modules()
+        self.assertContainsSubset({"cityscapes", "ade20k", "demo", "mae_reconstruction"}, modules)
+        for name, module in modules.items():
+            for arg in CONFIG_ARGS:
+                try:
+                    config = module.get_config(arg or None)
+                except ValueError as e:
+                    self.assertIn("unknown", str(e))  # an arg this config does not take
+                    continue
+                for experiment in run.experiment_names(config):  # raises on unknown names
+                    self.assertIn(experiment, config, f"{name}:{arg} lacks config.{experiment}")
+                self.assertNotEmpty(run.parse_models(config.models), f"{name}:{arg}")
+
+    def test_scalemae_config_runs_only_scalemae_knn(self):
+        for arg in ("", "runlocal", "synthetic", "accelerator"):
+            config = scalemae_config.get_config(arg or None)
+            self.assertEqual(config.experiments, "scalemae_knn")
+            self.assertNotIn("mae_reconstruction", config)
+        self.assertNotIn("--config.experiments", scalemae_config.__doc__)
+
+    def test_mae_reconstruction_config(self):
+        config = recon_config.get_config()
+        self.assertEqual(config.experiments, "mae_reconstruction")
+        (entry,) = run.parse_models(config.models)
+        self.assertEqual((entry.family, entry.size, entry.patch_size), ("mae", "b", 16))
+        self.assertTrue(entry.checkpoint.endswith("_visualize"))
+        self.assertFalse(config.mae_reconstruction.norm_pix)  # the visualize decoder's target
+        self.assertEqual(config.dataset, "cityscapes")
+        self.assertIn("--config=configs/mae_reconstruction.py", recon_config.__doc__)
+
+    def test_mae_reconstruction_config_runs_without_data(self):
+        config = recon_config.get_config("synthetic")
+        config.model_depth = 1
+        recon_config.add_demo(config, tiny=True)
+        results = run.run(config, make_tempdir(self))
+        rows = results["experiments"]["mae_reconstruction"]["tables"]["reconstruction"]
+        self.assertLen(rows, 2 * 3)  # mask ratios x (full, top-N zeroed, random-N zeroed)
+        for row in rows:
+            self.assertEqual(row["family"], "mae")
+            self.assertGreater(row["mse"], 0.0)
 
 
 class ReportTest(absltest.TestCase):

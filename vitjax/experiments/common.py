@@ -292,7 +292,7 @@ def _load_cached(
     data_cfg = ml_collections.ConfigDict(json.loads(cfg_json))
     train, evals, class_names = _raw_cached(cfg_json, dataset, seed, per_group)
     geo = geometry(data_cfg, full_hw)
-    key = {"dataset": dataset, "seed": seed, "data": _data_identity(json.loads(cfg_json))}
+    key = {"dataset": dataset, "seed": seed, "data": _data_identity(json.loads(cfg_json), dataset)}
     if full_hw is not None:
         key["full_hw"] = list(full_hw)
     return SegData(
@@ -306,9 +306,12 @@ def _load_cached(
     )
 
 
-def _data_identity(data_cfg: dict[str, Any]) -> dict[str, Any]:
-    # Scoring settings do not change the images: leave them out so they share features.
+def _data_identity(data_cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
+    # Scoring settings do not change the images, nor do another dataset's selection settings:
+    # leave them out so they share features.
     skip = {"score_level", "miou_convention", "patch_label_rule", "train_per_group", "other_roots"}
+    if dataset != "ade20k":
+        skip |= {k for k in data_cfg if k.startswith("ade20k_")}
     return {k: v for k, v in data_cfg.items() if k not in skip}
 
 

@@ -1,9 +1,9 @@
 """Global context in a single patch (Tab. 6): ridge regression from the central patch token of each
 tile to the fractions of chosen classes (road, building, vegetation) in the image.
 
-`cfg.target` says which image: "image" (default, the issue's "image's class fractions"): the whole
-source image the tile was cut from, so a patch must know about content far outside its own tile;
-"tile": only the input tile the model saw. Fractions are over labelled pixels (ignore excluded).
+`cfg.target` says which image: "image" (default; the image's class fractions): the whole source
+image the tile was cut from, so a patch must know about content far outside its own tile; "tile":
+only the input tile the model saw. Fractions are over labelled pixels (ignore excluded).
 
 Feature variants: all dimensions; the top-N variance dimensions removed; only the top-N; N random
 dimensions (the control for "only the top-N"). The variance order comes from all train patches.
@@ -20,6 +20,8 @@ import numpy as np
 
 from vitjax import errors, experiments, metrics
 from vitjax.experiments import common
+
+TARGETS = ("image", "tile")  # what the fractions are computed over (config.global_context.target)
 
 
 def class_fractions(
@@ -39,9 +41,6 @@ def class_fractions(
     counts = np.stack([(labels == c).sum(axis=1) for c in class_ids], axis=1)
     valid = labelled > 0
     return counts / np.maximum(labelled, 1)[:, None], valid
-
-
-TARGETS = ("image", "tile")
 
 
 def image_class_fractions(
