@@ -104,6 +104,7 @@ def get_base() -> ml_collections.ConfigDict:
     # and a query whose nearest neighbour is void gets a non-evaluated label, i.e. an error. True
     # drops ignore-labelled patches from the support set (a cleaner but non-paper protocol).
     c.knn.exclude_ignore = False
+    c.knn.compute_dtype = "float32"  # k-NN matmul input dtype; bfloat16 in `accelerator`
     c.knn.query_block = 4096
     c.knn.db_block = 65536
 
@@ -172,6 +173,7 @@ def accelerator(c: ml_collections.ConfigDict) -> None:
     c.extract.batch_size = 256
     c.extract.compute_dtype = "bfloat16"
     c.extract.store_dtype = "float16"
+    c.knn.compute_dtype = "bfloat16"
     c.knn.query_block = 16384
     c.knn.db_block = 262144
     c.probe.batch_size = 16384

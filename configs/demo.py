@@ -41,7 +41,7 @@ def get_config(arg=None):
     c.experiments = common.ALL_EXPERIMENTS + "," + OTHER_EXPERIMENTS
     c.models = DEMO_MODELS
     c.model_depth = 3
-    # 224 px tiles (SimMIM's shared relative position bias only covers the native 14x14 grid).
+    # 224 px tiles: the paper's patch grid (14x14 for /16 models) at the demo's size.
     c.data.synthetic_hw = (224, 448)
     c.data.synthetic_groups = 2
     c.data.synthetic_eval_images = 3

@@ -21,7 +21,7 @@ from configs import ade20k as ade20k_config
 from configs import cityscapes as cityscapes_config
 from configs import common as common_config
 from configs import demo as demo_config
-from vitjax import errors, experiments, run
+from vitjax import errors, experiments, models, run
 from vitjax.data import tiling
 from vitjax.experiments import (
     common,
@@ -60,6 +60,7 @@ class FakeSpec:
     patch_size: int = 16
     depth: int = 12
     rel_pos_bias: bool = False
+    pos_interp: str = "scale_offset"
     native_grid: tuple = (14, 14)
 
 
@@ -359,10 +360,17 @@ class DatasetConfigTest(absltest.TestCase):
 
 
 class TilingVsFullTest(absltest.TestCase):
-    def test_rel_pos_bias_models_only_at_native_grid(self):
-        simmim = handle("simmim", "b", rel_pos_bias=True)
-        self.assertTrue(tiling_vs_full.supports_grid(simmim, (14, 14)))
-        self.assertFalse(tiling_vs_full.supports_grid(simmim, (56, 112)))
+    def test_native_only_models_only_at_native_grid(self):
+        # SimMIM resamples its relative position bias table, so it runs at any grid; a spec whose
+        # position encoding is fixed to the native grid does not.
+        spec = models.get_spec("simmim", "b")
+        simmim = experiments.ModelHandle("simmim_b", None, None, spec, True)
+        self.assertTrue(tiling_vs_full.supports_grid(simmim, (56, 112)))
+        fixed = dataclasses.replace(
+            simmim, spec=dataclasses.replace(spec, pos_interp="native_only")
+        )
+        self.assertTrue(tiling_vs_full.supports_grid(fixed, (14, 14)))
+        self.assertFalse(tiling_vs_full.supports_grid(fixed, (56, 112)))
         self.assertTrue(tiling_vs_full.supports_grid(handle("dino", "b"), (56, 112)))
 
     def test_full_geometry_is_one_resized_tile(self):

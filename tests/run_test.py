@@ -51,7 +51,10 @@ def _probe_experiment(ctx, cfg):
         tables={"means": rows},
         figures={"curve": path},
         text={"means": "Mean feature.", "curve": "A line."},
-        scalars={"n": len(rows)},
+        scalars={
+            "n": len(rows),
+            experiments.SKIPPED_INPUTS: ["absent_dataset"] if cfg.get("skip", False) else [],
+        },
     )
 
 
@@ -161,6 +164,16 @@ class RunTest(absltest.TestCase):
         with open(os.path.join(workdir, "report.md")) as f:
             first_line = f.readline()
         self.assertIn("RANDOM WEIGHTS", first_line)
+
+    def test_result_with_skipped_inputs_is_not_cached(self):
+        workdir = make_tempdir(self)
+        _CALLS.clear()
+        config = tiny_config()
+        config._test_probe_experiment.skip = True
+        run.run(config, workdir)
+        again = run.run(config, workdir)
+        self.assertEqual(_CALLS, [1.0, 1.0])
+        self.assertFalse(again["experiments"]["_test_probe_experiment"]["cached"])
 
     def test_missing_figure_invalidates_cache(self):
         workdir = make_tempdir(self)

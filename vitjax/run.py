@@ -289,7 +289,9 @@ def _run_one(
         result = experiments.get(name)(ctx, cfg)
         seconds = time.monotonic() - start
         result = _relative_figures(result, workdir)
-        if writer:
+        # A result that skipped inputs which may appear later (e.g. another dataset's root not yet
+        # on disk) is reported but not cached, so the next run picks those inputs up.
+        if writer and not result.scalars.get(experiments.SKIPPED_INPUTS):
             report.write_atomic(
                 cache_file,
                 json.dumps({"result": result.to_dict(), "seconds": seconds}, indent=1),

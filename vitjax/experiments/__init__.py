@@ -63,6 +63,10 @@ from vitjax import errors
 
 ExperimentFn = Callable[["Context", ml_collections.ConfigDict], "Result"]
 
+# `Result.scalars` key: inputs the experiment skipped (e.g. a missing dataset root). A result with
+# skipped inputs is reported but not cached, so a later run with the inputs present recomputes it.
+SKIPPED_INPUTS = "skipped_inputs"
+
 _REGISTRY: dict[str, ExperimentFn] = {}
 
 

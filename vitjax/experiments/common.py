@@ -690,7 +690,9 @@ def predict(
 ) -> np.ndarray:
     """Predictions of `method` ('knn' or 'linear') with the run's k-NN / probe settings."""
     if method == "knn":
-        return knn_predict(support, support_labels, queries, num_classes, ctx.config.knn, drop_dims)
+        return knn_predict(
+            support, support_labels, queries, num_classes, ctx.config.knn, drop_dims, mesh=ctx.mesh
+        )
     if drop_dims is not None and len(drop_dims):
         keep = np.setdiff1d(np.arange(support.shape[1]), drop_dims)
         support, queries = support[:, keep], queries[:, keep]

@@ -73,7 +73,9 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             queries = common.patch_features(
                 ctx, model, data.eval.tiles, data.split_key("eval"), layer, layers
             )
-            pred = common.knn_predict(support, labels, queries, data.num_classes, ctx.config.knn)
+            pred = common.knn_predict(
+                support, labels, queries, data.num_classes, ctx.config.knn, mesh=ctx.mesh
+            )
             s = common.score(pred, data.eval, grid, data.num_classes, data_cfg)
             by_layer.append(
                 {

@@ -195,7 +195,7 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
     if missing:
         raise errors.ConfigError(
             f"config.mae_reconstruction lacks fields {missing}; start from "
-            "configs/scalemae.py:mae_reconstruction_defaults()"
+            "configs/mae_reconstruction.py:mae_reconstruction_defaults()"
         )
 
 

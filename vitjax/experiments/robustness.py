@@ -47,8 +47,8 @@ def corrupt(
     return out
 
 
-def _knn(support, labels, queries, num_classes, knn_cfg):
-    return common.knn_predict(support, labels, queries, num_classes, knn_cfg)
+def _knn(support, labels, queries, num_classes, knn_cfg, mesh=None):
+    return common.knn_predict(support, labels, queries, num_classes, knn_cfg, mesh=mesh)
 
 
 @experiments.register("robustness")
@@ -69,7 +69,12 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         predictors = {}
         if "knn" in method_names:
             predictors["knn"] = functools.partial(
-                _knn, support, labels, num_classes=data.num_classes, knn_cfg=ctx.config.knn
+                _knn,
+                support,
+                labels,
+                num_classes=data.num_classes,
+                knn_cfg=ctx.config.knn,
+                mesh=ctx.mesh,
             )
         if "linear" in method_names:
             predictors["linear"] = common.fit_linear(

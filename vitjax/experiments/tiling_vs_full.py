@@ -16,10 +16,10 @@ from vitjax.experiments import common
 
 
 def supports_grid(model: experiments.ModelHandle, grid: tuple[int, int]) -> bool:
-    """False for models whose position encoding only exists at their native grid (SimMIM's shared
-    relative position bias table)."""
+    """False for models whose position encoding is fixed to their native grid
+    (`pos_interp == "native_only"`, e.g. a SimMIM spec written before its table could be resampled)."""
     spec = model.spec
-    return not spec.rel_pos_bias or tuple(grid) == tuple(spec.native_grid)
+    return spec.pos_interp != "native_only" or tuple(grid) == tuple(spec.native_grid)
 
 
 @experiments.register("tiling_vs_full")

@@ -102,12 +102,13 @@ def input_hw(geo: tiling.Geometry) -> tuple[int, int]:
 
 
 def runs_at(model: experiments.ModelHandle, hw: Sequence[int]) -> bool:
-    """Whether `model` can take inputs of size hw (SimMIM's shared relative position bias only
-    covers its native grid; every model needs sides that are multiples of its patch)."""
+    """Whether `model` can take inputs of size hw: sides must be multiples of its patch, and a model
+    whose position encoding is fixed to its native grid (`pos_interp == "native_only"`) only runs
+    there."""
     p = int(model.spec.patch_size)
     if hw[0] % p or hw[1] % p:
         return False
-    if getattr(model.spec, "rel_pos_bias", False):
+    if model.spec.pos_interp == "native_only":
         return (hw[0] // p, hw[1] // p) == tuple(model.spec.native_grid)
     return True
 

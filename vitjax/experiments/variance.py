@@ -221,7 +221,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             "removal_curve": "Fig. 1b/c: mIoU as the N highest-variance dimensions (solid) or N random "
             "dimensions (dashed) are removed; gains mean the top dimensions hurt the metric.",
         },
-        scalars={"top_n": top_n, "overlap_skipped": sorted(skipped)},
+        scalars={
+            "top_n": top_n,
+            "overlap_skipped": sorted(skipped),
+            experiments.SKIPPED_INPUTS: sorted(skipped),
+        },
     )
 
 
