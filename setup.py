@@ -25,7 +25,6 @@ TEST = CONVERT + [
     "scikit-learn>=1.4",
     "cityscapesscripts>=2.2",
     "hypothesis>=6.100",
-    "chex>=0.1.87",
     "pytest>=8",
     "pytest-xdist>=3.5",
     "psutil>=5.9",
