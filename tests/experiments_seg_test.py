@@ -8,6 +8,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import tracemalloc
 from unittest import mock
 
 import ml_collections
@@ -134,6 +135,89 @@ class VarianceTest(parameterized.TestCase):
         np.testing.assert_allclose(
             common.standardize(x, ref, eps=0.0), scaler.transform(x), rtol=1e-5
         )
+
+
+class StreamedStatisticsTest(parameterized.TestCase):
+    """Per-dimension statistics of feature-store memmaps, streamed in row chunks."""
+
+    CHUNK = 128
+
+    def _memmap(self, dtype, offset, rows=1000, dim=6, seed=0):
+        """A read-only .npy memmap of `rows` x `dim` features spanning several chunks."""
+        rng = np.random.default_rng(seed)
+        scales = np.array([0.05, 1.0, 3.0, 0.2, 10.0, 0.5])[:dim]
+        values = (rng.standard_normal((rows, dim)) * scales + offset).astype(dtype)
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "features.npy")
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=values.shape)
+        out[:] = values
+        out.flush()
+        del out
+        return np.load(path, mmap_mode="r")
+
+    @parameterized.product(dtype=[np.float16, np.float32], offset=[0.0, 1e4])
+    def test_moments_match_float64_numpy(self, dtype, offset):
+        x = self._memmap(dtype, offset)
+        self.assertGreater(len(x), 5 * self.CHUNK)
+        mean, var = common.feature_moments(x, chunk_rows=self.CHUNK)
+        exact = np.asarray(x).astype(np.float64)
+        self.assertEqual(mean.dtype, np.float64)
+        np.testing.assert_allclose(mean, exact.mean(axis=0), rtol=1e-12)
+        # With offset 1e4 and std 0.05, E[x^2] - E[x]^2 in float64 is off by ~1e-4 relative.
+        np.testing.assert_allclose(var, np.var(exact, axis=0), rtol=1e-9)
+
+    @parameterized.product(dtype=[np.float16, np.float32], offset=[0.0, 1e4])
+    def test_variance_order_and_spectrum_match_numpy(self, dtype, offset):
+        x = self._memmap(dtype, offset)
+        var = np.var(np.asarray(x).astype(np.float64), axis=0)
+        np.testing.assert_array_equal(common.variance_order(x), np.argsort(-var, kind="stable"))
+        expected = np.sort(var)[::-1] / var.sum()
+        np.testing.assert_allclose(variance.spectrum(x), expected, rtol=1e-9)
+        given = common.feature_moments(x)[1]
+        np.testing.assert_array_equal(
+            variance.spectrum(np.zeros((0, 0)), variance=given), variance.spectrum(x)
+        )
+
+    @parameterized.product(dtype=[np.float16, np.float32], offset=[0.0, 1e4])
+    def test_standardize_memmap_matches_sklearn(self, dtype, offset):
+        ref = self._memmap(dtype, offset, seed=1)
+        x = self._memmap(dtype, offset, rows=700, seed=2)
+        # eps > 0: float16 at 1e4 (spacing 8) makes the low-variance dims constant.
+        out = common.standardize(x, ref, eps=1e-5, chunk_rows=self.CHUNK)
+        self.assertEqual(out.dtype, np.float32)
+        self.assertEqual(out.shape, x.shape)
+        scaler = preprocessing.StandardScaler().fit(np.asarray(ref).astype(np.float64))
+        expected = (np.asarray(x).astype(np.float64) - scaler.mean_) / np.sqrt(scaler.var_ + 1e-5)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+        moments = common.feature_moments(ref)
+        np.testing.assert_array_equal(
+            common.standardize(x, None, moments=moments, chunk_rows=self.CHUNK), out
+        )
+
+    def test_no_whole_array_float64_copy(self):
+        x = self._memmap(np.float32, 1e4, rows=40_000, dim=6)
+        whole_f64 = x.shape[0] * x.shape[1] * 8
+        tracemalloc.start()
+        try:
+            common.feature_moments(x, chunk_rows=1024)
+            _, peak_moments = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            out = common.standardize(x, x, chunk_rows=1024)
+            _, peak_standardize = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        self.assertLess(peak_moments, whole_f64 / 4)
+        # The float32 result is held whole; nothing the size of a float64 copy besides it.
+        self.assertLess(peak_standardize, out.nbytes + whole_f64 / 4)
+
+    def test_bad_shapes_raise(self):
+        with self.assertRaisesRegex(errors.DatasetError, "N >= 1"):
+            common.feature_moments(np.zeros((0, 4), np.float32))
+        with self.assertRaisesRegex(errors.DatasetError, "expected float"):
+            common.variance_order(np.zeros(4, np.float32))
+        with self.assertRaisesRegex(errors.DatasetError, "dims"):
+            common.standardize(np.zeros((3, 4)), np.ones((5, 3)))
 
 
 class ScoreTest(parameterized.TestCase):

@@ -640,24 +640,109 @@ def score(
     return scores_from_confusion(cm, convention)
 
 
-def variance_order(features: np.ndarray) -> np.ndarray:
-    """Feature dims sorted by variance over the rows, highest first: int64 [D]."""
-    var = np.asarray(features, np.float64).var(axis=0)
-    return np.argsort(-var, kind="stable")
+# Rows per chunk of the streamed feature statistics: the float64 working copy of one chunk is
+# ~100 MB at D = 768, however many rows the feature store holds.
+STATS_CHUNK_ROWS = 16_384
 
 
-def standardize(features: np.ndarray, reference: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+def _feature_rows(features: np.ndarray, name: str = "features") -> np.ndarray:
+    """`features` as a 2-D array without copying (a memmap stays a memmap)."""
+    array = features if isinstance(features, np.ndarray) else np.asarray(features)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise errors.DatasetError(f"{name}: expected float [N, D] with N >= 1, got {array.shape}")
+    return array
+
+
+def feature_moments(
+    features: np.ndarray, chunk_rows: int = STATS_CHUNK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and (population) variance over the rows, streamed in row chunks.
+
+    Two passes with float64 accumulators: the mean first, then the squared deviations from it
+    (with the sum of deviations as a rounding correction), so a large common offset does not
+    cancel as in E[x^2] - E[x]^2. Only one chunk is ever converted to float64, so an np.memmap
+    of the feature store is never loaded whole.
+
+    Args:
+      features: float [N, D] array-like (float16 / float32 / float64; np.memmap welcome).
+      chunk_rows: rows per chunk.
+
+    Returns:
+      (mean, var): float64 [D] each; var equals `np.var(features.astype(np.float64), axis=0)`.
+
+    Raises:
+      DatasetError: `features` is not 2-D or has no rows.
+    """
+    features = _feature_rows(features)
+    n, dim = features.shape
+    chunk_rows = max(1, int(chunk_rows))
+    total = np.zeros(dim, np.float64)
+    for start in range(0, n, chunk_rows):
+        # dtype=float64 accumulates without a float64 copy of the chunk.
+        total += np.add.reduce(features[start : start + chunk_rows], axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros(dim, np.float64)
+    deviations = np.zeros(dim, np.float64)
+    for start in range(0, n, chunk_rows):
+        dev = np.asarray(features[start : start + chunk_rows], np.float64) - mean
+        deviations += dev.sum(axis=0)
+        squares += np.einsum("ij,ij->j", dev, dev)
+    var = (squares - deviations**2 / n) / n
+    return mean, np.maximum(var, 0.0)
+
+
+def variance_order(features: np.ndarray, variance: np.ndarray | None = None) -> np.ndarray:
+    """Feature dims sorted by variance over the rows, highest first: int64 [D].
+
+    Args:
+      features: float [N, D] array-like (streamed in chunks, see `feature_moments`).
+      variance: float [D] variance of `features` already computed (then `features` is not read).
+    """
+    if variance is None:
+        variance = feature_moments(features)[1]
+    return np.argsort(-np.asarray(variance, np.float64), kind="stable")
+
+
+def standardize(
+    features: np.ndarray,
+    reference: np.ndarray,
+    eps: float = 1e-5,
+    moments: tuple[np.ndarray, np.ndarray] | None = None,
+    chunk_rows: int = STATS_CHUNK_ROWS,
+) -> np.ndarray:
     """Non-affine BatchNorm at evaluation: (x - mean) / sqrt(var + eps), statistics of `reference`.
+
+    Both arrays are read in row chunks (np.memmap welcome); only the float32 result is held whole,
+    since the k-NN search and the probe read it many times.
 
     Args:
       features: float [N, D] to normalise; reference: float [M, D] whose statistics are used.
+      eps: added to the variance.
+      moments: (mean, var) float [D] of `reference` already computed by `feature_moments` (then
+        `reference` is not read).
+      chunk_rows: rows per chunk.
 
     Returns:
       float32 [N, D].
+
+    Raises:
+      DatasetError: an input is not 2-D / has no rows, or the dimensions disagree.
     """
-    reference = np.asarray(reference, np.float64)
-    mean, var = reference.mean(axis=0), reference.var(axis=0)
-    return ((np.asarray(features, np.float64) - mean) / np.sqrt(var + eps)).astype(np.float32)
+    features = _feature_rows(features)
+    mean, var = feature_moments(reference, chunk_rows) if moments is None else moments
+    mean, var = np.asarray(mean, np.float64), np.asarray(var, np.float64)
+    if mean.shape != (features.shape[1],) or var.shape != mean.shape:
+        raise errors.DatasetError(
+            f"standardize: features have {features.shape[1]} dims but the reference statistics "
+            f"have shapes {mean.shape} and {var.shape}"
+        )
+    inv_std = 1.0 / np.sqrt(var + eps)
+    out = np.empty(features.shape, np.float32)
+    chunk_rows = max(1, int(chunk_rows))
+    for start in range(0, len(features), chunk_rows):
+        chunk = np.asarray(features[start : start + chunk_rows], np.float64)
+        out[start : start + chunk_rows] = (chunk - mean) * inv_std
+    return out
 
 
 def topn_overlap(order_a: np.ndarray, order_b: np.ndarray, n: int) -> float:

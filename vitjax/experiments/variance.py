@@ -26,9 +26,16 @@ def random_dims(rng: np.random.Generator, dim: int, n: int) -> np.ndarray:
     return np.sort(rng.choice(dim, size=min(n, dim), replace=False))
 
 
-def spectrum(features: np.ndarray) -> np.ndarray:
-    """Per-dimension variance sorted descending, as a fraction of the total: float64 [D]."""
-    var = np.sort(np.asarray(features, np.float64).var(axis=0))[::-1]
+def spectrum(features: np.ndarray, variance: np.ndarray | None = None) -> np.ndarray:
+    """Per-dimension variance sorted descending, as a fraction of the total: float64 [D].
+
+    Args:
+      features: float [N, D] array-like (streamed in chunks, see `common.feature_moments`).
+      variance: float [D] variance of `features` already computed (then `features` is not read).
+    """
+    if variance is None:
+        variance = common.feature_moments(features)[1]
+    var = np.sort(np.asarray(variance, np.float64))[::-1]
     total = var.sum()
     return var / total if total > 0 else var
 
@@ -118,8 +125,10 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
         queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
         labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
-        order = common.variance_order(support)
-        spec = spectrum(support)
+        # One streamed pass pair over the train features serves order, spectrum and BatchNorm.
+        moments = common.feature_moments(support)
+        order = common.variance_order(support, variance=moments[1])
+        spec = spectrum(support, variance=moments[1])
         spectra[model.name] = spec
         removal += removal_sweep(
             ctx, model, support, labels, queries, data, grid,
@@ -130,8 +139,8 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             [int(n) for n in cfg.linear_removed], "linear", order, bool(cfg.random_control),
         )  # fmt: skip
         if cfg.batchnorm:
-            norm_support = common.standardize(support, support)
-            norm_queries = common.standardize(queries, support)
+            norm_support = common.standardize(support, support, moments=moments)
+            norm_queries = common.standardize(queries, support, moments=moments)
             for method in ("knn", "linear"):
                 pred = common.predict(
                     method, ctx, model, norm_support, labels, norm_queries, data.num_classes,
