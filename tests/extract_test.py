@@ -23,7 +23,7 @@ from PIL import Image
 
 from tests import extract_worker as worker
 from tests import test_util  # noqa: F401
-from vitjax import extract, models
+from vitjax import extract, models, provenance
 from vitjax import store as store_lib
 from vitjax.errors import ConfigError, DatasetError, StoreError
 
@@ -160,6 +160,40 @@ class ExtractTest(parameterized.TestCase):
         )  # fmt: skip
         self.assertTrue(plan.cached)
         self.assertEqual(plan.num_batches_todo, 0)
+
+    def test_store_key_names_code_dtype_and_preprocessing(self):
+        store = store_lib.FeatureStore(self.new_root())
+        images = self.images[:4]
+        base = run(self.module, self.params, self.spec, images, store.root, compute_dtype=None)
+        # None and "float32" are the same computation, so they share the entry.
+        same = run(ExplodingModule(), self.params, self.spec, images, store.root,
+                   compute_dtype="float32")  # fmt: skip
+        self.assertEqual(same.entry_dir, base.entry_dir)
+        self.assertEqual(base.key["code"], provenance.source_digest(*provenance.FEATURE_CODE))
+
+        def halve(spec, x):
+            return models.preprocess(spec, x) * 0.5
+
+        with self.assertRaisesRegex(ConfigError, "key\\['preprocess'\\]"):
+            run(self.module, self.params, self.spec, images, store.root, preprocess_fn=halve)
+        custom = run(self.module, self.params, self.spec, images, store.root,
+                     preprocess_fn=halve, key={**worker.KEY, "preprocess": "halve"})  # fmt: skip
+        self.assertNotEqual(custom.entry_dir, base.entry_dir)
+        self.assertIn("halve", custom.key["preprocess"])
+
+        # A different code digest is a different entry: old features are never served.
+        with mock.patch.object(provenance, "source_digest", return_value="0" * 16):
+            changed = run(self.module, self.params, self.spec, images, store.root)
+        self.assertNotEqual(changed.entry_dir, base.entry_dir)
+
+    def test_mae_decoder_params_are_not_needed(self):
+        module, params, spec = models.random_model("mae", "ti", depth=1, decoder_depth=1)
+        self.assertIn("decoder", params)
+        encoder_only = {k: v for k, v in params.items() if k != "decoder"}
+        images = self.images[:2]
+        with_decoder = extract.extract(module, params, spec, images, layers=(0,))
+        without = extract.extract(module, encoder_only, spec, images, layers=(0,))
+        np.testing.assert_array_equal(with_decoder.patch[0], without.patch[0])
 
     def test_plan_counts_and_writes_nothing(self):
         root = self.new_root()
@@ -347,7 +381,7 @@ class ExtractTest(parameterized.TestCase):
         m, p, s = self.module, self.params, self.spec
         with self.assertRaisesRegex(DatasetError, "uint8 array"):
             run(m, p, s, self.images.astype(np.float32))
-        with self.assertRaisesRegex(ConfigError, "layers: 5"):
+        with self.assertRaisesRegex(ConfigError, r"layers: block index 5 is outside \[-2, 2\)"):
             run(m, p, s, self.images, layers=(5,))
         with self.assertRaisesRegex(ConfigError, "multiples of the patch size 16"):
             run(m, p, s, self.images[:, :30])

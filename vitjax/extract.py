@@ -49,8 +49,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from vitjax import progress as progress_lib
+from vitjax import provenance
 from vitjax import store as store_lib
 from vitjax.errors import ConfigError, DatasetError
+from vitjax.models.vit import resolve_layers
 
 STORE_DTYPES = tuple(store_lib.STORAGE_DTYPES)
 _JNP_DTYPES = {"float32": jnp.float32, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
@@ -362,20 +364,8 @@ class Plan:
 # Preparation shared by plan() and extract()
 
 
-def _normalize_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
-    if isinstance(layers, int):
-        layers = (layers,)
-    out = []
-    for layer in layers:
-        if not isinstance(layer, int | np.integer) or not -depth <= layer < depth:
-            raise ConfigError(
-                f"layers: {layer!r} is not a block index of a {depth}-block model "
-                f"(expected {-depth}..{depth - 1})"
-            )
-        out.append(int(layer) % depth)
-    if not out:
-        raise ConfigError("layers: expected at least one layer")
-    return tuple(sorted(set(out)))
+def _callable_name(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def _spec_dict(spec: Any) -> dict:
@@ -388,7 +378,12 @@ def _default_preprocess(spec: Any, images: jax.Array) -> jax.Array:
     return models.preprocess(spec, images)
 
 
-def _images_digest(images: np.ndarray) -> str:
+def images_digest(images: np.ndarray) -> str:
+    """sha256 (hex) of an image array's shape and bytes, streamed 256 images at a time.
+
+    Args:
+      images: [N, H, W, C] array (or memmap) of any dtype.
+    """
     digest = hashlib.sha256()
     digest.update(str(images.shape).encode())
     for start in range(0, images.shape[0], 256):
@@ -491,7 +486,7 @@ def _make_job(
         )
     grid = (input_size[0] // patch, input_size[1] // patch)
     depth = int(spec.depth)
-    layers = _normalize_layers(layers, depth)
+    layers = resolve_layers(layers, depth)
     mesh = mesh if mesh is not None else Mesh(np.asarray(jax.devices()), ("data",))
     if jax.process_count() > 1 and store is None:
         raise ConfigError(
@@ -510,7 +505,7 @@ def _make_job(
     if key is not None:
         user_key = dict(key)
     elif isinstance(source, _ArraySource):
-        user_key = {"images_sha256": _images_digest(source.images)}
+        user_key = {"images_sha256": images_digest(source.images)}
     elif store is not None:
         raise ConfigError(
             "key: required when extracting an ImageSource into a store (name the dataset, "
@@ -518,6 +513,13 @@ def _make_job(
         )
     else:
         user_key = {}
+    preprocess = _callable_name(options.preprocess_fn)
+    if options.preprocess_fn is not _default_preprocess and store is not None:
+        if "preprocess" not in user_key:
+            raise ConfigError(
+                f"key: a custom preprocess_fn ({preprocess}) changes the features; name it in "
+                "key['preprocess'] so its features never share a store entry with others"
+            )
     width, num_registers = int(spec.width), int(getattr(spec, "num_registers", 0) or 0)
     group_key = {
         "model": str(spec.name),
@@ -529,7 +531,11 @@ def _make_job(
         "norm": bool(options.norm),
         "gsd_ratio": options.gsd_ratio,
         "dtype": options.dtype,
-        "compute_dtype": options.compute_dtype,
+        # None and "float32" compute the same numbers, so they share entries.
+        "compute_dtype": options.compute_dtype or "float32",
+        "preprocess": preprocess,
+        # A change to the model or extraction code must not serve features made by the old code.
+        "code": provenance.source_digest(*provenance.FEATURE_CODE),
         "user": user_key,
     }
     store_lib.canonical_json(group_key)  # raises StoreError naming a field JSON cannot hold
@@ -578,6 +584,10 @@ def _compile(
     module: Any, params: Any, spec: Any, job: _Job, layers: tuple[int, ...]
 ) -> _Executable:
     """Compiles (or fetches from a small cache) the forward of `layers` for the job's shapes."""
+    if isinstance(params, Mapping) and "decoder" in params:
+        # An MAE checkpoint loaded with its decoder: the encoder never reads it, so don't copy it
+        # to every device.
+        params = {k: v for k, v in params.items() if k != "decoder"}
     opts = job.options
     mesh = job.mesh
     batch_sharding = NamedSharding(mesh, _batch_partition(mesh))

@@ -27,8 +27,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-import vitjax
-from vitjax import errors, experiments, report
+from vitjax import errors, experiments, provenance, report
 
 RESULTS_FILE = "results.json"
 _NO_CHECKPOINT = ("", "none", "random", "null")
@@ -106,11 +105,12 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
     for entry in parse_models(config.models):
         if entry.checkpoint is not None:
             module, params, spec = models.load(entry.checkpoint)
-            if (spec.family, spec.patch_size) != (entry.family, entry.patch_size):
+            held = (spec.family, spec.size, int(spec.patch_size))
+            named = (entry.family, entry.size, int(entry.patch_size))
+            if held != named:
                 raise errors.ConfigError(
-                    f"config.models: checkpoint {entry.checkpoint} holds {spec.family} "
-                    f"patch {spec.patch_size}, but the entry says {entry.family} "
-                    f"patch {entry.patch_size}"
+                    f"config.models: checkpoint {entry.checkpoint} holds "
+                    "{}:{}:{}, but the entry says {}:{}:{}".format(*held, *named)
                 )
         else:
             module, params, spec = _random_model(entry, depth, int(config.get("seed", 0)))
@@ -154,6 +154,7 @@ def package_versions() -> dict[str, str]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    versions["vitjax_source_sha256"] = provenance.source_digest()
     return versions
 
 
@@ -171,8 +172,8 @@ def cache_key(
     """Hash of everything that shapes experiment `name`'s result.
 
     That is its own section `config.<name>`, every shared section (all fields that are not another
-    experiment's section, nor the experiment list or logging), the models' identities and the
-    vitjax version (bump it when a change of code changes results).
+    experiment's section, nor the experiment list or logging), the models' identities and a digest
+    of vitjax's source files (a change of code must not serve results made by the old code).
     """
     listed = {n.strip() for n in str(config.get("experiments", "")).split(",")}
     skip = set(experiments.known()) | listed | {"experiments", "log_every_s"}
@@ -185,7 +186,7 @@ def cache_key(
             "own": own,
             "shared": shared,
             "models": models,
-            "vitjax": vitjax.__version__,
+            "code": provenance.source_digest(),
         }
     )
 
