@@ -15,11 +15,8 @@ from __future__ import annotations
 import os
 import re
 
-import numpy as np
-
-from vitjax.data import images
-from vitjax.data.ucmerced import SceneSample, find_class_root, split_samples
-from vitjax.errors import ConfigError, DatasetError
+from vitjax.data.scenes import SceneClassReader, SceneSample
+from vitjax.errors import DatasetError
 
 CLASS_NAMES: tuple[str, ...] = (
     "airplane", "airport", "baseball_diamond", "basketball_court", "beach", "bridge", "chaparral",
@@ -35,34 +32,19 @@ IMAGE_SIZE = (256, 256)
 _SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class RESISC45Reader:
+class RESISC45Reader(SceneClassReader):
     """Reads NWPU-RESISC45 images with the fixed 45-class index.
 
     Args:
       root: `NWPU-RESISC45/` or the folder holding it.
-      image_size: (H, W) that `load_image` returns (None = as stored).
-      size_policy: 'resize' (bicubic), 'pad' or 'none'.
-      train_per_class: k of the seeded train split ('train'/'test' samples need it).
-      seed: seed of that split.
+      image_size, size_policy, train_per_class, seed: see `scenes.SceneClassReader`.
     """
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        image_size: tuple[int, int] | None = IMAGE_SIZE,
-        size_policy: str = "resize",
-        train_per_class: int | None = None,
-        seed: int = 0,
-    ):
-        if size_policy not in images.SIZE_POLICIES:
-            raise ConfigError(f"size_policy={size_policy!r}; expected {images.SIZE_POLICIES}")
-        self.image_root = find_class_root(os.fspath(root), (".", "NWPU-RESISC45"), CLASS_NAMES)
-        self.image_size = image_size
-        self.size_policy = size_policy
-        self.train_per_class = train_per_class
-        self.seed = seed
+    CLASS_NAMES = CLASS_NAMES
+    ROOT_CANDIDATES = (".", "NWPU-RESISC45")
+    IMAGE_SIZE = IMAGE_SIZE
 
-    def samples(self, split: str = "all") -> list[SceneSample]:
+    def _list_images(self) -> list[SceneSample]:
         """Images sorted by (class index, image number); stems are zero-padded ('airplane_001').
 
         Raises:
@@ -70,14 +52,7 @@ class RESISC45Reader:
             two files with the same number (e.g. `airplane_1.jpg` and `airplane_001.jpg`).
         """
         out = []
-        for folder in sorted(os.listdir(self.image_root)):
-            path = os.path.join(self.image_root, folder)
-            if not os.path.isdir(path):
-                continue
-            if folder not in CLASS_NAMES:
-                raise DatasetError(
-                    f"{path}: unknown class folder; expected one of the 45 RESISC45 classes"
-                )
+        for folder, path, label in self._class_folders("RESISC45"):
             pattern = re.compile(rf"^{re.escape(folder)}_(\d+)$")
             numbered: dict[int, str] = {}
             for name in os.listdir(path):
@@ -95,19 +70,9 @@ class RESISC45Reader:
                         f"{path}: {numbered[number]} and {name} are both image {number}"
                     )
                 numbered[number] = name
-            label = CLASS_NAMES.index(folder)
             out.extend(
                 SceneSample(folder, label, f"{folder}_{n:03d}", os.path.join(path, numbered[n]))
                 for n in sorted(numbered)
             )
         out.sort(key=lambda s: s.label)  # stable: keeps the numeric order within a class
-        return split_samples(out, split, self.train_per_class, self.seed)
-
-    def load_image(self, sample: SceneSample) -> np.ndarray:
-        """Returns uint8 [H, W, 3] at `image_size` per `size_policy`."""
-        image = images.read_image(sample.path)
-        return images.apply_size_policy(image, self.image_size, self.size_policy)
-
-    def load(self, sample: SceneSample) -> tuple[np.ndarray, int]:
-        """Returns (image uint8 [H, W, 3], class index)."""
-        return self.load_image(sample), sample.label
+        return out
