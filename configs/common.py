@@ -3,9 +3,14 @@
 Not a runnable config itself; `configs/{cityscapes,ade20k,demo}.py` start from `get_base()`.
 Sources of the numbers: docs "Datasets and evaluation protocol reference" §1 (the authors' research
 code). Comments give the figure/table each section reproduces.
+
+The ignore label is not a setting: every dataset reader emits 255 for void pixels and every
+experiment reads them as such (`vitjax.experiments.common.IGNORE`).
 """
 
 import ml_collections
+
+from vitjax import knn
 
 ALL_EXPERIMENTS = "fewshot,variance,layerwise,robustness,global_context,tiling_vs_full"
 
@@ -74,7 +79,6 @@ def get_base() -> ml_collections.ConfigDict:
     c.data.tile_size = 256
     c.data.tile_out = 224
     c.data.patch_label_rule = "centre"  # pixel at the patch centre, as the research code
-    c.data.ignore_label = 255
     c.data.score_level = "pixel"  # pixel: stitched + nearest-upsampled; patch: per patch label
     c.data.miou_convention = "present"  # Cityscapes: classes present; ADE20K: all
     # synthetic.semantic_scenes stand-in (dataset = synthetic): groups play the cities.
@@ -105,8 +109,9 @@ def get_base() -> ml_collections.ConfigDict:
     # drops ignore-labelled patches from the support set (a cleaner but non-paper protocol).
     c.knn.exclude_ignore = False
     c.knn.compute_dtype = "float32"  # k-NN matmul input dtype; bfloat16 in `accelerator`
-    c.knn.query_block = 4096
-    c.knn.db_block = 65536
+    # Queries x database rows scored per step: the engine's defaults, a 32 MiB float32 block.
+    c.knn.query_block = knn.DEFAULT_QUERY_BLOCK
+    c.knn.db_block = knn.DEFAULT_DB_BLOCK
 
     # Linear probe (softmax on frozen patch features); MAE gets a non-affine BatchNorm first.
     c.probe = ml_collections.ConfigDict()
@@ -174,6 +179,7 @@ def accelerator(c: ml_collections.ConfigDict) -> None:
     c.extract.compute_dtype = "bfloat16"
     c.extract.store_dtype = "float16"
     c.knn.compute_dtype = "bfloat16"
-    c.knn.query_block = 16384
-    c.knn.db_block = 262144
+    # A 512 MiB float32 score block per step (4096 x 32768).
+    c.knn.query_block = 4096
+    c.knn.db_block = 32768
     c.probe.batch_size = 16384

@@ -4,6 +4,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+from unittest import mock  # noqa: E402
 
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
@@ -303,6 +304,53 @@ class ScaleMAEKnnTest(parameterized.TestCase):
         )  # fmt: skip
         self.assertEqual(on_mesh, acc)
 
+    def test_search_settings_come_from_config_knn(self):
+        from vitjax import knn
+
+        rng = np.random.default_rng(3)
+        train, test = rng.standard_normal((40, 8)), rng.standard_normal((10, 8))
+        labels = np.arange(40) % 4
+        knn_cfg = ml_collections.ConfigDict(
+            dict(query_block=8, db_block=16, compute_dtype="bfloat16", metric="dot", k=3)
+        )
+        with mock.patch.object(knn, "search", wraps=knn.search) as spy:
+            scalemae_knn.knn_accuracy(train, labels, test, labels[:10], 4, k=5, knn_cfg=knn_cfg)
+            fr.nearest(test, train, "l2", None, None, None, knn_cfg)
+            scalemae_knn.knn_accuracy(train, labels, test, labels[:10], 4, k=5)
+        got = [
+            (c.kwargs["k"], c.kwargs["metric"], c.kwargs["query_block"], c.kwargs["db_block"],
+             str(c.kwargs["compute_dtype"]))
+            for c in spy.call_args_list
+        ]  # fmt: skip
+        self.assertEqual(got, [
+            (5, "cosine", 8, 16, "bfloat16"),  # the experiment's own k and metric
+            (1, "l2", 8, 16, "bfloat16"),
+            (5, "cosine", knn.DEFAULT_QUERY_BLOCK, knn.DEFAULT_DB_BLOCK, "float32"),
+        ])  # fmt: skip
+
+    def test_synthetic_identity_names_the_chosen_images(self):
+        cfg = scalemae_config.scalemae_knn_defaults()
+        cfg.synthetic.update(dict(n_per_class=4, image_size=32, train_per_class=2))
+        base = scalemae_knn.load_split("synthetic", cfg, 0).identity
+        self.assertEqual(scalemae_knn.load_split("synthetic", cfg, 0).identity, base)
+        cfg.synthetic.train_per_class = 1
+        self.assertNotEqual(scalemae_knn.load_split("synthetic", cfg, 0).identity, base)
+        cfg.synthetic.train_per_class = 2
+        cfg.synthetic.test_per_class = 1
+        self.assertNotEqual(scalemae_knn.load_split("synthetic", cfg, 0).identity, base)
+
+    def test_missing_roots_name_the_field(self):
+        cfg = scalemae_config.scalemae_knn_defaults()
+        for name, layout in (("ucmerced", "Images"), ("resisc45", "NWPU-RESISC45")):
+            cfg[name].root = os.path.join(tempdir(self), "missing")
+            with self.assertRaisesRegex(
+                errors.ConfigError, rf"config\.scalemae_knn\.{name}\.root=.*{layout}"
+            ):
+                scalemae_knn.load_split(name, cfg, 0)
+        del cfg["k"]
+        with self.assertRaisesRegex(errors.ConfigError, r"config\.scalemae_knn lacks.*'k'"):
+            scalemae_knn._check(cfg)
+
     def test_simulated_gsd_matches_pillow(self):
         image = np.random.default_rng(2).integers(0, 256, (40, 48, 3), dtype=np.uint8)
         out = scalemae_knn.simulate_gsd(image, 32, 8)
@@ -329,6 +377,22 @@ def write_ucmerced(root: str) -> None:
         for i in range(4):
             image = np.clip(colour + 20 * rng.standard_normal((40, 40, 3)), 0, 255)
             Image.fromarray(image.astype(np.uint8)).save(os.path.join(folder, f"{cls}{i:02d}.tif"))
+
+
+class Fair1mConfigTest(absltest.TestCase):
+    def test_missing_root_names_the_field(self):
+        cfg = fair1m_config.fair1m_retrieval_defaults()
+        cfg.dataset = "fair1m"
+        for root in ("", os.path.join(tempdir(self), "missing")):
+            cfg.root = root
+            with self.assertRaisesRegex(
+                errors.ConfigError,
+                r"config\.fair1m_retrieval\.root=.*--config\.fair1m_retrieval\.root.*labelXml",
+            ):
+                fr.load_tiles(cfg, 0)
+        del cfg["perturbations"]
+        with self.assertRaisesRegex(errors.ConfigError, "fair1m_retrieval_defaults"):
+            fr._check(cfg)
 
 
 class EndToEndTest(absltest.TestCase):

@@ -6,11 +6,14 @@ from tests import test_util  # noqa: F401  (simulated CPU devices before JAX sta
 # isort: on
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import tracemalloc
+import types
 from unittest import mock
 
+import jax
 import ml_collections
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -22,7 +25,7 @@ from configs import ade20k as ade20k_config
 from configs import cityscapes as cityscapes_config
 from configs import common as common_config
 from configs import demo as demo_config
-from vitjax import errors, experiments, models, run
+from vitjax import errors, experiments, models, probes, run
 from vitjax.data import tiling
 from vitjax.experiments import (
     common,
@@ -30,7 +33,6 @@ from vitjax.experiments import (
     global_context,
     layerwise,
     robustness,
-    tiling_vs_full,
     variance,
 )
 
@@ -43,6 +45,18 @@ def brute_force_1nn(support, labels, queries, keep_dims):
     """Oracle: label of the highest dot product over the kept dims (ties -> lower index)."""
     scores = queries[:, keep_dims] @ support[:, keep_dims].T
     return labels[np.argmax(scores, axis=1)]
+
+
+def write_memmap(test, values):
+    """A read-only .npy memmap holding `values` (removed with the test)."""
+    tmp = tempfile.mkdtemp()
+    test.addCleanup(shutil.rmtree, tmp)
+    path = os.path.join(tmp, "features.npy")
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=values.dtype, shape=values.shape)
+    out[:] = values
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")
 
 
 def noisy_class_features(rng, n, num_classes, informative, noise_dims, noise_scale):
@@ -127,18 +141,34 @@ class VarianceTest(parameterized.TestCase):
         )
         self.assertAlmostEqual(common.topn_overlap(a, b, n), expected)
 
-    def test_standardize_matches_sklearn(self):
+    def test_standardize_is_the_probe_batchnorm_on_labelled_rows(self):
         rng = np.random.default_rng(4)
-        ref = rng.standard_normal((100, 5)) * [1, 10, 0.1, 3, 7] + 5
-        x = rng.standard_normal((20, 5))
-        scaler = preprocessing.StandardScaler().fit(ref)
+        ref = (rng.standard_normal((100, 5)) * [1, 10, 0.1, 3, 7] + 5).astype(np.float32)
+        labels = rng.integers(0, 3, 100)
+        labels[::4] = common.IGNORE
+        ref[labels == common.IGNORE] += 50.0  # void patches must not move the statistics
+        x = rng.standard_normal((20, 5)).astype(np.float32)
+        scaler = preprocessing.StandardScaler().fit(ref[labels != common.IGNORE])
         np.testing.assert_allclose(
-            common.standardize(x, ref, eps=0.0), scaler.transform(x), rtol=1e-5
+            common.standardize(x, ref, labels, eps=0.0), scaler.transform(x), rtol=1e-5
         )
+        # By default MAE's BatchNorm eps, 1e-6; and exactly the trained probe's normalisation.
+        out = common.standardize(x, ref, labels)
+        expected = (x - scaler.mean_) / np.sqrt(scaler.var_ + 1e-6)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+        config = probes.ProbeConfig(
+            learning_rates=(1e-2,), weight_decays=(0.0,), val_fraction=0.0, epochs=1
+        )
+        probe = probes.train_softmax_probe(ref, labels, 3, batchnorm=True, config=config)
+        np.testing.assert_array_equal(probe.normalize(x), out)
 
 
 class StreamedStatisticsTest(parameterized.TestCase):
-    """Per-dimension statistics of feature-store memmaps, streamed in row chunks."""
+    """Variance order and standardisation of feature-store memmaps, streamed in row chunks.
+
+    The statistics themselves (`probes.feature_moments` / `feature_normalizer`) are tested in
+    probes_test.py.
+    """
 
     CHUNK = 128
 
@@ -147,25 +177,7 @@ class StreamedStatisticsTest(parameterized.TestCase):
         rng = np.random.default_rng(seed)
         scales = np.array([0.05, 1.0, 3.0, 0.2, 10.0, 0.5])[:dim]
         values = (rng.standard_normal((rows, dim)) * scales + offset).astype(dtype)
-        tmp = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, tmp)
-        path = os.path.join(tmp, "features.npy")
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=values.shape)
-        out[:] = values
-        out.flush()
-        del out
-        return np.load(path, mmap_mode="r")
-
-    @parameterized.product(dtype=[np.float16, np.float32], offset=[0.0, 1e4])
-    def test_moments_match_float64_numpy(self, dtype, offset):
-        x = self._memmap(dtype, offset)
-        self.assertGreater(len(x), 5 * self.CHUNK)
-        mean, var = common.feature_moments(x, chunk_rows=self.CHUNK)
-        exact = np.asarray(x).astype(np.float64)
-        self.assertEqual(mean.dtype, np.float64)
-        np.testing.assert_allclose(mean, exact.mean(axis=0), rtol=1e-12)
-        # With offset 1e4 and std 0.05, E[x^2] - E[x]^2 in float64 is off by ~1e-4 relative.
-        np.testing.assert_allclose(var, np.var(exact, axis=0), rtol=1e-9)
+        return write_memmap(self, values)
 
     @parameterized.product(dtype=[np.float16, np.float32], offset=[0.0, 1e4])
     def test_variance_order_and_spectrum_match_numpy(self, dtype, offset):
@@ -174,7 +186,7 @@ class StreamedStatisticsTest(parameterized.TestCase):
         np.testing.assert_array_equal(common.variance_order(x), np.argsort(-var, kind="stable"))
         expected = np.sort(var)[::-1] / var.sum()
         np.testing.assert_allclose(variance.spectrum(x), expected, rtol=1e-9)
-        given = common.feature_moments(x)[1]
+        given = probes.feature_moments(x)[1]
         np.testing.assert_array_equal(
             variance.spectrum(np.zeros((0, 0)), variance=given), variance.spectrum(x)
         )
@@ -183,41 +195,131 @@ class StreamedStatisticsTest(parameterized.TestCase):
     def test_standardize_memmap_matches_sklearn(self, dtype, offset):
         ref = self._memmap(dtype, offset, seed=1)
         x = self._memmap(dtype, offset, rows=700, seed=2)
-        # eps > 0: float16 at 1e4 (spacing 8) makes the low-variance dims constant.
-        out = common.standardize(x, ref, eps=1e-5, chunk_rows=self.CHUNK)
+        labels = np.random.default_rng(3).integers(0, 4, len(ref))
+        labels[labels == 3] = common.IGNORE
+        # eps = 1e-6 (the probe's BatchNorm) by default: float16 at 1e4 (spacing 8) makes the
+        # low-variance dims constant, where eps alone is the scale.
+        out = common.standardize(x, ref, labels, chunk_rows=self.CHUNK)
         self.assertEqual(out.dtype, np.float32)
         self.assertEqual(out.shape, x.shape)
-        scaler = preprocessing.StandardScaler().fit(np.asarray(ref).astype(np.float64))
-        expected = (np.asarray(x).astype(np.float64) - scaler.mean_) / np.sqrt(scaler.var_ + 1e-5)
+        labelled = np.asarray(ref)[labels != common.IGNORE].astype(np.float64)
+        scaler = preprocessing.StandardScaler().fit(labelled)
+        expected = (np.asarray(x).astype(np.float64) - scaler.mean_) / np.sqrt(scaler.var_ + 1e-6)
         np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
-        moments = common.feature_moments(ref)
+        stats = probes.feature_normalizer(ref, rows=np.flatnonzero(labels != common.IGNORE))
         np.testing.assert_array_equal(
-            common.standardize(x, None, moments=moments, chunk_rows=self.CHUNK), out
+            common.standardize(x, stats=stats, chunk_rows=self.CHUNK), out
         )
 
     def test_no_whole_array_float64_copy(self):
         x = self._memmap(np.float32, 1e4, rows=40_000, dim=6)
+        labels = np.zeros(len(x), np.int32)
+        labels[::3] = common.IGNORE
         whole_f64 = x.shape[0] * x.shape[1] * 8
+        # (variance_order reads through probes.feature_moments, memory-tested in probes_test.py.)
         tracemalloc.start()
         try:
-            common.feature_moments(x, chunk_rows=1024)
-            _, peak_moments = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            out = common.standardize(x, x, chunk_rows=1024)
+            out = common.standardize(x, x, labels, chunk_rows=1024)
             _, peak_standardize = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        self.assertLess(peak_moments, whole_f64 / 4)
-        # The float32 result is held whole; nothing the size of a float64 copy besides it.
-        self.assertLess(peak_standardize, out.nbytes + whole_f64 / 4)
+        # The float32 result is held whole (and the labelled-row index); nothing the size of a
+        # float64 copy besides them.
+        self.assertLess(peak_standardize, out.nbytes + len(x) * 8 + whole_f64 / 4)
 
     def test_bad_shapes_raise(self):
-        with self.assertRaisesRegex(errors.DatasetError, "N >= 1"):
-            common.feature_moments(np.zeros((0, 4), np.float32))
-        with self.assertRaisesRegex(errors.DatasetError, "expected float"):
+        with self.assertRaisesRegex(errors.ConfigError, "no rows"):
+            common.variance_order(np.zeros((0, 4), np.float32))
+        with self.assertRaisesRegex(errors.ConfigError, "2-D"):
             common.variance_order(np.zeros(4, np.float32))
-        with self.assertRaisesRegex(errors.DatasetError, "dims"):
+        with self.assertRaisesRegex(errors.ConfigError, "D=4"):
             common.standardize(np.zeros((3, 4)), np.ones((5, 3)))
+        with self.assertRaisesRegex(errors.ConfigError, "reference_labels"):
+            common.standardize(np.zeros((3, 4)), np.ones((5, 4)), np.zeros(4))
+        with self.assertRaisesRegex(errors.ConfigError, "no rows"):
+            common.standardize(np.zeros((3, 4)), np.ones((5, 4)), np.full(5, common.IGNORE))
+        with self.assertRaisesRegex(errors.ConfigError, "reference"):
+            common.standardize(np.zeros((3, 4)))
+
+
+class RowsOnly:
+    """Array-like view of a memmap that fails on a column selection or a whole-array read."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            raise AssertionError(f"column selection {key!r} copies the whole array")
+        return self.array[key]
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole array was read")
+
+
+class LinearDropDimsTest(parameterized.TestCase):
+    """The linear probe drops dims with a mask: rows streamed, one compile per width D."""
+
+    def _ctx(self):
+        config = cityscapes_config.get_config()
+        config.probe.update(dict(epochs=3, batch_size=128, learning_rates=(1e-2, 3e-2),
+                                 weight_decays=(0.0, 1e-3), val_fraction=0.2))  # fmt: skip
+        return types.SimpleNamespace(config=config, seed=3, mesh=None)
+
+    @parameterized.parameters("mae", "dino")  # with and without the probe's BatchNorm
+    def test_drop_dims_equals_deleting_columns_without_copying(self, family):
+        rng = np.random.default_rng(5)
+        feats, labels = noisy_class_features(rng, 1500, 4, 16, 8, noise_scale=20.0)
+        # Overlapping classes (accuracy ~0.6): a leaked dim would change many predictions.
+        feats[:, 8:] += 8.0 * rng.standard_normal((1500, 16)).astype(np.float32)
+        if family == "mae":
+            feats[:, 8:] += 100.0  # an offset for the BatchNorm to remove
+        # A last column holding the label: it would dominate the probe if a dropped dim leaked.
+        feats = np.concatenate([feats, 5.0 * labels[:, None].astype(np.float32)], axis=1)
+        labels[::9] = common.IGNORE
+        support, queries = write_memmap(self, feats[:1000]), write_memmap(self, feats[1000:])
+        ctx, model = self._ctx(), handle(family)
+        drop = np.array([0, 3, 5, 17, 24])
+        keep = np.setdiff1d(np.arange(feats.shape[1]), drop)
+        pred = common.predict(
+            "linear", ctx, model, RowsOnly(support), labels[:1000], RowsOnly(queries), 4,
+            drop_dims=drop,
+        )  # fmt: skip
+        # Oracle: the probe trained on the column-deleted arrays with the same seed.
+        want = common.linear_predict(
+            np.asarray(support)[:, keep], labels[:1000], np.asarray(queries)[:, keep], 4,
+            ctx.config.probe, batchnorm=family == "mae", seed=ctx.seed,
+        )  # fmt: skip
+        self.assertEqual(pred.dtype, np.int32)
+        self.assertGreater(np.mean(pred == want), 0.995)  # measured 1.0; a leak gives <= 0.98
+        q_labels = labels[1000:]
+        accuracy = np.mean(pred[q_labels != common.IGNORE] == q_labels[q_labels != common.IGNORE])
+        self.assertGreater(accuracy, 0.5)  # 4 classes: chance is 0.25
+
+        # Another removal count: same width, so nothing is traced or compiled again.
+        counts = {"trace": 0, "compile": 0}
+
+        def listener(event, duration, **kwargs):
+            del duration, kwargs
+            if event == "/jax/core/compile/jaxpr_trace_duration":
+                counts["trace"] += 1
+            elif event == "/jax/core/compile/backend_compile_duration":
+                counts["compile"] += 1
+
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        try:
+            common.predict(
+                "linear", ctx, model, RowsOnly(support), labels[:1000], RowsOnly(queries), 4,
+                drop_dims=np.arange(10),
+            )  # fmt: skip
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listener)
+        self.assertEqual(counts, {"trace": 0, "compile": 0})
 
 
 class ScoreTest(parameterized.TestCase):
@@ -359,14 +461,14 @@ class RobustnessTest(absltest.TestCase):
     def test_corrupt_is_uint8_and_box_blur_matches_mean(self):
         rng = np.random.default_rng(0)
         tiles = rng.integers(0, 256, (3, 9, 9, 3)).astype(np.uint8)
-        out = robustness.corrupt(tiles, "box_blur", 3.0, {}, seed=0)
+        out = common.corrupt(tiles, "box_blur", 3.0, {}, seed=0)
         self.assertEqual(out.dtype, np.uint8)
         # Oracle: an interior pixel of a 3x3 box blur is the mean of its 3x3 neighbourhood.
         expected = tiles[:, 3:6, 3:6].astype(np.float64).mean(axis=(1, 2))
         np.testing.assert_allclose(out[:, 4, 4], np.round(expected), atol=1)
-        noisy = robustness.corrupt(tiles, "noise", 30.0, {}, seed=0)
+        noisy = common.corrupt(tiles, "noise", 30.0, {}, seed=0)
         self.assertGreater(np.abs(noisy.astype(int) - tiles).mean(), 5)
-        np.testing.assert_array_equal(noisy, robustness.corrupt(tiles, "noise", 30.0, {}, seed=0))
+        np.testing.assert_array_equal(noisy, common.corrupt(tiles, "noise", 30.0, {}, seed=0))
 
 
 class FewshotTableTest(parameterized.TestCase):
@@ -423,8 +525,10 @@ class FewshotTableTest(parameterized.TestCase):
 
     def test_methods_parsing(self):
         self.assertEqual(common.methods("knn, linear"), ["knn", "linear"])
-        with self.assertRaises(errors.ConfigError):
-            common.methods("knn,svm")
+        with self.assertRaisesRegex(errors.ConfigError, r"config\.fewshot\.methods='knn,svm'"):
+            common.methods("knn,svm", "config.fewshot.methods")
+        with self.assertRaisesRegex(errors.ConfigError, r"config\.robustness\.methods"):
+            common.methods(" , ", "config.robustness.methods")
 
 
 class DatasetConfigTest(absltest.TestCase):
@@ -449,13 +553,17 @@ class TilingVsFullTest(absltest.TestCase):
         # position encoding is fixed to the native grid does not.
         spec = models.get_spec("simmim", "b")
         simmim = experiments.ModelHandle("simmim_b", None, None, spec, True)
-        self.assertTrue(tiling_vs_full.supports_grid(simmim, (56, 112)))
+        self.assertTrue(common.runs_at(simmim, (896, 1792)))
         fixed = dataclasses.replace(
             simmim, spec=dataclasses.replace(spec, pos_interp="native_only")
         )
-        self.assertTrue(tiling_vs_full.supports_grid(fixed, (14, 14)))
-        self.assertFalse(tiling_vs_full.supports_grid(fixed, (56, 112)))
-        self.assertTrue(tiling_vs_full.supports_grid(handle("dino", "b"), (56, 112)))
+        self.assertTrue(common.runs_at(fixed, (224, 224)))
+        self.assertFalse(common.runs_at(fixed, (896, 1792)))
+        self.assertTrue(common.runs_at(handle("dino", "b"), (896, 1792)))
+        # Sides must be whole patches.
+        self.assertFalse(common.runs_at(handle("dino", "b"), (224, 230)))
+        self.assertTrue(common.runs_at(handle("dinov2", "b", patch_size=14), (224, 448)))
+        self.assertFalse(common.runs_at(handle("dinov2", "b", patch_size=14), (256, 256)))
 
     def test_full_geometry_is_one_resized_tile(self):
         data_cfg = ml_collections.ConfigDict(dict(resize_hw=(0, 0), tile_size=256, tile_out=224))
@@ -504,6 +612,20 @@ class KnnVoidTest(parameterized.TestCase):
         keep = labels != 255
         expected = labels[keep][np.argmax(queries @ support[keep].T, axis=1)]
         np.testing.assert_array_equal(pred, expected)
+
+    @parameterized.parameters(True, False)
+    def test_1nn_searches_one_neighbour_only(self, exclude):
+        from vitjax import knn
+
+        support, labels, queries, _ = self._data()
+        with mock.patch.object(knn, "search", wraps=knn.search) as spy:
+            pred = common.knn_predict(support, labels, queries, 3, self._cfg(exclude, k=10))
+            common.knn_predict(support, labels, queries, 3, self._cfg(exclude, "majority", 5))
+        self.assertEqual([c.kwargs["k"] for c in spy.call_args_list], [1, 5])
+        # Oracle: the label of the highest dot product (void left out, or predicting class 3).
+        keep = labels != 255 if exclude else np.ones(len(labels), bool)
+        nearest = labels[keep][np.argmax(queries @ support[keep].T, axis=1)]
+        np.testing.assert_array_equal(pred, np.where(nearest == 255, 3, nearest))
 
     def test_majority_counts_void_as_a_label(self):
         support, labels, queries, _ = self._data()
@@ -574,6 +696,20 @@ class ConfigDefaultsTest(absltest.TestCase):
         ade = ade20k_config.get_config()
         self.assertEqual((ade.data.train_per_group, ade.data.eval_per_group), (4, 2))
         self.assertEqual(ade.data.splits, "paper")
+
+    def test_ignore_label_is_not_a_setting_and_knn_blocks_are_bounded(self):
+        from vitjax import knn
+
+        c = common_config.get_base()
+        self.assertNotIn("ignore_label", c.data)
+        self.assertEqual(common.IGNORE, 255)
+        self.assertEqual(
+            (c.knn.query_block, c.knn.db_block), (knn.DEFAULT_QUERY_BLOCK, knn.DEFAULT_DB_BLOCK)
+        )
+        common_config.accelerator(c)
+        # One float32 score block per step: at most 512 MiB on an accelerator.
+        self.assertLessEqual(c.knn.query_block * c.knn.db_block * 4, 512 * 2**20)
+        self.assertEqual((c.knn.query_block, c.knn.db_block), (4096, 32768))
 
     def test_demo_and_smoke_configs_stay_small(self):
         for config in (
@@ -811,6 +947,146 @@ class CityscapesEndToEndTest(absltest.TestCase):
         self.assertEqual(set(np.unique(data.eval.label_maps[0])), {0, 13, 18, 255})
         inputs = {r["input"] for r in results["experiments"]["tiling_vs_full"]["tables"]["scores"]}
         self.assertEqual(inputs, {"tiles", "full"})
+
+
+class DataErrorsTest(parameterized.TestCase):
+    @parameterized.parameters("cityscapes", "ade20k")
+    def test_missing_root_names_the_config_field_and_layout(self, dataset):
+        config = cityscapes_config.get_config()
+        config.dataset = dataset
+        layout = "leftImg8bit" if dataset == "cityscapes" else "annotations"
+        empty = tempfile.mkdtemp(prefix="vitjax_empty_")
+        self.addCleanup(shutil.rmtree, empty, ignore_errors=True)
+        for root in ("", "/no/such/folder", empty):
+            config.data.root = root
+            pattern = re.escape(f"config.data.root={root!r}") + r".*--config\.data\.root=.*"
+            with self.assertRaisesRegex(errors.ConfigError, pattern + layout):
+                common.load_segmentation(config)
+
+    def test_too_many_images_per_city_names_the_field(self):
+        root = tempfile.mkdtemp(prefix="vitjax_cs_")
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        write_cityscapes_fixture(root)  # one image per city
+        config = cityscapes_config.get_config()
+        config.data.root = root
+        config.data.splits = "seeded"
+        config.data.train_per_group = 2
+        config.data.eval_per_group = 1
+        with self.assertRaisesRegex(errors.ConfigError, r"config\.data\.train_per_group.*=2"):
+            common.load_segmentation(config)
+        config.data.train_per_group = 1
+        config.data.eval_per_group = 3
+        with self.assertRaisesRegex(errors.ConfigError, r"config\.data\.eval_per_group=3"):
+            common.load_segmentation(config)
+        config.data.eval_per_group = 1
+        self.assertEqual(common.load_segmentation(config).train.num_images, 2)
+
+
+def tiny_context(test, config=None, depth=2):
+    """A Context over one random dino ViT-Ti/16 with a feature store in a temporary folder."""
+    workdir = tempfile.mkdtemp(prefix="vitjax_ctx_")
+    test.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+    module, params, spec = models.random_model("dino", "ti", 0, depth=depth)
+    model = experiments.ModelHandle("dino", module, params, spec, True)
+    from vitjax.store import FeatureStore
+
+    config = config or demo_config.get_config("test")
+    store = FeatureStore(os.path.join(workdir, "features"))
+    return experiments.Context([model], store, workdir, 0, config), model
+
+
+class FeatureKeyTest(absltest.TestCase):
+    """`Context.features` names an image array by its content digest, memoised when frozen."""
+
+    def _keys(self, ctx, model, *arrays):
+        from vitjax import extract
+
+        with mock.patch.object(extract, "extract", return_value=None) as spy:
+            for images in arrays:
+                ctx.features(model, images, key={"split": "x"})
+        return [c.kwargs["key"]["images_sha256"] for c in spy.call_args_list]
+
+    def _oracle(self, images):
+        # The same content digest the extraction keys un-keyed arrays by.
+        from vitjax import extract
+
+        digest = getattr(extract, "images_digest", None) or extract._images_digest
+        return digest(np.array(images))
+
+    def test_frozen_array_is_hashed_once(self):
+        ctx, model = tiny_context(self)
+        tiles = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+        tiles.flags.writeable = False
+        with mock.patch.object(
+            experiments, "images_digest", wraps=experiments.images_digest
+        ) as digest:
+            keys = self._keys(ctx, model, tiles, tiles, tiles)
+            # Another experiment of the run shares the memo.
+            keys += self._keys(ctx.for_experiment("other"), model, tiles)
+        self.assertEqual(digest.call_count, 1)
+        self.assertEqual(keys, [self._oracle(tiles)] * 4)
+
+    def test_writable_arrays_and_their_views_are_hashed_every_time(self):
+        ctx, model = tiny_context(self)
+        tiles = np.zeros((2, 16, 16, 3), np.uint8)
+        view = tiles[:]
+        view.flags.writeable = False  # read-only, but its base is not
+        first = self._keys(ctx, model, tiles, view)
+        tiles[0, 0, 0, 0] = 1  # changed in place
+        second = self._keys(ctx, model, tiles, view)
+        self.assertEqual(first, [self._oracle(np.zeros_like(tiles))] * 2)
+        self.assertEqual(second, [self._oracle(tiles)] * 2)
+        self.assertNotEqual(first[0], second[0])
+        self.assertEqual(ctx.digests.computed, 4)
+
+    def test_same_content_in_another_array_gets_the_same_key(self):
+        ctx, model = tiny_context(self)
+        a = np.arange(2 * 16 * 16 * 3, dtype=np.uint8).reshape(2, 16, 16, 3)
+        b = a.copy()
+        a.flags.writeable = b.flags.writeable = False
+        keys = self._keys(ctx, model, a, b, a[:1])
+        self.assertEqual(keys[0], keys[1])
+        self.assertEqual(keys[2], self._oracle(a[:1]))
+        self.assertNotEqual(keys[2], keys[0])
+
+    def test_split_tiles_are_read_only(self):
+        data = common.load_segmentation(demo_config.get_config("test"))
+        self.assertFalse(data.train.tiles.flags.writeable)
+        self.assertFalse(data.eval.tiles.flags.writeable)
+        self.assertFalse(data.eval.select_images([0]).tiles.flags.writeable)
+
+
+class LayerwiseRunTest(absltest.TestCase):
+    def test_one_forward_pass_per_split_and_per_layer_scores(self):
+        config = demo_config.get_config("test")
+        config.layerwise.layers = "all"
+        ctx, model = tiny_context(self, config)
+        ctx = ctx.for_experiment("layerwise")
+        with mock.patch.object(
+            experiments.Context, "features", autospec=True, side_effect=experiments.Context.features
+        ) as spy:
+            result = layerwise.run(ctx, config.layerwise)
+        self.assertEqual(spy.call_count, 2)  # train and eval, every layer at once
+        self.assertEqual({tuple(c.kwargs["layers"]) for c in spy.call_args_list}, {(0, 1)})
+        rows = result.tables["by_layer"]
+        self.assertEqual([r["layer"] for r in rows], [0, 1])
+        # Oracle: each layer's features on their own (the cached pass, read one layer at a time).
+        data = common.load_segmentation(config)
+        grid = common.grid_of(model, data.train.tiles.shape[1:3])
+        labels = data.train.patch_targets(grid, config.data.patch_label_rule)
+        for row in rows:
+            support = common.patch_features(
+                ctx, model, data.train.tiles, data.split_key("train"), row["layer"], (0, 1)
+            )
+            queries = common.patch_features(
+                ctx, model, data.eval.tiles, data.split_key("eval"), row["layer"], (0, 1)
+            )
+            support, queries = np.array(support, np.float64), np.array(queries, np.float64)
+            nearest = labels[np.argmax(queries @ support.T, axis=1)]
+            pred = np.where(nearest == 255, data.num_classes, nearest)
+            s = common.score(pred, data.eval, grid, data.num_classes, config.data)
+            self.assertAlmostEqual(row["miou"], s["miou"], places=6)
+            self.assertAlmostEqual(row["acc"], s["acc"], places=6)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+from unittest import mock  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -225,13 +226,94 @@ class DataTest(absltest.TestCase):
         self.assertEqual(videos[0].load_frame(2).shape, (36, 64, 3))
 
 
+class FramesKeyTest(absltest.TestCase):
+    """The store key of a `FrameTiles` source holds every field that defines its pixels."""
+
+    def _key(self, cfg, seed=0):
+        return tracking.frames_key(cfg, seed, "v0", [0, 2, 3], tracking.parse_geometry("64x64"))
+
+    def test_synthetic_fields_and_seed_change_the_key(self):
+        cfg = bdd100k_config.tracking_defaults()
+        cfg.dataset = "synthetic"
+        base = self._key(cfg)
+        again = bdd100k_config.tracking_defaults()
+        again.dataset = "synthetic"
+        self.assertEqual(self._key(again), base)
+        changes = {
+            "synthetic_hw": (112, 224),
+            "synthetic_videos": cfg.synthetic_videos + 1,
+            "synthetic_frames": cfg.synthetic_frames + 1,
+        }
+        for field, value in changes.items():
+            changed = bdd100k_config.tracking_defaults()
+            changed.dataset = "synthetic"
+            changed[field] = value
+            self.assertNotEqual(self._key(changed), base, field)
+        self.assertNotEqual(self._key(cfg, seed=1), base)
+        # Settings that do not touch the pixels share the features.
+        same = bdd100k_config.tracking_defaults()
+        same.dataset = "synthetic"
+        same.gaps, same.metric, same.root = (1,), "dot", "/elsewhere"
+        self.assertEqual(self._key(same), base)
+        other_frames = tracking.frames_key(cfg, 0, "v0", [0, 2], tracking.parse_geometry("64x64"))
+        self.assertNotEqual(other_frames, base)
+
+    def test_real_datasets_key_on_the_root(self):
+        cfg = bdd100k_config.tracking_defaults()
+        cfg.root = tempdir(self)
+        base = self._key(cfg)
+        self.assertEqual(base["root"], os.path.realpath(cfg.root))
+        self.assertEqual(self._key(cfg, seed=5), base)  # real frames do not depend on the seed
+        cfg.root = tempdir(self)
+        self.assertNotEqual(self._key(cfg), base)
+        mot = mot17_config.get_config().tracking
+        key = self._key(mot)
+        mot.detector = "SDP"
+        self.assertNotEqual(self._key(mot), key)
+
+    def test_missing_root_names_the_field(self):
+        for dataset, layout in (("bdd100k", "box_track_20"), ("mot17", "seqinfo.ini")):
+            cfg = bdd100k_config.tracking_defaults()
+            cfg.dataset = dataset
+            for root in ("", os.path.join(tempdir(self), "missing")):
+                cfg.root = root
+                with self.assertRaisesRegex(
+                    errors.ConfigError,
+                    rf"config\.tracking\.root=.*--config\.tracking\.root.*{layout}",
+                ):
+                    tracking.load_videos(cfg, seed=0)
+
+    def test_incomplete_section_names_the_defaults(self):
+        cfg = bdd100k_config.tracking_defaults()
+        del cfg["synthetic_hw"]
+        with self.assertRaisesRegex(errors.ConfigError, r"config\.tracking lacks.*synthetic_hw"):
+            tracking._check(cfg)
+
+    def test_geometries(self):
+        cfg = bdd100k_config.tracking_defaults()
+        cfg.geometries = "64x128/64, 32x32"
+        self.assertEqual([g.name for g in tracking.geometries(cfg)], ["64x128/64", "32x32"])
+        cfg.geometries = " , "
+        with self.assertRaisesRegex(errors.ConfigError, "geometries"):
+            tracking.geometries(cfg)
+
+
 class EndToEndTest(absltest.TestCase):
     def test_synthetic_videos(self):
         c = bdd100k_config.get_config("synthetic")
         c.model_depth = 1
         bdd100k_config.add_demo(c, tiny=True)
         workdir = tempdir(self)
-        results = run.run(c, workdir)
+        with mock.patch.object(
+            tracking, "frame_box_features", wraps=tracking.frame_box_features
+        ) as spy:
+            results = run.run(c, workdir)
+        # The run names its frame sources with `frames_key` (synthetic fields and seed included).
+        keys = [call.args[-1] for call in spy.call_args_list]
+        self.assertNotEmpty(keys)
+        for key in keys:
+            self.assertEqual(key["synthetic_hw"], [112, 224])
+            self.assertEqual(key["seed"], c.seed)
         rows = results["experiments"]["tracking"]["tables"]["association"]
         self.assertLen(rows, 2 * 2)  # models x gaps
         for r in rows:

@@ -5,6 +5,11 @@ BatchNorm) with minibatches streamed from the host, so the features may be an `n
 than device memory. Every (learning rate, weight decay) pair of the sweep is trained at once (vmapped
 over the sweep, sharing each minibatch), the best pair is chosen on a seeded held-out part of the
 training rows, and by default the probe is then retrained with that pair on all training rows.
+A feature mask drops dims inside the compiled step, so removal sweeps compile once per width D.
+
+`feature_moments` / `feature_normalizer` / `normalize_features` are vitjax's one feature
+standardisation (streamed float64 statistics, MAE's BatchNorm eps 1e-6), shared by the probe's
+BatchNorm and the variance experiment.
 
 `ridge_fit` solves ridge regression for many L2 strengths from one eigendecomposition, in float64 on
 the host (small math stays off the accelerator).
@@ -24,7 +29,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from vitjax import errors
+from vitjax import errors, metrics
 
 _CHUNK_ROWS = 65536
 OPTIMIZERS = ("adamw", "sgd")
@@ -34,6 +39,12 @@ SCHEDULES = ("cosine", "constant")
 # ----------------------------------------------------------------------------------------------
 # Feature normalisation (the MAE probe's non-affine BatchNorm)
 # ----------------------------------------------------------------------------------------------
+
+# The eps of MAE's linear-probe BatchNorm (`BatchNorm1d(affine=False, eps=1e-6)`).
+BATCHNORM_EPS = 1e-6
+# Rows per chunk of the streamed statistics and normalisation: one float64 chunk is ~100 MB at
+# D = 768, however many rows the feature store holds.
+STATS_CHUNK_ROWS = 16_384
 
 
 def _check_features(name: str, features: Any) -> tuple[int, int]:
@@ -51,42 +62,192 @@ def _read_rows(features: Any, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def feature_normalizer(
-    features: Any, eps: float = 1e-6, rows: np.ndarray | None = None
+def _row_chunks(features: Any, rows: np.ndarray | None, chunk_rows: int) -> Iterator[np.ndarray]:
+    """features (or features[rows], ascending) in chunks of `chunk_rows` rows, as stored."""
+    chunk_rows = max(1, int(chunk_rows))
+    if rows is None:
+        for start in range(0, features.shape[0], chunk_rows):
+            yield features[start : start + chunk_rows]
+    else:
+        for start in range(0, len(rows), chunk_rows):
+            yield np.asarray(features[rows[start : start + chunk_rows]])
+
+
+def feature_moments(
+    features: Any, rows: Any = None, chunk_rows: int = STATS_CHUNK_ROWS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and BatchNorm scale of a feature set, streamed in float64.
+    """Per-dimension mean and (population) variance over the rows, streamed in row chunks.
+
+    Two passes with float64 accumulators: the mean first, then the squared deviations from it
+    (with the sum of deviations as a rounding correction), so a large common offset does not
+    cancel as in E[x^2] - E[x]^2. Only one chunk is ever converted to float64, so an np.memmap
+    of the feature store is never loaded whole.
 
     Args:
-      features: [N, D] array-like (e.g. `np.memmap`).
-      eps: added to the (biased) variance, as `BatchNorm1d(affine=False, eps=1e-6)` does.
-      rows: optional int indices of the rows to use (default: all).
+      features: float [N, D] array-like (float16 / float32 / float64; np.memmap welcome).
+      rows: optional int indices of the rows to use (default: all rows).
+      chunk_rows: rows per chunk.
 
     Returns:
-      (mean float32 [D], std float32 [D]) with std = sqrt(var + eps); normalise as (x - mean) / std.
+      (mean, var): float64 [D] each; var equals `np.var(features[rows].astype(np.float64), 0)`.
+
+    Raises:
+      errors.ConfigError: `features` is not 2-D, or there are no rows, or a row is out of range.
+
+    Examples:
+      >>> mean, var = feature_moments(np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]]))
+      >>> mean.tolist(), np.round(var, 6).tolist()
+      ([2.0, 1.0], [2.666667, 0.0])
+    """
+    num_rows, dim = _check_features("features", features)
+    if rows is not None:
+        rows = np.sort(np.asarray(rows, dtype=np.int64).reshape(-1))
+        if len(rows) and (rows[0] < 0 or rows[-1] >= num_rows):
+            raise errors.ConfigError(
+                f"probes.feature_moments: `rows` must index [0, {num_rows}), got "
+                f"[{rows[0]}, {rows[-1]}]"
+            )
+    count = num_rows if rows is None else len(rows)
+    if count == 0:
+        raise errors.ConfigError(
+            f"probes.feature_moments: no rows to compute statistics from (features {num_rows} x "
+            f"{dim}, {'all rows' if rows is None else f'{len(rows)} rows selected'})"
+        )
+    total = np.zeros(dim, np.float64)
+    for chunk in _row_chunks(features, rows, chunk_rows):
+        # dtype=float64 accumulates without a float64 copy of the chunk.
+        total += np.add.reduce(chunk, axis=0, dtype=np.float64)
+    mean = total / count
+    squares = np.zeros(dim, np.float64)
+    deviations = np.zeros(dim, np.float64)
+    for chunk in _row_chunks(features, rows, chunk_rows):
+        dev = np.asarray(chunk, np.float64) - mean
+        deviations += dev.sum(axis=0)
+        squares += np.einsum("ij,ij->j", dev, dev)
+    var = (squares - deviations**2 / count) / count
+    return mean, np.maximum(var, 0.0)
+
+
+def feature_normalizer(
+    features: Any,
+    rows: Any = None,
+    eps: float = BATCHNORM_EPS,
+    chunk_rows: int = STATS_CHUNK_ROWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of the non-affine BatchNorm of the MAE linear probe, from `feature_moments`.
+
+    This is the one feature standardisation of vitjax: the probe's BatchNorm
+    (`train_softmax_probe(batchnorm=True)`, on its labelled rows) and the variance experiment's
+    "batchnorm" features both use it, and `normalize_features` applies it.
+
+    Args:
+      features: [N, D] array-like (np.memmap streamed in chunks).
+      rows: optional int indices of the rows to use, e.g. the labelled ones (default: all).
+      eps: added to the population variance (MAE's BatchNorm1d eps, 1e-6, by default).
+      chunk_rows: rows per chunk.
+
+    Returns:
+      (mean float64 [D], std float64 [D]) with std = sqrt(var + eps); normalise as (x - mean) / std.
+
+    Raises:
+      errors.ConfigError: as `feature_moments`, or eps < 0.
 
     Examples:
       >>> mean, std = feature_normalizer(np.array([[0.0], [2.0]]))
       >>> mean.tolist(), np.round(std, 4).tolist()
       ([1.0], [1.0])
     """
+    if eps < 0:
+        raise errors.ConfigError(f"probes.feature_normalizer: eps must be >= 0, got {eps}")
+    mean, var = feature_moments(features, rows=rows, chunk_rows=chunk_rows)
+    return mean, np.sqrt(var + eps)
+
+
+def _check_mask(feature_mask: Any, dim: int, where: str) -> np.ndarray | None:
+    """bool [D] copy of a bool / 0-1 feature mask (None stays None)."""
+    if feature_mask is None:
+        return None
+    mask = np.asarray(feature_mask)
+    if mask.shape != (dim,):
+        raise errors.ConfigError(
+            f"{where}: `feature_mask` must have shape ({dim},) (one entry per feature dim), "
+            f"got {mask.shape}"
+        )
+    if mask.dtype != bool:
+        if not np.all((mask == 0) | (mask == 1)):
+            raise errors.ConfigError(f"{where}: `feature_mask` must be bool or 0/1 values")
+        mask = mask == 1
+    return mask.copy()
+
+
+def _split_mean(mean: np.ndarray | None, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """float64 mean as float32 (high, low) with high + low ~= mean to ~2^-48 relative.
+
+    Subtracting both parts in float32 keeps (x - mean) accurate where the mean is large against
+    the spread (float32 rounding of a mean of 1e4 alone is an error of ~5e-4).
+    """
+    if mean is None:
+        return np.zeros(dim, np.float32), np.zeros(dim, np.float32)
+    high = np.asarray(mean, np.float32)
+    return high, np.asarray(np.asarray(mean, np.float64) - high, np.float32)
+
+
+def _normalize(xp, x, mean_hi, mean_lo, std, mask):
+    """(x - mean) / std, masked dims set to 0; float32, with xp = numpy or jax.numpy.
+
+    The host (`normalize_features`, `LinearProbe.predict`) and the compiled training step run this
+    same float32 arithmetic, so a probe sees the same features in training and at prediction.
+    """
+    if std is not None:
+        x = (x - mean_hi - mean_lo) / std
+    if mask is not None:
+        # where, not multiply: a masked dim holding inf or NaN must still contribute exactly 0.
+        x = xp.where(mask, x, xp.zeros((), x.dtype))
+    return x
+
+
+def normalize_features(
+    features: Any,
+    mean: Any,
+    std: Any,
+    feature_mask: Any = None,
+    chunk_rows: int = STATS_CHUNK_ROWS,
+) -> np.ndarray:
+    """Applies the BatchNorm of `feature_normalizer`: (x - mean) / std, read in row chunks.
+
+    Args:
+      features: float [N, D] array-like (np.memmap welcome; only the result is held whole).
+      mean, std: float [D] from `feature_normalizer`.
+      feature_mask: optional bool / 0-1 [D]; dims where it is False/0 come out as 0.
+      chunk_rows: rows per chunk.
+
+    Returns:
+      float32 [N, D].
+
+    Raises:
+      errors.ConfigError: shapes disagree.
+
+    Examples:
+      >>> normalize_features(np.array([[3.0, 5.0]]), np.array([1.0, 1.0]), np.array([2.0, 4.0]))
+      array([[1., 1.]], dtype=float32)
+    """
     num_rows, dim = _check_features("features", features)
-    if rows is None:
-        rows = np.arange(num_rows)
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) == 0:
-        raise errors.ConfigError("probes.feature_normalizer: no rows to compute statistics from")
-    count, mean, m2 = 0, np.zeros(dim), np.zeros(dim)
-    for start in range(0, len(rows), _CHUNK_ROWS):
-        block = _read_rows(features, rows[start : start + _CHUNK_ROWS]).astype(np.float64)
-        block_mean = block.mean(axis=0)
-        block_m2 = ((block - block_mean) ** 2).sum(axis=0)
-        # Chan et al. pairwise merge: stable where sum / sum-of-squares would cancel.
-        total = count + len(block)
-        delta = block_mean - mean
-        mean = mean + delta * (len(block) / total)
-        m2 = m2 + block_m2 + delta**2 * (count * len(block) / total)
-        count = total
-    return mean.astype(np.float32), np.sqrt(m2 / count + eps).astype(np.float32)
+    mean = np.asarray(mean, np.float64)
+    std = np.asarray(std, np.float64)
+    if mean.shape != (dim,) or std.shape != (dim,):
+        raise errors.ConfigError(
+            f"probes.normalize_features: features have D={dim} but mean/std have shapes "
+            f"{mean.shape} and {std.shape}"
+        )
+    mask = _check_mask(feature_mask, dim, "probes.normalize_features")
+    mean_hi, mean_lo = _split_mean(mean, dim)
+    std32 = std.astype(np.float32)
+    out = np.empty((num_rows, dim), np.float32)
+    chunk_rows = max(1, int(chunk_rows))
+    for start in range(0, num_rows, chunk_rows):
+        chunk = np.asarray(features[start : start + chunk_rows], np.float32)
+        out[start : start + len(chunk)] = _normalize(np, chunk, mean_hi, mean_lo, std32, mask)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,13 +320,15 @@ class LinearProbe:
     """A trained softmax probe: logits = normalize(x) @ weights + bias.
 
     Attributes:
-      weights: float32 [D, C].
+      weights: float32 [D, C]; rows of masked dims are exactly 0 (see `train_softmax_probe`).
       bias: float32 [C].
-      mean, std: float32 [D] BatchNorm statistics of the training rows, or None without batchnorm.
+      mean, std: float64 [D] BatchNorm statistics (`feature_normalizer`) of the labelled training
+        rows, or None without batchnorm.
       learning_rate, weight_decay: the chosen sweep pair.
       val_accuracy: accuracy of the chosen pair on the held-out rows (None without a held-out set).
       sweep: one dict per pair: learning_rate, weight_decay, val_accuracy.
       retrained_on_all: whether the weights come from a retraining on all rows.
+      feature_mask: bool [D] dims the probe sees (False: ignored), or None for all dims.
     """
 
     weights: np.ndarray
@@ -177,6 +340,7 @@ class LinearProbe:
     val_accuracy: float | None
     sweep: list[dict[str, float]]
     retrained_on_all: bool
+    feature_mask: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -187,12 +351,23 @@ class LinearProbe:
         return {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay}
 
     def normalize(self, features: Any) -> np.ndarray:
-        """(features - mean) / std with the training-set statistics: float32 [N, D]."""
+        """(features - mean) / std with the training-set statistics, masked dims 0: float32 [N, D].
+
+        Raises:
+          errors.ConfigError: the probe was trained without batchnorm, or D differs.
+        """
         if self.mean is None:
             raise errors.ConfigError(
                 "LinearProbe.normalize: the probe was trained without batchnorm"
             )
-        return (np.asarray(features, dtype=np.float32) - self.mean) / self.std
+        return normalize_features(features, self.mean, self.std, self.feature_mask)
+
+    def _inputs(self, block: np.ndarray) -> np.ndarray:
+        """The probe's input of a float32 block: normalised and masked as in training."""
+        dim = self.weights.shape[0]
+        mean_hi, mean_lo = _split_mean(self.mean, dim)
+        std = None if self.std is None else np.asarray(self.std, np.float32)
+        return _normalize(np, block, mean_hi, mean_lo, std, self.feature_mask)
 
     def predict(self, features: Any) -> np.ndarray:
         """Logits float32 [N, C] of features [N, D] (array-like; read in chunks)."""
@@ -205,9 +380,7 @@ class LinearProbe:
         out = np.empty((num_rows, self.num_classes), np.float32)
         for start in range(0, num_rows, _CHUNK_ROWS):
             block = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float32)
-            if self.mean is not None:
-                block = (block - self.mean) / self.std
-            out[start : start + len(block)] = block @ self.weights + self.bias
+            out[start : start + len(block)] = self._inputs(block) @ self.weights + self.bias
         return out
 
     def predict_labels(self, features: Any) -> np.ndarray:
@@ -267,8 +440,10 @@ def _train_fns(optimizer: str, schedule: str, momentum: float, batchnorm: bool):
         warmup_steps,
         total_steps,
         batches,
-        mean,
+        mean_hi,
+        mean_lo,
         std,
+        mask,
     ):
         def member_step(p, state, lr, wd, x, y, w, is_valid):
             def loss_fn(p):
@@ -291,8 +466,10 @@ def _train_fns(optimizer: str, schedule: str, momentum: float, batchnorm: bool):
         def step(carry, batch):
             p, state = carry
             x, y, w, is_valid = batch
-            if batchnorm:
-                x = (x - mean) / std
+            # A masked dim enters as an exact 0: its weight gets a zero gradient and, starting at
+            # zero, stays 0, so the probe equals one trained without that column, while the width
+            # (and the compiled step) stays D for every mask.
+            x = _normalize(jnp, x, mean_hi, mean_lo, std if batchnorm else None, mask)
             p, state, loss = jax.vmap(member_step, in_axes=(0, 0, 0, 0, None, None, None, None))(
                 p, state, learning_rates, weight_decays, x, y, w, is_valid
             )
@@ -323,6 +500,7 @@ def _train(
     config: ProbeConfig,
     mean: np.ndarray | None,
     std: np.ndarray | None,
+    mask: np.ndarray,
     seed: int,
 ) -> dict[str, np.ndarray]:
     """Trains one probe per (lr, wd) member on `rows`; returns {"w": [H, D, C], "b": [H, C]}."""
@@ -340,8 +518,9 @@ def _train(
     lrs = jnp.asarray(learning_rates, jnp.float32)
     wds = jnp.asarray(weight_decays, jnp.float32)
     opt_state = init(params, lrs, wds)
-    mean_dev = jnp.asarray(mean if mean is not None else np.zeros(dim, np.float32))
-    std_dev = jnp.asarray(std if std is not None else np.ones(dim, np.float32))
+    mean_hi, mean_lo = (jnp.asarray(part) for part in _split_mean(mean, dim))
+    std_dev = jnp.asarray(std if std is not None else np.ones(dim), jnp.float32)
+    mask_dev = jnp.asarray(mask, bool)
 
     per_call = min(config.steps_per_call, total_steps)
     steps = _step_rows(rows, config.epochs, batch, seed)
@@ -365,8 +544,10 @@ def _train(
             np.float32(warmup_steps),
             np.float32(total_steps),
             (xs, ys, ws, valid),
-            mean_dev,
+            mean_hi,
+            mean_lo,
             std_dev,
+            mask_dev,
         )
         # The next batches are gathered on the host while this call runs; waiting for the
         # previous call keeps at most two blocks of batches alive.
@@ -396,14 +577,16 @@ def _accuracies(
     params: dict[str, np.ndarray],
     mean: np.ndarray | None,
     std: np.ndarray | None,
+    mask: np.ndarray,
 ) -> np.ndarray:
     """Accuracy float64 [H] of every member on features[rows]."""
     correct = np.zeros(params["w"].shape[0], np.int64)
+    dim = features.shape[1]
+    mean_hi, mean_lo = _split_mean(mean, dim)
+    std32 = None if std is None else np.asarray(std, np.float32)
     for start in range(0, len(rows), _CHUNK_ROWS):
         chunk = rows[start : start + _CHUNK_ROWS]
-        x = _read_rows(features, chunk)
-        if mean is not None:
-            x = (x - mean) / std
+        x = _normalize(np, _read_rows(features, chunk), mean_hi, mean_lo, std32, mask)
         logits = np.matmul(x[None], params["w"]) + params["b"][:, None, :]
         correct += (np.argmax(logits, axis=2) == labels[chunk][None, :]).sum(axis=1)
     return correct / len(rows)
@@ -417,6 +600,7 @@ def train_softmax_probe(
     batchnorm: bool = False,
     seed: int = 0,
     config: ProbeConfig = ProbeConfig(),
+    feature_mask: Any = None,
 ) -> LinearProbe:
     """Trains a softmax linear probe, picking (lr, wd) on a held-out part of the rows.
 
@@ -425,7 +609,15 @@ def train_softmax_probe(
     order); with `config.retrain_on_all` the probe is then retrained with that pair on all rows,
     otherwise the model trained without the held-out rows is kept. With `batchnorm`, features are
     first normalised by the non-affine BatchNorm of the MAE linear probe, with the mean and variance
-    of all labelled training rows (fixed, rather than per batch).
+    of all labelled training rows (fixed, rather than per batch; see `feature_normalizer`).
+
+    `feature_mask` removes dims without changing the width: masked dims are set to 0 on the device
+    (after the BatchNorm), so every mask of the same D shares one compiled training step and a
+    memmap is still streamed rather than copied column by column. Guarantee: the weights of masked
+    dims start at 0, get an exactly-zero gradient and an exactly-zero decay (0 * wd), so they are
+    exactly 0 for both optimisers, and the unmasked weights follow the same trajectory as a probe
+    trained on the column-deleted features with the same seed (equal up to float32 summation order
+    in the D-wide matrix products). Prediction masks the same dims.
 
     Args:
       features: [N, D] float array-like (np.memmap is read in minibatches, never whole).
@@ -435,6 +627,7 @@ def train_softmax_probe(
       batchnorm: put the non-affine BatchNorm (eps 1e-6) before the linear layer.
       seed: seeds the held-out split and the minibatch order (weights start at zero).
       config: a `ProbeConfig`.
+      feature_mask: optional bool / 0-1 [D]: dims where it is False/0 take no part.
 
     Returns:
       A `LinearProbe`.
@@ -444,7 +637,9 @@ def train_softmax_probe(
         config, or a sweep of several pairs without held-out rows.
     """
     config.validate()
-    num_rows, _ = _check_features("features", features)
+    num_rows, dim = _check_features("features", features)
+    mask = _check_mask(feature_mask, dim, "probes.train_softmax_probe")
+    train_mask = np.ones(dim, bool) if mask is None else mask
     labels = np.asarray(labels)
     if labels.shape != (num_rows,):
         raise errors.ConfigError(
@@ -484,6 +679,7 @@ def train_softmax_probe(
             config,
             mean,
             std,
+            train_mask,
             seed,
         )
         return LinearProbe(
@@ -502,14 +698,17 @@ def train_softmax_probe(
                 }
             ],
             retrained_on_all=True,
+            feature_mask=mask,
         )
 
     shuffled = np.random.default_rng(seed).permutation(rows)
     val_rows, train_rows = np.sort(shuffled[:num_val]), np.sort(shuffled[num_val:])
     lrs = np.array([lr for lr, _ in grid])
     wds = np.array([wd for _, wd in grid])
-    params = _train(features, labels, train_rows, num_classes, lrs, wds, config, mean, std, seed)
-    accuracies = _accuracies(features, labels, val_rows, params, mean, std)
+    params = _train(
+        features, labels, train_rows, num_classes, lrs, wds, config, mean, std, train_mask, seed
+    )
+    accuracies = _accuracies(features, labels, val_rows, params, mean, std, train_mask)
     best = int(np.argmax(accuracies))  # first maximum: earlier pair wins ties
     sweep = [
         {"learning_rate": float(lr), "weight_decay": float(wd), "val_accuracy": float(acc)}
@@ -528,6 +727,7 @@ def train_softmax_probe(
             config,
             mean,
             std,
+            train_mask,
             seed,
         )
         weights, bias = params["w"][0], params["b"][0]
@@ -541,6 +741,7 @@ def train_softmax_probe(
         float(accuracies[best]),
         sweep,
         retrained_on_all=config.retrain_on_all,
+        feature_mask=mask,
     )
 
 
@@ -634,27 +835,6 @@ def ridge_fit(
     )
 
 
-def r2_score(y: Any, y_pred: Any) -> float:
-    """Coefficient of determination averaged uniformly over targets (sklearn's default).
-
-    A target with zero variance scores 1 if predicted exactly, else 0.
-
-    Args:
-      y, y_pred: [N] or [N, T] floats.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
-    if y.shape != y_pred.shape:
-        raise errors.ConfigError(f"probes.r2_score: shapes differ, {y.shape} vs {y_pred.shape}")
-    if y.ndim == 1:
-        y, y_pred = y[:, None], y_pred[:, None]
-    residual = ((y - y_pred) ** 2).sum(axis=0)
-    total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    safe_total = np.where(total > 0, total, 1.0)
-    scores = np.where(total > 0, 1.0 - residual / safe_total, np.where(residual == 0, 1.0, 0.0))
-    return float(scores.mean())
-
-
 def one_hot(labels: Any, num_classes: int, ignore_label: int = 255) -> np.ndarray:
     """float64 [N, C] one-hot targets; rows with `ignore_label` are all zero (drop them to fit).
 
@@ -716,6 +896,11 @@ def ridge_select(
         raise errors.ConfigError(
             f"probes.ridge_select: val_fraction={val_fraction} of {len(X)} rows leaves an empty split"
         )
+    if score == "r2" and num_val < 2:
+        raise errors.ConfigError(
+            f"probes.ridge_select: R² needs >= 2 held-out rows; val_fraction={val_fraction} of "
+            f"{len(X)} rows gives {num_val}"
+        )
     order = np.random.default_rng(seed).permutation(len(X))
     val, train = np.sort(order[:num_val]), np.sort(order[num_val:])
     model = ridge_fit(X[train], Y[train], l2s)
@@ -723,7 +908,7 @@ def ridge_select(
     for l2 in l2s:
         pred = model.predict(X[val], l2)
         if score == "r2":
-            val_scores[float(l2)] = r2_score(Y[val], pred)
+            val_scores[float(l2)] = metrics.r2_score(Y[val], pred)
         else:
             truth = Y[val] if Y.ndim == 2 else Y[val][:, None]
             pred = pred if pred.ndim == 2 else pred[:, None]

@@ -22,8 +22,9 @@ How to add an experiment (the whole framework in five points):
 
    The module is imported on first use of its name (`get("my_experiment")`), so nothing else needs
    editing. Its settings live in `config.<name>` (a sub-ConfigDict, given to `run` as `cfg`); shared
-   settings (dataset, tiling, k-NN, probe) are read from `ctx.config`. Every k-NN search passes
-   `mesh=ctx.mesh` and `compute_dtype=knn_compute_dtype(ctx.config.knn)`.
+   settings (dataset, tiling, k-NN, probe) are read from `ctx.config`. Every k-NN search goes
+   through `common.knn_search(queries, database, k, ctx.config.knn, ctx.mesh)`, which applies the
+   run's block sizes, compute dtype and device mesh.
 2. Put every protocol number in `cfg` with the paper's value as default (in `configs/common.py`).
 3. Use `ctx.features` for all model forward passes: it goes through the FeatureStore under the
    workdir, so repeated runs and other experiments reuse extracted features. Always pass a `key`
@@ -52,6 +53,8 @@ import importlib
 import json
 import os
 import pkgutil
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -209,6 +212,64 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def images_digest(images: np.ndarray) -> str:
+    """sha256 hex digest of a uint8 [N, H, W, 3] array's shape and bytes (streamed in slices).
+
+    The same digest `vitjax.extract` keys un-keyed arrays by, so one image array has one name.
+    """
+    from vitjax import extract
+
+    return extract.images_digest(images)
+
+
+def _is_frozen(array: np.ndarray) -> bool:
+    """True when no array in `array`'s chain of bases is writeable and the chain ends in an
+    array that owns its memory: its bytes cannot change behind our back (np.memmap and arrays
+    over foreign buffers are not frozen, since the file or buffer may change)."""
+    node: Any = array
+    while isinstance(node, np.ndarray):
+        if node.flags.writeable:
+            return False
+        node = node.base
+    return node is None
+
+
+class DigestMemo:
+    """`images_digest` of image arrays, computed once per frozen array object.
+
+    Hashing tens of GB of tiles again for every model and split costs more than the forward pass
+    of a small model, so the digest of a frozen array (read-only, over memory it owns, see
+    `_is_frozen`) is kept while the array lives, keyed by its identity. Any other array is hashed
+    on every call: its content may have changed since. Thread-safe.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[int, tuple[weakref.ref, str]] = {}
+        self.computed = 0  # digests computed (not served from the memo)
+
+    def digest(self, images: np.ndarray) -> str:
+        if not _is_frozen(images):
+            self.computed += 1
+            return images_digest(images)
+        key = id(images)
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[0]() is images:
+            return entry[1]
+        digest = images_digest(images)
+        self.computed += 1
+
+        def forget(ref: weakref.ref, key: int = key) -> None:
+            with self._lock:
+                if self._entries.get(key, (None,))[0] is ref:
+                    del self._entries[key]
+
+        with self._lock:
+            self._entries[key] = (weakref.ref(images, forget), digest)
+        return digest
+
+
 class Context:
     """What an experiment may use: models, feature store, workdir, seed, logging.
 
@@ -223,6 +284,7 @@ class Context:
         the k-NN searches; None on a single device.
       figure_dir: where `figure_path` puts figures (`<workdir>/figures`; a scratch folder on
         processes other than 0, which write nothing under the workdir).
+      digests: the `DigestMemo` of image arrays, shared by every experiment of the run.
     """
 
     def __init__(
@@ -235,6 +297,7 @@ class Context:
         name: str = "",
         mesh: Any = None,
         figure_dir: str | None = None,
+        digests: DigestMemo | None = None,
     ):
         self.models = list(models)
         self.store = store
@@ -245,6 +308,7 @@ class Context:
         self.mesh = mesh
         self.figure_dir = figure_dir or os.path.join(self.workdir, "figures")
         self.feature_calls = 0
+        self.digests = digests if digests is not None else DigestMemo()
 
     def for_experiment(self, name: str) -> Context:
         """A copy of this context that logs and names figures for experiment `name`."""
@@ -257,6 +321,7 @@ class Context:
             name,
             mesh=self.mesh,
             figure_dir=self.figure_dir,
+            digests=self.digests,
         )
 
     def log(self, msg: str) -> None:
@@ -297,7 +362,9 @@ class Context:
 
         Args:
           model: the model.
-          images: uint8 [N, H, W, 3] numpy array, or an ImageSource.
+          images: uint8 [N, H, W, 3] numpy array (its content digest joins the key; memoised
+            for read-only arrays, see `DigestMemo`), or an ImageSource (then `key` alone names
+            the images: it must hold every field that shapes them).
           key: JSON-able dict naming what shaped the images (dataset, split, transform, level).
           layers: block indices; default `config.extract.layers` (all layers any experiment
             needs, extracted in one pass so that experiments share the cache).
@@ -317,7 +384,7 @@ class Context:
         if isinstance(images, np.ndarray):
             # The content digest makes a stale store entry impossible when a reader or generator
             # changes while the descriptive key stays the same.
-            key["images_sha256"] = hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()
+            key["images_sha256"] = self.digests.digest(images)
         kwargs.setdefault("batch_size", int(extract_cfg.get("batch_size", 32)))
         kwargs.setdefault("dtype", extract_cfg.get("store_dtype", "float32"))
         kwargs.setdefault("compute_dtype", extract_cfg.get("compute_dtype", "float32"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ from absl import logging
 from vitjax import errors, experiments
 from vitjax.data import patch_labels, tiling
 
+# The ignore label of every label map and patch label: every reader emits 255 for void pixels
+# (Cityscapes non-evaluated ids, ADE20K "other", tile padding), so it is not configurable.
 IGNORE = 255
 
 
@@ -38,7 +41,8 @@ class SegSplit:
     """Tiles of one split of a segmentation dataset.
 
     Attributes:
-      tiles: uint8 [T, oh, ow, 3], model input (after any resize).
+      tiles: uint8 [T, oh, ow, 3], model input (after any resize); read-only, so that its
+        content digest (a feature-store key) is computed once per run.
       label_tiles: uint8 [T, th, tw] label tiles at source resolution (padding = ignore).
       infos: T TileInfos (image_index = position in `label_maps`).
       label_maps: the original label maps, uint8 [H, W] each (for pixel-level scores).
@@ -77,7 +81,7 @@ class SegSplit:
             for k in tile_rows
         ]
         return SegSplit(
-            self.tiles[tile_rows],
+            _read_only(self.tiles[tile_rows]),
             self.label_tiles[tile_rows],
             infos,
             [self.label_maps[i] for i in keep],
@@ -118,6 +122,11 @@ class SegData:
         return dict(self.key, split=split)
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
 def geometry(data_cfg: ml_collections.ConfigDict, full_hw: Sequence[int] | None = None):
     """The tiling geometry of `config.data` (or one whole image resized to `full_hw`)."""
     if full_hw is not None:
@@ -151,7 +160,7 @@ def make_split(
         label_tiles.append(lt.astype(np.uint8))
         infos.extend(info)
     return SegSplit(
-        np.concatenate(tiles),
+        _read_only(np.concatenate(tiles)),
         np.concatenate(label_tiles),
         infos,
         [np.asarray(m, np.uint8) for m in label_maps],
@@ -197,13 +206,80 @@ def _synthetic(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit,
     return train_split, eval_split, list(train.class_names)
 
 
+CITYSCAPES_LAYOUT = (
+    "<root>/leftImg8bit/{train,val}/<city>/<stem>_leftImg8bit.png and "
+    "<root>/gtFine/{train,val}/<city>/<stem>_gtFine_labelIds.png"
+)
+ADE20K_LAYOUT = (
+    "<root>/images/{training,validation}/ADE_*.jpg, <root>/annotations/{training,validation}/"
+    "ADE_*.png and <root>/objectInfo150.txt (root = ADEChallengeData2016 or its parent)"
+)
+# Where `_cityscapes` / `_ade20k` take their root from.
+DATA_ROOT_FIELD = "config.data.root"
+_OTHER_ROOT_NOTE = (
+    " (a dataset other than config.dataset is read from its config.data.other_roots entry)"
+)
+
+
+def check_root(
+    root: Any,
+    field: str,
+    dataset: str,
+    layout: str,
+    subfolders: Sequence[Sequence[str]] = (),
+    note: str = "",
+) -> str:
+    """The dataset root named by config field `field`, checked to exist.
+
+    Args:
+      root: the configured root (str or path; "" when unset).
+      field: the config field it comes from, e.g. "config.tracking.root".
+      dataset: the dataset's display name.
+      layout: the folder layout the reader expects (for the message).
+      subfolders: alternatives, each a sequence of paths relative to the root that must all exist
+        as folders; one complete alternative is required (none given: only the root is checked).
+      note: appended to the message.
+
+    Returns:
+      the root as a str.
+
+    Raises:
+      ConfigError: the root is unset, not a folder, or holds none of the alternatives; the message
+        names `--<field>=...` and the layout.
+    """
+    text = os.fspath(root) if root is not None else ""
+    problem = None
+    if not text:
+        problem = "is not set"
+    elif not os.path.isdir(text):
+        problem = "is not a folder"
+    elif subfolders and not any(
+        all(os.path.isdir(os.path.join(text, sub)) for sub in option) for option in subfolders
+    ):
+        problem = "does not hold the " + dataset + " folders"
+    if problem is not None:
+        flag = field.removeprefix("config.")
+        raise errors.ConfigError(
+            f"{field}={text!r} {problem}: set --config.{flag}=<folder> to the {dataset} root; "
+            f"expected the layout {layout}{note}"
+        )
+    return text
+
+
 def _cityscapes(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit, list[str]]:
     from vitjax.data import cityscapes
 
-    reader = cityscapes.CityscapesReader(data_cfg.root)
+    root = check_root(
+        data_cfg.root, DATA_ROOT_FIELD, "Cityscapes", CITYSCAPES_LAYOUT,
+        [("leftImg8bit", "gtFine")], _OTHER_ROOT_NOTE,
+    )  # fmt: skip
+    reader = cityscapes.CityscapesReader(root)
     out = []
-    for split, n in (("train", per_group), ("val", int(data_cfg.eval_per_group))):
-        samples = _cityscapes_samples(reader, split, n, data_cfg.splits, seed)
+    for split, n, field in (
+        ("train", per_group, "config.data.train_per_group (or the experiment's shots)"),
+        ("val", int(data_cfg.eval_per_group), "config.data.eval_per_group"),
+    ):
+        samples = _cityscapes_samples(reader, split, n, data_cfg.splits, seed, field)
         cities = sorted({s.city for s in samples})
         images, labels = zip(*(reader.load(s) for s in samples))
         out.append(
@@ -217,8 +293,11 @@ def _cityscapes(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit
     return out[0], out[1], list(cityscapes.CLASS_NAMES)
 
 
-def _cityscapes_samples(reader, split: str, n: int, source: str, seed: int):
-    """The research code's image lists when `source == 'paper'` (if shipped), else `n` per city."""
+def _cityscapes_samples(reader, split: str, n: int, source: str, seed: int, field: str):
+    """The research code's image lists when `source == 'paper'` (if shipped), else `n` per city.
+
+    `field` names the config field `n` comes from (for the error when a city has fewer images).
+    """
     from vitjax.data import fewshot
 
     if source not in ("paper", "seeded"):
@@ -230,13 +309,24 @@ def _cityscapes_samples(reader, split: str, n: int, source: str, seed: int):
         logging.warning(
             "no shipped list %s: drawing %d images per city with seed %d", name, n, seed
         )
-    return fewshot.per_city(reader.samples(split), n, seed)
+    try:
+        return fewshot.per_city(reader.samples(split), n, seed)
+    except errors.ConfigError as e:
+        raise errors.ConfigError(
+            f"{field}={n}: {e} in the Cityscapes {split} split under {reader.root}; expected at "
+            "most as many images per city as every city has"
+        ) from e
 
 
 def _ade20k(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit, list[str]]:
     from vitjax.data import ade20k, fewshot
 
-    reader = ade20k.ADE20KReader(data_cfg.root)
+    root = check_root(
+        data_cfg.root, DATA_ROOT_FIELD, "ADE20K", ADE20K_LAYOUT,
+        [("images", "annotations"), ("ADEChallengeData2016/images",
+                                     "ADEChallengeData2016/annotations")], _OTHER_ROOT_NOTE,
+    )  # fmt: skip
+    reader = ade20k.ADE20KReader(root)
     pool = int(data_cfg.get("ade20k_train_pool", fewshot.ADE20K_TRAIN_POOL))
     grid = tuple(int(v) for v in data_cfg.get("ade20k_presence_grid", fewshot.ADE20K_PRESENCE_GRID))
     if len(grid) != 2 or min(grid) <= 0:
@@ -415,6 +505,21 @@ def load_images(config: ml_collections.ConfigDict, dataset: str) -> tuple[np.nda
 # Features, predictions and scores.
 
 
+def runs_at(model: experiments.ModelHandle, hw: Sequence[int]) -> bool:
+    """Whether `model` takes inputs of size hw = (H, W).
+
+    Both sides must be multiples of the patch size, and a model whose position encoding is fixed
+    to its native grid (`spec.pos_interp == "native_only"`) runs only at that grid.
+    """
+    p = int(model.spec.patch_size)
+    h, w = int(hw[0]), int(hw[1])
+    if h % p or w % p:
+        return False
+    if model.spec.pos_interp == "native_only":
+        return (h // p, w // p) == tuple(int(v) for v in model.spec.native_grid)
+    return True
+
+
 def grid_of(model: experiments.ModelHandle, tile_hw: Sequence[int]) -> tuple[int, int]:
     """Patch grid of a tile for `model` (tile sides must be multiples of the patch size)."""
     p = int(model.spec.patch_size)
@@ -456,6 +561,48 @@ def patch_features(
     return array.reshape(-1, array.shape[-1])
 
 
+def knn_search(
+    queries: Any,
+    database: Any,
+    k: int,
+    knn_cfg: ml_collections.ConfigDict,
+    mesh: Any = None,
+    *,
+    metric: str | None = None,
+    drop_dims: np.ndarray | None = None,
+    **kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`knn.search` with the run's engine settings: every experiment's k-NN goes through here.
+
+    Args:
+      queries: float [Q, D] array-like; database: float [N, D] array-like (np.memmaps stream).
+      k: neighbours per query.
+      knn_cfg: `config.knn`: query_block, db_block (the engine's defaults when absent),
+        compute_dtype (checked, see `experiments.knn_compute_dtype`), metric.
+      mesh: `ctx.mesh`: the database is sharded over its devices (None: one device).
+      metric: overrides `knn_cfg.metric` (e.g. an experiment's own similarity).
+      drop_dims: feature dims to ignore (None or empty: none).
+      **kwargs: passed to `knn.search` (query_groups, db_groups, db_valid, ...).
+
+    Returns:
+      (scores float32 [Q, k], idx int32 [Q, k]) as `knn.search`.
+    """
+    from vitjax import knn
+
+    return knn.search(
+        queries,
+        database,
+        k=int(k),
+        metric=str(metric if metric is not None else knn_cfg.get("metric", "dot")),
+        drop_dims=None if drop_dims is None or len(drop_dims) == 0 else np.asarray(drop_dims),
+        query_block=int(knn_cfg.get("query_block", knn.DEFAULT_QUERY_BLOCK)),
+        db_block=int(knn_cfg.get("db_block", knn.DEFAULT_DB_BLOCK)),
+        compute_dtype=experiments.knn_compute_dtype(knn_cfg),
+        mesh=mesh,
+        **kwargs,
+    )
+
+
 def knn_predict(
     support: np.ndarray,
     support_labels: np.ndarray,
@@ -469,7 +616,9 @@ def knn_predict(
 
     With `knn_cfg.exclude_ignore` ignore-labelled support patches are left out of the search;
     without it (the default, as [R1]) they stay in and a void winner predicts `num_classes`, a
-    class outside [0, C) that every score counts as an error.
+    class outside [0, C) that every score counts as an error. Rule "1nn" reads only the nearest
+    neighbour, so it searches k = 1 whatever `knn_cfg.k` says (same predictions, less work);
+    "majority" and "weighted" use `knn_cfg.k`.
 
     Args:
       support: float [N, D] array-like (an np.memmap is streamed, never loaded whole);
@@ -498,16 +647,15 @@ def knn_predict(
     available = int(valid.sum()) if valid is not None else len(support_labels)
     if available == 0:
         raise errors.DatasetError("k-NN: the support set has no labelled patch")
-    scores, idx = knn.search(
+    k = 1 if knn_cfg.rule == "1nn" else int(knn_cfg.k)
+    scores, idx = knn_search(
         queries,
         support,
-        k=min(int(knn_cfg.k), available),
+        min(k, available),
+        knn_cfg,
+        mesh,
         metric=knn_cfg.metric,
-        drop_dims=None if drop_dims is None or len(drop_dims) == 0 else np.asarray(drop_dims),
-        query_block=int(knn_cfg.query_block),
-        db_block=int(knn_cfg.db_block),
-        compute_dtype=experiments.knn_compute_dtype(knn_cfg),
-        mesh=mesh,
+        drop_dims=drop_dims,
         db_valid=valid,
     )
     return np.asarray(knn.classify(idx, scores, votes, vote_classes, rule=knn_cfg.rule), np.int32)
@@ -520,15 +668,19 @@ def fit_linear(
     probe_cfg: ml_collections.ConfigDict,
     batchnorm: bool = False,
     seed: int = 0,
+    feature_mask: np.ndarray | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Trains a softmax probe on labelled support patches (ignore labels skipped).
 
     Args:
-      support: float [N, D]; support_labels: int [N]; num_classes: C.
+      support: float [N, D] array-like (an np.memmap is streamed, never loaded whole);
+        support_labels: int [N]; num_classes: C.
       probe_cfg: `config.probe`: the sweep (learning_rates, weight_decays), epochs, batch_size,
         val_fraction, optimizer, schedule, warmup_epochs, momentum (see `probes.ProbeConfig`).
-      batchnorm: non-affine BatchNorm before the linear layer (MAE).
+      batchnorm: non-affine BatchNorm before the linear layer (MAE; statistics of the labelled
+        support patches, `probes.feature_normalizer`).
       seed: initialisation and shuffling seed.
+      feature_mask: optional bool [D]; dims where it is False take no part (width stays D).
 
     Returns:
       predict(queries float32 [Q, D]) -> int32 [Q] classes.
@@ -556,6 +708,7 @@ def fit_linear(
         batchnorm=batchnorm,
         seed=seed,
         config=config,
+        feature_mask=feature_mask,
     )
 
     def predict(queries: np.ndarray) -> np.ndarray:
@@ -572,9 +725,15 @@ def linear_predict(
     probe_cfg: ml_collections.ConfigDict,
     batchnorm: bool = False,
     seed: int = 0,
+    feature_mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Trains a softmax probe on labelled support patches; returns int32 [Q] query classes."""
-    return fit_linear(support, support_labels, num_classes, probe_cfg, batchnorm, seed)(queries)
+    """Trains a softmax probe on labelled support patches; returns int32 [Q] query classes.
+
+    Arguments as `fit_linear`; queries: float [Q, D] array-like (read in row chunks).
+    """
+    return fit_linear(
+        support, support_labels, num_classes, probe_cfg, batchnorm, seed, feature_mask
+    )(queries)
 
 
 def uses_batchnorm(model: experiments.ModelHandle, probe_cfg: ml_collections.ConfigDict) -> bool:
@@ -640,109 +799,72 @@ def score(
     return scores_from_confusion(cm, convention)
 
 
-# Rows per chunk of the streamed feature statistics: the float64 working copy of one chunk is
-# ~100 MB at D = 768, however many rows the feature store holds.
-STATS_CHUNK_ROWS = 16_384
-
-
-def _feature_rows(features: np.ndarray, name: str = "features") -> np.ndarray:
-    """`features` as a 2-D array without copying (a memmap stays a memmap)."""
-    array = features if isinstance(features, np.ndarray) else np.asarray(features)
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise errors.DatasetError(f"{name}: expected float [N, D] with N >= 1, got {array.shape}")
-    return array
-
-
-def feature_moments(
-    features: np.ndarray, chunk_rows: int = STATS_CHUNK_ROWS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and (population) variance over the rows, streamed in row chunks.
-
-    Two passes with float64 accumulators: the mean first, then the squared deviations from it
-    (with the sum of deviations as a rounding correction), so a large common offset does not
-    cancel as in E[x^2] - E[x]^2. Only one chunk is ever converted to float64, so an np.memmap
-    of the feature store is never loaded whole.
+def variance_order(features: np.ndarray, variance: np.ndarray | None = None) -> np.ndarray:
+    """Feature dims sorted by variance over all rows, highest first: int64 [D].
 
     Args:
-      features: float [N, D] array-like (float16 / float32 / float64; np.memmap welcome).
-      chunk_rows: rows per chunk.
-
-    Returns:
-      (mean, var): float64 [D] each; var equals `np.var(features.astype(np.float64), axis=0)`.
+      features: float [N, D] array-like (streamed in chunks, see `probes.feature_moments`).
+      variance: float [D] variance of `features` already computed (then `features` is not read).
 
     Raises:
-      DatasetError: `features` is not 2-D or has no rows.
+      ConfigError: `features` is not 2-D or has no rows.
     """
-    features = _feature_rows(features)
-    n, dim = features.shape
-    chunk_rows = max(1, int(chunk_rows))
-    total = np.zeros(dim, np.float64)
-    for start in range(0, n, chunk_rows):
-        # dtype=float64 accumulates without a float64 copy of the chunk.
-        total += np.add.reduce(features[start : start + chunk_rows], axis=0, dtype=np.float64)
-    mean = total / n
-    squares = np.zeros(dim, np.float64)
-    deviations = np.zeros(dim, np.float64)
-    for start in range(0, n, chunk_rows):
-        dev = np.asarray(features[start : start + chunk_rows], np.float64) - mean
-        deviations += dev.sum(axis=0)
-        squares += np.einsum("ij,ij->j", dev, dev)
-    var = (squares - deviations**2 / n) / n
-    return mean, np.maximum(var, 0.0)
+    from vitjax import probes
 
-
-def variance_order(features: np.ndarray, variance: np.ndarray | None = None) -> np.ndarray:
-    """Feature dims sorted by variance over the rows, highest first: int64 [D].
-
-    Args:
-      features: float [N, D] array-like (streamed in chunks, see `feature_moments`).
-      variance: float [D] variance of `features` already computed (then `features` is not read).
-    """
     if variance is None:
-        variance = feature_moments(features)[1]
+        variance = probes.feature_moments(features)[1]
     return np.argsort(-np.asarray(variance, np.float64), kind="stable")
 
 
 def standardize(
     features: np.ndarray,
-    reference: np.ndarray,
-    eps: float = 1e-5,
-    moments: tuple[np.ndarray, np.ndarray] | None = None,
-    chunk_rows: int = STATS_CHUNK_ROWS,
+    reference: np.ndarray | None = None,
+    reference_labels: np.ndarray | None = None,
+    eps: float | None = None,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+    chunk_rows: int | None = None,
 ) -> np.ndarray:
-    """Non-affine BatchNorm at evaluation: (x - mean) / sqrt(var + eps), statistics of `reference`.
+    """The linear probe's non-affine BatchNorm applied to features: (x - mean) / std.
 
-    Both arrays are read in row chunks (np.memmap welcome); only the float32 result is held whole,
-    since the k-NN search and the probe read it many times.
+    The same operation as `probes.train_softmax_probe(batchnorm=True)`: statistics from
+    `probes.feature_normalizer` over the labelled rows of `reference` (ignore-labelled rows left
+    out), eps 1e-6 (MAE's). Both arrays are read in row chunks (np.memmap welcome); only the
+    float32 result is held whole, since the k-NN search reads it many times.
 
     Args:
-      features: float [N, D] to normalise; reference: float [M, D] whose statistics are used.
-      eps: added to the variance.
-      moments: (mean, var) float [D] of `reference` already computed by `feature_moments` (then
-        `reference` is not read).
-      chunk_rows: rows per chunk.
+      features: float [N, D] to normalise.
+      reference: float [M, D] whose statistics are used (not read when `stats` is given).
+      reference_labels: int [M] labels of `reference`; rows labelled 255 (ignore) are left out of
+        the statistics. None: every row counts.
+      eps: added to the variance (default `probes.BATCHNORM_EPS`).
+      stats: (mean, std) float [D] already computed by `probes.feature_normalizer`.
+      chunk_rows: rows per chunk (default `probes.STATS_CHUNK_ROWS`).
 
     Returns:
       float32 [N, D].
 
     Raises:
-      DatasetError: an input is not 2-D / has no rows, or the dimensions disagree.
+      ConfigError: an input is not 2-D / has no (labelled) rows, the dimensions disagree, or
+        neither `reference` nor `stats` is given.
     """
-    features = _feature_rows(features)
-    mean, var = feature_moments(reference, chunk_rows) if moments is None else moments
-    mean, var = np.asarray(mean, np.float64), np.asarray(var, np.float64)
-    if mean.shape != (features.shape[1],) or var.shape != mean.shape:
-        raise errors.DatasetError(
-            f"standardize: features have {features.shape[1]} dims but the reference statistics "
-            f"have shapes {mean.shape} and {var.shape}"
-        )
-    inv_std = 1.0 / np.sqrt(var + eps)
-    out = np.empty(features.shape, np.float32)
-    chunk_rows = max(1, int(chunk_rows))
-    for start in range(0, len(features), chunk_rows):
-        chunk = np.asarray(features[start : start + chunk_rows], np.float64)
-        out[start : start + chunk_rows] = (chunk - mean) * inv_std
-    return out
+    from vitjax import probes
+
+    chunk_rows = probes.STATS_CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
+    if stats is None:
+        if reference is None:
+            raise errors.ConfigError("standardize: give `reference` (features) or `stats`")
+        rows = None
+        if reference_labels is not None:
+            labels = np.asarray(reference_labels)
+            if labels.shape != (len(reference),):
+                raise errors.ConfigError(
+                    f"standardize: reference_labels must have shape ({len(reference)},), got "
+                    f"{labels.shape}"
+                )
+            rows = np.flatnonzero(labels != IGNORE)
+        eps = probes.BATCHNORM_EPS if eps is None else float(eps)
+        stats = probes.feature_normalizer(reference, rows=rows, eps=eps, chunk_rows=chunk_rows)
+    return probes.normalize_features(features, *stats, chunk_rows=chunk_rows)
 
 
 def topn_overlap(order_a: np.ndarray, order_b: np.ndarray, n: int) -> float:
@@ -753,12 +875,26 @@ def topn_overlap(order_a: np.ndarray, order_b: np.ndarray, n: int) -> float:
     return len(set(order_a[:n].tolist()) & set(order_b[:n].tolist())) / n
 
 
-def methods(text: str) -> list[str]:
-    """Parses a comma-separated method list ('knn,linear'), checking the names."""
+METHODS = ("knn", "linear")
+
+
+def methods(text: str, field: str = "methods") -> list[str]:
+    """Parses a comma-separated method list ('knn,linear'), checking the names.
+
+    Args:
+      text: the list.
+      field: the config field it comes from (e.g. "config.fewshot.methods"), for errors.
+
+    Raises:
+      ConfigError: an unknown or no method; the message names `field`.
+    """
     out = [m.strip() for m in str(text).split(",") if m.strip()]
-    bad = [m for m in out if m not in ("knn", "linear")]
-    if bad:
-        raise errors.ConfigError(f"methods {bad}: expected 'knn' and/or 'linear'")
+    bad = [m for m in out if m not in METHODS]
+    if bad or not out:
+        raise errors.ConfigError(
+            f"{field}={text!r}: expected a comma-separated list of {' and/or '.join(METHODS)}"
+            + (f"; unknown {bad}" if bad else "")
+        )
     return out
 
 
@@ -773,17 +909,40 @@ def predict(
     drop_dims: np.ndarray | None = None,
     batchnorm: bool | None = None,
 ) -> np.ndarray:
-    """Predictions of `method` ('knn' or 'linear') with the run's k-NN / probe settings."""
+    """Predictions of `method` ('knn' or 'linear') with the run's k-NN / probe settings.
+
+    Args:
+      method: "knn" or "linear".
+      ctx, model: the run context and the model (its family decides the probe's BatchNorm).
+      support: float [N, D] array-like (np.memmap streamed); support_labels: int [N].
+      queries: float [Q, D] array-like; num_classes: C.
+      drop_dims: feature dims to ignore (k-NN: left out of the similarity; linear: masked to 0
+        inside the probe, so the width and the compiled step stay the same).
+      batchnorm: override the family's probe BatchNorm (None: `uses_batchnorm`).
+
+    Returns:
+      int32 [Q] predicted classes.
+    """
     if method == "knn":
         return knn_predict(
             support, support_labels, queries, num_classes, ctx.config.knn, drop_dims, mesh=ctx.mesh
         )
+    mask = None
     if drop_dims is not None and len(drop_dims):
-        keep = np.setdiff1d(np.arange(support.shape[1]), drop_dims)
-        support, queries = support[:, keep], queries[:, keep]
+        # A mask, not a column slice: slicing would copy the whole memmap and give the probe a new
+        # width (a recompile) for every removal count.
+        mask = np.ones(support.shape[1], bool)
+        mask[np.asarray(drop_dims, np.int64)] = False
     bn = uses_batchnorm(model, ctx.config.probe) if batchnorm is None else batchnorm
     return linear_predict(
-        support, support_labels, queries, num_classes, ctx.config.probe, bn, seed=ctx.seed
+        support,
+        support_labels,
+        queries,
+        num_classes,
+        ctx.config.probe,
+        bn,
+        seed=ctx.seed,
+        feature_mask=mask,
     )
 
 
@@ -812,3 +971,56 @@ def paper_comparable(
         knn_cfg = config.knn
         return knn_cfg.rule == "1nn" and knn_cfg.metric == "dot" and not knn_cfg.exclude_ignore
     return method == "linear"
+
+
+def require_fields(
+    cfg: ml_collections.ConfigDict, section: str, fields: Sequence[str], hint: str
+) -> None:
+    """Checks that `config.<section>` holds every one of `fields`.
+
+    Args:
+      cfg: the section.
+      section: its name under `config`, e.g. "tracking".
+      fields: required field names.
+      hint: where a complete section comes from, e.g. "configs/bdd100k.py:tracking_defaults()".
+
+    Raises:
+      ConfigError: naming the section, the missing fields and `hint`.
+    """
+    missing = [f for f in fields if f not in cfg]
+    if missing:
+        raise errors.ConfigError(f"config.{section} lacks fields {missing}; start from {hint}")
+
+
+# Tiles corrupted per device call: bounds memory on 1024x2048 datasets.
+CORRUPT_BATCH = 64
+
+
+def corrupt(
+    tiles: np.ndarray, name: str, level: float, options: dict[str, Any], seed: int
+) -> np.ndarray:
+    """Corrupted copy of uint8 [T, H, W, 3] tiles, rounded back to uint8 (as if saved).
+
+    Args:
+      tiles: uint8 [T, H, W, 3].
+      name, level: as `corruptions.apply` ('blur', 'box_blur', 'noise', 'freq_noise', 'shift',
+        'rotate', 'scale').
+      options: extra keyword arguments of `corruptions.apply`.
+      seed: noise seed (each batch of `CORRUPT_BATCH` tiles folds its start row into it, so
+        the result is reproducible from the seed).
+
+    Returns:
+      uint8 [T, H, W, 3].
+    """
+    import jax
+
+    from vitjax import corruptions
+
+    key = jax.random.key(seed)
+    out = np.empty_like(tiles)
+    for start in range(0, len(tiles), CORRUPT_BATCH):
+        batch = np.asarray(tiles[start : start + CORRUPT_BATCH], np.float32)
+        batch_key = jax.random.fold_in(key, start)
+        result = corruptions.apply(name, level, batch, batch_key, quantize=True, **options)
+        out[start : start + CORRUPT_BATCH] = np.clip(np.asarray(result), 0, 255).astype(np.uint8)
+    return out

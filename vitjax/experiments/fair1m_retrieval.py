@@ -22,7 +22,6 @@ so `upper_bound` (queries whose centre has a counterpart) is what same-patch can
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,9 +30,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vitjax import corruptions, errors, experiments, knn, metrics, plotting
+from vitjax import corruptions, errors, experiments, metrics, plotting
 from vitjax.data import fair1m, fewshot, patch_labels, tiling
-from vitjax.experiments import common, robustness
+from vitjax.experiments import common
 
 MODES = ("identification", "retrieval")
 QUERY_LABELS = ("original", "transformed")
@@ -263,13 +262,11 @@ def select_synthetic_tiles(
 def load_tiles(cfg: ml_collections.ConfigDict, seed: int) -> ObjectTiles:
     """The tiles of `cfg.dataset` ('fair1m' or 'synthetic')."""
     if cfg.dataset == "fair1m":
-        if not os.path.isdir(cfg.root):
-            raise errors.DatasetError(
-                f"{cfg.root}: FAIR1M root folder not found; set "
-                "--config.fair1m_retrieval.root=<folder holding validation/images>"
-            )
+        root = common.check_root(
+            cfg.root, "config.fair1m_retrieval.root", "FAIR1M", fair1m.EXPECTED_LAYOUT
+        )
         return select_fair1m_tiles(
-            fair1m.FAIR1MReader(cfg.root), cfg.split, int(cfg.crop_size), int(cfg.tile_size),
+            fair1m.FAIR1MReader(root), cfg.split, int(cfg.crop_size), int(cfg.tile_size),
             int(cfg.per_category), float(cfg.area_threshold), seed, cfg.tile_pad,
             int(cfg.max_images),
         )  # fmt: skip
@@ -405,15 +402,12 @@ def nearest(
 ) -> np.ndarray:
     """Row of the single nearest database vector of every query (ties -> lower row): int [Q].
 
-    `knn_cfg` is `config.knn` (block sizes, compute_dtype); `mesh` (`ctx.mesh`) shards the
-    database over its devices.
+    `knn_cfg` is `config.knn` (block sizes, compute_dtype; see `common.knn_search`); `mesh`
+    (`ctx.mesh`) shards the database over its devices.
     """
-    _, idx = knn.search(
-        queries, database, k=1, metric=metric,
-        drop_dims=None if drop_dims is None or len(drop_dims) == 0 else drop_dims,
+    _, idx = common.knn_search(
+        queries, database, 1, knn_cfg, mesh, metric=metric, drop_dims=drop_dims,
         query_groups=query_groups, db_groups=db_groups,
-        query_block=int(knn_cfg.query_block), db_block=int(knn_cfg.db_block),
-        compute_dtype=experiments.knn_compute_dtype(knn_cfg), mesh=mesh,
     )  # fmt: skip
     return np.asarray(idx[:, 0], np.int64)
 
@@ -453,7 +447,7 @@ def perturb(
     """Perturbed copy of uint8 [T, S, S, 3] tiles, rounded back to uint8 (as if saved)."""
     if name == "clean":
         return images
-    return robustness.corrupt(images, name, level, _options(name, cfg), seed)
+    return common.corrupt(images, name, level, _options(name, cfg), seed)
 
 
 def correspondence(
@@ -489,12 +483,9 @@ def flat_patches(
 
 
 def _check(cfg: ml_collections.ConfigDict) -> None:
-    missing = [f for f in _REQUIRED if f not in cfg]
-    if missing:
-        raise errors.ConfigError(
-            f"config.fair1m_retrieval lacks fields {missing}; start from "
-            "configs/fair1m.py:fair1m_retrieval_defaults()"
-        )
+    common.require_fields(
+        cfg, "fair1m_retrieval", _REQUIRED, "configs/fair1m.py:fair1m_retrieval_defaults()"
+    )
     if cfg.query_labels not in QUERY_LABELS:
         raise errors.ConfigError(
             f"config.fair1m_retrieval.query_labels={cfg.query_labels!r}: expected {QUERY_LABELS}"
@@ -514,6 +505,8 @@ def _row(model, mode, name, level, removed, counts) -> dict[str, Any]:
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
     _check(cfg)
     tiles = load_tiles(cfg, ctx.seed)
+    # Read-only: the content digest of the store key is then computed once, not once per model.
+    tiles.images.flags.writeable = False
     size = int(cfg.tile_size)
     ctx.log(f"{len(tiles)} tiles of {size} px from {cfg.dataset}")
     cases = perturbation_cases(cfg)
@@ -522,9 +515,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         "split": str(cfg.split),
         "tiles": experiments.stable_hash(tiles.names),
     }
-    from vitjax.experiments.tracking import runs_at
-
-    models = [m for m in ctx.models if runs_at(m, (size, size))]
+    models = [m for m in ctx.models if common.runs_at(m, (size, size))]
     skipped = [m.name for m in ctx.models if m not in models]
     if skipped:
         ctx.log(f"skipping {skipped}: they cannot take {size} px tiles")
@@ -540,6 +531,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     start = time.monotonic()
     for name, level in ctx.progress(cases, len(cases), "perturbations"):
         perturbed = perturb(tiles.images, name, level, cfg, ctx.seed)
+        perturbed.flags.writeable = False
         key = dict(base_key, perturbation=name, level=level)
         for model in models:
             table = tables[model.name]

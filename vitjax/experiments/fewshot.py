@@ -18,7 +18,7 @@ from vitjax.experiments import common
 @experiments.register("fewshot")
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
     data_cfg = ctx.config.data
-    method_names = common.methods(cfg.methods)
+    method_names = common.methods(cfg.methods, "config.fewshot.methods")
     rows = []
     for shots in cfg.shots:
         data = common.load_segmentation(ctx.config, per_group=int(shots))

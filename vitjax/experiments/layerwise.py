@@ -53,6 +53,13 @@ def per_class_rows(
     return row
 
 
+def layer_rows(feats: Any, layer: int) -> np.ndarray:
+    """Patch features of block `layer` (0-based) of a FeatureSet as rows: [N * h * w, D]
+    (a view of the store's memmap)."""
+    array = feats.patch[layer]
+    return array.reshape(-1, array.shape[-1])
+
+
 @experiments.register("layerwise")
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
     data = common.load_segmentation(ctx.config)
@@ -64,15 +71,12 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         grid = common.grid_of(model, data.train.tiles.shape[1:3])
         labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
         matrix = np.full((data.num_classes, len(layers)), np.nan)
+        # All layers come out of one forward pass per split; each layer is a view of it.
+        train = ctx.features(model, data.train.tiles, key=data.split_key("train"), layers=layers)
+        evals = ctx.features(model, data.eval.tiles, key=data.split_key("eval"), layers=layers)
         for j, layer in enumerate(ctx.progress(layers, len(layers), f"{model.name} layers")):
-            # All layers come out of one forward pass (the `layers` tuple is the store key), so
-            # the model runs once per split however many layers are scored.
-            support = common.patch_features(
-                ctx, model, data.train.tiles, data.split_key("train"), layer, layers
-            )
-            queries = common.patch_features(
-                ctx, model, data.eval.tiles, data.split_key("eval"), layer, layers
-            )
+            support = layer_rows(train, layer)
+            queries = layer_rows(evals, layer)
             pred = common.knn_predict(
                 support, labels, queries, data.num_classes, ctx.config.knn, mesh=ctx.mesh
             )

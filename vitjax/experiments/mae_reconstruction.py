@@ -191,12 +191,10 @@ def score_case(
 
 
 def _check(cfg: ml_collections.ConfigDict) -> None:
-    missing = [f for f in _REQUIRED if f not in cfg]
-    if missing:
-        raise errors.ConfigError(
-            f"config.mae_reconstruction lacks fields {missing}; start from "
-            "configs/mae_reconstruction.py:mae_reconstruction_defaults()"
-        )
+    common.require_fields(
+        cfg, "mae_reconstruction", _REQUIRED,
+        "configs/mae_reconstruction.py:mae_reconstruction_defaults()",
+    )  # fmt: skip
 
 
 @experiments.register("mae_reconstruction")

@@ -8,16 +8,11 @@ each, and classified as in `fewshot`. Level 0 is the clean baseline.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
-import jax
 import ml_collections
-import numpy as np
 
-from vitjax import corruptions, experiments, plotting
+from vitjax import experiments, plotting
 from vitjax.experiments import common
-
-_BATCH = 64  # tiles corrupted per device call: bounds memory on 1024x2048 datasets
 
 
 def corruption_levels(cfg: ml_collections.ConfigDict) -> list[tuple[str, str, float, dict]]:
@@ -32,21 +27,6 @@ def corruption_levels(cfg: ml_collections.ConfigDict) -> list[tuple[str, str, fl
     return out
 
 
-def corrupt(
-    tiles: np.ndarray, name: str, level: float, options: dict[str, Any], seed: int
-) -> np.ndarray:
-    """Corrupted copy of uint8 [T, H, W, 3] tiles (rounded back to uint8, as if saved)."""
-    key = jax.random.key(seed)
-    out = np.empty_like(tiles)
-    for start in range(0, len(tiles), _BATCH):
-        batch = tiles[start : start + _BATCH].astype(np.float32)
-        # Per-batch keys: the noise of a tile does not depend on the batch split of other tiles.
-        batch_key = jax.random.fold_in(key, start)
-        result = corruptions.apply(name, level, batch, batch_key, quantize=True, **options)
-        out[start : start + _BATCH] = np.clip(np.asarray(result), 0, 255).astype(np.uint8)
-    return out
-
-
 def _knn(support, labels, queries, num_classes, knn_cfg, mesh=None):
     return common.knn_predict(support, labels, queries, num_classes, knn_cfg, mesh=mesh)
 
@@ -55,11 +35,15 @@ def _knn(support, labels, queries, num_classes, knn_cfg, mesh=None):
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
     data = common.load_segmentation(ctx.config)
     data_cfg = ctx.config.data
-    method_names = common.methods(cfg.methods)
+    method_names = common.methods(cfg.methods, "config.robustness.methods")
     levels = corruption_levels(cfg)
     corrupted = {}
     for label, name, level, options in ctx.progress(levels, len(levels), "corruptions"):
-        corrupted[(label, level)] = corrupt(data.eval.tiles, name, level, options, ctx.seed)
+        tiles = common.corrupt(data.eval.tiles, name, level, options, ctx.seed)
+        # Read-only: its content digest (part of the store key) is then computed once, not once
+        # per model.
+        tiles.flags.writeable = False
+        corrupted[(label, level)] = tiles
     rows = []
     for model in ctx.models:
         grid = common.grid_of(model, data.train.tiles.shape[1:3])

@@ -15,6 +15,7 @@ neighbours adds exp(similarity / T) to its class, T = 0.07).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,13 @@ from vitjax.experiments import common
 
 DATASETS = ("ucmerced", "resisc45", "synthetic")
 REPRESENTATIONS = ("cls", "mean_patch")
+# Folder layouts of the real datasets (`common.check_root` messages).
+LAYOUTS = {
+    "ucmerced": "<root>/Images/<class>/<class><NN>.tif (or <root>/<class>/ or "
+    "<root>/UCMerced_LandUse/Images/<class>/), one folder for each of the 21 classes",
+    "resisc45": "<root>/<class>/<class>_<NNN>.jpg (or <root>/NWPU-RESISC45/<class>/), one "
+    "folder per each of the 45 classes",
+}
 _REQUIRED = (
     "datasets", "load_size", "input_size", "sizes", "gsd_aware", "base_resolution",
     "representations", "removed", "k", "temperature", "metric", "layer",
@@ -120,26 +128,30 @@ def load_split(name: str, cfg: ml_collections.ConfigDict, seed: int) -> SceneSpl
         train_idx = fewshot.sample_per_group(labels.tolist(), int(dcfg.train_per_class), seed)
         test_idx = np.setdiff1d(np.arange(len(labels)), train_idx)
         test_idx = test_idx[_cap_per_class(test_idx, labels[test_idx], int(dcfg.test_per_class))]
+        # The generator's settings and the chosen indices (train/test_per_class) name the images.
+        identity = {
+            "n_per_class": int(dcfg.n_per_class), "image_size": side,
+            "train": experiments.stable_hash(np.asarray(train_idx).tolist()),
+            "test": experiments.stable_hash(np.asarray(test_idx).tolist()),
+        }  # fmt: skip
         return SceneSplit(
             name, list(class_names), labels[train_idx].astype(np.int32),
             labels[test_idx].astype(np.int32),
-            lambda i: images[train_idx[i]], lambda i: images[test_idx[i]],
-            {"n_per_class": int(dcfg.n_per_class), "image_size": side},
+            lambda i: images[train_idx[i]], lambda i: images[test_idx[i]], identity,
         )  # fmt: skip
+    root = common.check_root(dcfg.root, f"config.scalemae_knn.{name}.root", name, LAYOUTS[name])
     if name == "ucmerced":
         from vitjax.data import ucmerced
 
         reader = ucmerced.UCMercedReader(
-            dcfg.root, image_size=(size, size), train_per_class=int(dcfg.train_per_class),
-            seed=seed,
+            root, image_size=(size, size), train_per_class=int(dcfg.train_per_class), seed=seed,
         )  # fmt: skip
         class_names = list(ucmerced.CLASS_NAMES)
     else:
         from vitjax.data import resisc45
 
         reader = resisc45.RESISC45Reader(
-            dcfg.root, image_size=(size, size), train_per_class=int(dcfg.train_per_class),
-            seed=seed,
+            root, image_size=(size, size), train_per_class=int(dcfg.train_per_class), seed=seed,
         )  # fmt: skip
         class_names = list(resisc45.CLASS_NAMES)
     train = reader.samples("train")
@@ -153,7 +165,7 @@ def load_split(name: str, cfg: ml_collections.ConfigDict, seed: int) -> SceneSpl
         name, class_names,
         np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
         lambda i: reader.load_image(train[i]), lambda i: reader.load_image(test[i]),
-        {"root": str(dcfg.root), "train": experiments.stable_hash([s.stem for s in train]),
+        {"root": os.path.realpath(root), "train": experiments.stable_hash([s.stem for s in train]),
          "test": experiments.stable_hash([s.stem for s in test])},
     )  # fmt: skip
 
@@ -192,30 +204,28 @@ def knn_accuracy(
     temperature: float = 0.07,
     metric: str = "cosine",
     drop_dims: np.ndarray | None = None,
-    compute_dtype: str = "float32",
+    knn_cfg: ml_collections.ConfigDict | None = None,
     mesh: Any = None,
 ) -> float:
     """Accuracy of the temperature-weighted k-NN vote (DINO's rule) on the test set.
 
-    `compute_dtype` is the matmul input dtype of the search (`config.knn.compute_dtype`); `mesh`
-    (`ctx.mesh`) shards the train set over its devices.
+    `knn_cfg` is `config.knn`: its block sizes and compute dtype drive the search (see
+    `common.knn_search`; None: the engine's defaults, float32); its k, rule and metric do not
+    (this experiment's own `k` and `metric` apply). `mesh` (`ctx.mesh`) shards the train set over
+    its devices.
     """
-    scores, idx = knn.search(
-        test, train, k=min(int(k), len(train)), metric=metric,
-        drop_dims=None if drop_dims is None or len(drop_dims) == 0 else drop_dims,
-        compute_dtype=compute_dtype, mesh=mesh,
-    )  # fmt: skip
+    knn_cfg = knn_cfg if knn_cfg is not None else ml_collections.ConfigDict()
+    scores, idx = common.knn_search(
+        test, train, min(int(k), len(train)), knn_cfg, mesh, metric=metric, drop_dims=drop_dims
+    )
     pred = knn.classify(idx, scores, train_labels, num_classes, "weighted", temperature=temperature)
     return float(np.mean(pred == np.asarray(test_labels)))
 
 
 def _check(cfg: ml_collections.ConfigDict) -> list[str]:
-    missing = [f for f in _REQUIRED if f not in cfg]
-    if missing:
-        raise errors.ConfigError(
-            f"config.scalemae_knn lacks fields {missing}; start from "
-            "configs/scalemae.py:scalemae_knn_defaults()"
-        )
+    common.require_fields(
+        cfg, "scalemae_knn", _REQUIRED, "configs/scalemae.py:scalemae_knn_defaults()"
+    )
     reps = [r.strip() for r in str(cfg.representations).split(",") if r.strip()]
     bad = [r for r in reps if r not in REPRESENTATIONS]
     if bad or not reps:
@@ -236,13 +246,12 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     reps = _check(cfg)
     names = [d.strip() for d in str(cfg.datasets).split(",") if d.strip()]
     input_size = int(cfg.input_size)
-    compute_dtype = experiments.knn_compute_dtype(ctx.config.knn)
     rows = []
     for name in names:
         split = load_split(name, cfg, ctx.seed)
         ctx.log(f"{name}: {len(split.train_labels)} train, {len(split.test_labels)} test images")
         for model in ctx.models:
-            if not _runs_at(model, input_size):
+            if not common.runs_at(model, (input_size, input_size)):
                 ctx.log(f"skipping {model.name}: cannot take {input_size} px inputs")
                 continue
             for size in ctx.progress(cfg.sizes, len(cfg.sizes), f"{name} sizes"):
@@ -269,7 +278,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                             train, split.train_labels, test, split.test_labels,
                             len(split.class_names), int(cfg.k), float(cfg.temperature),
                             str(cfg.metric), order[: int(removed)] if removed else None,
-                            compute_dtype, ctx.mesh,
+                            ctx.config.knn, ctx.mesh,
                         )  # fmt: skip
                         rows.append({
                             **common.model_row(model), "dataset": name, "size": size,
@@ -277,13 +286,6 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                             "representation": rep, "removed": int(removed), "accuracy": acc,
                         })  # fmt: skip
     return _result(ctx, cfg, rows)
-
-
-def _runs_at(model: experiments.ModelHandle, side: int) -> bool:
-    """Whether `model` takes side x side inputs (see `tracking.runs_at`)."""
-    from vitjax.experiments import tracking
-
-    return tracking.runs_at(model, (side, side))
 
 
 def _result(ctx, cfg, rows) -> experiments.Result:

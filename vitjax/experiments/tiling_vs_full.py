@@ -15,17 +15,10 @@ from vitjax import experiments
 from vitjax.experiments import common
 
 
-def supports_grid(model: experiments.ModelHandle, grid: tuple[int, int]) -> bool:
-    """False for models whose position encoding is fixed to their native grid
-    (`pos_interp == "native_only"`, e.g. a SimMIM spec written before its table could be resampled)."""
-    spec = model.spec
-    return spec.pos_interp != "native_only" or tuple(grid) == tuple(spec.native_grid)
-
-
 @experiments.register("tiling_vs_full")
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
     data_cfg = ctx.config.data
-    method_names = common.methods(cfg.methods)
+    method_names = common.methods(cfg.methods, "config.tiling_vs_full.methods")
     inputs = {
         "tiles": common.load_segmentation(ctx.config),
         "full": common.load_segmentation(ctx.config, full_hw=tuple(cfg.full_hw)),
@@ -34,14 +27,14 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     for model in ctx.models:
         for name, data in inputs.items():
             grid = common.grid_of(model, data.train.tiles.shape[1:3])
-            if not supports_grid(model, grid):
+            if not common.runs_at(model, data.train.tiles.shape[1:3]):
                 ctx.log(f"{model.name}: skipped {name} input, grid {grid} != native grid")
                 rows.append(
                     {
                         **common.model_row(model),
                         "input": name,
                         "model_input_hw": "x".join(str(v) for v in data.eval.tiles.shape[1:3]),
-                        "note": "relative position bias fixed to the native "
+                        "note": "position encoding fixed to the native "
                         f"{tuple(model.spec.native_grid)} grid",
                     }
                 )

@@ -90,6 +90,11 @@ def parse_geometry(text: str) -> tiling.Geometry:
 
 
 def geometries(cfg: ml_collections.ConfigDict) -> list[tiling.Geometry]:
+    """The frame geometries of `config.tracking.geometries` ('672x1120/224,672x672'), in order.
+
+    Raises:
+      ConfigError: an empty list or a malformed entry (see `parse_geometry`).
+    """
     items = [g for g in str(cfg.geometries).split(",") if g.strip()]
     if not items:
         raise errors.ConfigError("config.tracking.geometries is empty; e.g. '672x1120/224'")
@@ -99,18 +104,6 @@ def geometries(cfg: ml_collections.ConfigDict) -> list[tiling.Geometry]:
 def input_hw(geo: tiling.Geometry) -> tuple[int, int]:
     """(H, W) of one model input of a geometry (a tile, or the whole resized frame)."""
     return tuple(geo.tile_size) if geo.tile_size else tuple(geo.resize_to)
-
-
-def runs_at(model: experiments.ModelHandle, hw: Sequence[int]) -> bool:
-    """Whether `model` can take inputs of size hw: sides must be multiples of its patch, and a model
-    whose position encoding is fixed to its native grid (`pos_interp == "native_only"`) only runs
-    there."""
-    p = int(model.spec.patch_size)
-    if hw[0] % p or hw[1] % p:
-        return False
-    if model.spec.pos_interp == "native_only":
-        return (hw[0] // p, hw[1] // p) == tuple(model.spec.native_grid)
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,10 +348,8 @@ def load_videos(cfg: ml_collections.ConfigDict, seed: int) -> list[Video]:
     from vitjax.data import images as image_io
 
     n, max_frames = int(cfg.num_videos), int(cfg.max_frames)
-    if cfg.dataset in ("bdd100k", "mot17") and not os.path.isdir(cfg.root):
-        raise errors.DatasetError(
-            f"{cfg.root}: {cfg.dataset} root folder not found; set --config.tracking.root"
-        )
+    if cfg.dataset in LAYOUTS:
+        common.check_root(cfg.root, "config.tracking.root", cfg.dataset, LAYOUTS[cfg.dataset])
     if cfg.dataset == "synthetic":
         from vitjax.data import synthetic
 
@@ -414,6 +405,54 @@ def load_videos(cfg: ml_collections.ConfigDict, seed: int) -> list[Video]:
 # The experiment.
 
 
+# Fields of `config.tracking` that shape the frames of a synthetic video (`load_videos`).
+SYNTHETIC_FIELDS = ("synthetic_videos", "synthetic_frames", "synthetic_hw")
+# Folder layouts of the real datasets (`check_root` messages).
+LAYOUTS = {
+    "bdd100k": "<root>/images/track/<split>/<video>/<video>-<frame>.jpg and "
+    "<root>/labels/box_track_20/<split>/<video>.json (or labels-20/)",
+    "mot17": "<root>/{train,test}/MOT17-<NN>-<DET>/{seqinfo.ini,img1/,gt/gt.txt} (root = MOT17 "
+    "or its parent)",
+}
+
+
+def frames_key(
+    cfg: ml_collections.ConfigDict,
+    seed: int,
+    video: str,
+    frames: Sequence[int],
+    geo: tiling.Geometry,
+) -> dict[str, Any]:
+    """Feature-store key of the model inputs of `frames` of one video (a `FrameTiles` source).
+
+    An ImageSource has no content digest, so the key holds every field that defines its pixels:
+    the dataset, split, video and frames, the geometry, and where the frames come from: the
+    (resolved) root for BDD100K / MOT17 (plus the detector copy for MOT17), the seed and every
+    `synthetic_*` field for synthetic videos (they define the generated frames).
+
+    Returns:
+      JSON-able dict.
+    """
+    key: dict[str, Any] = {
+        "dataset": f"tracking/{cfg.dataset}",
+        "split": str(cfg.split),
+        "video": str(video),
+        "frames": hashlib.sha256(repr([int(f) for f in frames]).encode()).hexdigest()[:16],
+        "num_frames": len(frames),
+        "geometry": geo.name,
+    }
+    if cfg.dataset == "synthetic":
+        key["seed"] = int(seed)
+        for field in SYNTHETIC_FIELDS:
+            value = cfg[field]
+            key[field] = list(value) if isinstance(value, tuple | list) else value
+    else:
+        key["root"] = os.path.realpath(str(cfg.root))
+        if cfg.dataset == "mot17":
+            key["detector"] = str(cfg.detector)
+    return key
+
+
 def frame_box_features(
     ctx: experiments.Context,
     model: experiments.ModelHandle,
@@ -444,12 +483,7 @@ def frame_box_features(
 
 
 def _check(cfg: ml_collections.ConfigDict) -> None:
-    missing = [f for f in _REQUIRED if f not in cfg]
-    if missing:
-        raise errors.ConfigError(
-            f"config.tracking lacks fields {missing}; start from "
-            "configs/bdd100k.py:tracking_defaults()"
-        )
+    common.require_fields(cfg, "tracking", _REQUIRED, "configs/bdd100k.py:tracking_defaults()")
     if cfg.metric not in METRICS:
         raise errors.ConfigError(f"config.tracking.metric={cfg.metric!r}: expected {METRICS}")
     if cfg.roi_pool not in POOLS:
@@ -471,7 +505,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     rows, skipped = [], []
     for geo in geometries(cfg):
         for model in ctx.models:
-            if not runs_at(model, input_hw(geo)):
+            if not common.runs_at(model, input_hw(geo)):
                 skipped.append(f"{model.name} at {geo.name}")
                 ctx.log(f"skipping {model.name}: cannot run on {input_hw(geo)} inputs")
                 continue
@@ -479,12 +513,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             for v in ctx.progress(range(len(videos)), len(videos), "videos"):
                 if not needed[v]:
                     continue
-                frames_digest = hashlib.sha256(repr(needed[v]).encode()).hexdigest()[:16]
-                key = {
-                    "dataset": f"tracking/{cfg.dataset}", "split": str(cfg.split),
-                    "video": videos[v].name, "frames": frames_digest,
-                    "num_frames": len(needed[v]), "geometry": geo.name,
-                }  # fmt: skip
+                key = frames_key(cfg, ctx.seed, videos[v].name, needed[v], geo)
                 per_frame = frame_box_features(ctx, model, videos[v], needed[v], geo, cfg, key)
                 video_pairs = [p for p in pairs if p.video == v]
                 # Features of one video at a time: flattened 7x7 pools of long videos are large.

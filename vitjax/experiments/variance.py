@@ -17,7 +17,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from vitjax import errors, experiments, paper_numbers, plotting
+from vitjax import errors, experiments, paper_numbers, plotting, probes
 from vitjax.experiments import common
 
 
@@ -30,11 +30,11 @@ def spectrum(features: np.ndarray, variance: np.ndarray | None = None) -> np.nda
     """Per-dimension variance sorted descending, as a fraction of the total: float64 [D].
 
     Args:
-      features: float [N, D] array-like (streamed in chunks, see `common.feature_moments`).
+      features: float [N, D] array-like (streamed in chunks, see `probes.feature_moments`).
       variance: float [D] variance of `features` already computed (then `features` is not read).
     """
     if variance is None:
-        variance = common.feature_moments(features)[1]
+        variance = probes.feature_moments(features)[1]
     var = np.sort(np.asarray(variance, np.float64))[::-1]
     total = var.sum()
     return var / total if total > 0 else var
@@ -125,10 +125,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
         queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
         labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
-        # One streamed pass pair over the train features serves order, spectrum and BatchNorm.
-        moments = common.feature_moments(support)
-        order = common.variance_order(support, variance=moments[1])
-        spec = spectrum(support, variance=moments[1])
+        # One streamed pass pair over all train patches serves order and spectrum (the same
+        # statistic the cross-dataset overlap computes on unlabelled images).
+        variance_all = probes.feature_moments(support)[1]
+        order = common.variance_order(support, variance=variance_all)
+        spec = spectrum(support, variance=variance_all)
         spectra[model.name] = spec
         removal += removal_sweep(
             ctx, model, support, labels, queries, data, grid,
@@ -139,12 +140,19 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             [int(n) for n in cfg.linear_removed], "linear", order, bool(cfg.random_control),
         )  # fmt: skip
         if cfg.batchnorm:
-            norm_support = common.standardize(support, support, moments=moments)
-            norm_queries = common.standardize(queries, support, moments=moments)
-            for method in ("knn", "linear"):
+            # The linear probe's own BatchNorm (labelled train patches, eps 1e-6): the k-NN gets
+            # features normalised by exactly that operation, the probe applies it itself.
+            stats = probes.feature_normalizer(support, rows=np.flatnonzero(labels != common.IGNORE))
+            norm_support = common.standardize(support, stats=stats)
+            norm_queries = common.standardize(queries, stats=stats)
+            inputs = {
+                "knn": (norm_support, norm_queries, False),
+                "linear": (support, queries, True),
+            }
+            for method, (method_support, method_queries, probe_bn) in inputs.items():
                 pred = common.predict(
-                    method, ctx, model, norm_support, labels, norm_queries, data.num_classes,
-                    batchnorm=False,
+                    method, ctx, model, method_support, labels, method_queries, data.num_classes,
+                    batchnorm=probe_bn,
                 )  # fmt: skip
                 s = common.score(pred, data.eval, grid, data.num_classes, data_cfg)
                 bn_rows.append(
@@ -222,7 +230,8 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             "removal": "k-NN and linear mIoU with the N highest-variance dimensions removed, "
             "and with N random dimensions removed as the control.",
             "batchnorm": "k-NN and linear mIoU after standardising every dimension with the "
-            "train statistics (a non-affine BatchNorm), the alternative to removal.",
+            "statistics of the labelled train patches (the MAE linear probe's non-affine "
+            "BatchNorm, eps 1e-6), the alternative to removal.",
             "overlap": f"Overlap of the top-{top_n} variance dimensions computed on different "
             f"datasets (1 = the same dimensions).{skipped_text}",
             "spectrum": "Fig. 1a: variance of each feature dimension (sorted) as a fraction of the "
