@@ -760,6 +760,10 @@ class VarianceOverlapTest(absltest.TestCase):
         self.assertIn("Skipped ade20k", entry["text"]["overlap"])
         self.assertEqual(entry["scalars"]["overlap_skipped"], ["ade20k"])
         self.assertNotEmpty(entry["tables"]["removal"])  # the sweep itself ran
+        # The BatchNorm variant (the probe's own normalisation) ran for both methods.
+        bn_methods = [r["method"] for r in entry["tables"]["batchnorm"]]
+        self.assertEqual(bn_methods, ["knn", "linear"])
+        self.assertTrue(all(0.0 <= r["miou"] <= 1.0 for r in entry["tables"]["batchnorm"]))
 
     def test_config_error_comes_before_any_work(self):
         from vitjax import extract
