@@ -4,6 +4,9 @@ import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from concurrent import futures  # noqa: E402
 from unittest import mock  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -224,6 +227,76 @@ class DataTest(absltest.TestCase):
         pairs = tracking.association_pairs(videos[0].tracks, [1, 2])
         self.assertEqual([p.queries.tolist() for p in pairs], [[0, 3], [0, 3], [0, 3]])
         self.assertEqual(videos[0].load_frame(2).shape, (36, 64, 3))
+
+
+class FrameTilesTest(absltest.TestCase):
+    """`FrameTiles` decodes each frame once even when all its tiles are read concurrently."""
+
+    def counting_video(self, fail_first=()):
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 256, (4, 48, 80, 3), dtype=np.uint8)
+        calls = {}
+        lock = threading.Lock()
+        failures = set(fail_first)
+
+        def load_frame(f):
+            with lock:
+                calls[f] = calls.get(f, 0) + 1
+                fail = f in failures
+                failures.discard(f)
+            time.sleep(0.05)  # long enough for every thread to ask while the frame decodes
+            if fail:
+                raise OSError(f"frame {f} unreadable")
+            return pixels[f]
+
+        video = tracking.Video("v", 10.0, (48, 80), [frame([])] * 4, load_frame)
+        return video, calls
+
+    def test_concurrent_tiles_decode_each_frame_once(self):
+        geo = tracking.parse_geometry("64x96/32")
+        frames = [0, 2, 3]
+        reference_video, _ = self.counting_video()
+        reference = tracking.FrameTiles(reference_video, frames, geo)
+        expected = [reference[i] for i in range(len(reference))]
+        self.assertEqual(reference.tiles_per_frame, 6)
+        self.assertEqual(expected[0].shape, (32, 32, 3))
+
+        video, calls = self.counting_video()
+        source = tracking.FrameTiles(video, frames, geo)
+        n = source.tiles_per_frame
+        with futures.ThreadPoolExecutor(8) as pool:
+            for f in range(len(frames)):
+                # 8 readers for the 6 tiles of one frame, all released at the same moment.
+                indices = [f * n + t % n for t in range(8)]
+                start = threading.Barrier(len(indices))
+
+                def read(i, start=start):
+                    start.wait()
+                    return i, source[i]
+
+                for i, tile in pool.map(read, indices):
+                    np.testing.assert_array_equal(tile, expected[i])
+        self.assertEqual(calls, {0: 1, 2: 1, 3: 1})
+
+    def test_failed_decode_reaches_every_reader_and_is_retried(self):
+        video, calls = self.counting_video(fail_first=[1])
+        # 3 x 5 tiles of 16 x 16: tile 6 is row 1, column 1.
+        source = tracking.FrameTiles(video, [1], tracking.parse_geometry("48x80/16"))
+        start = threading.Barrier(4)
+
+        def read(i):
+            start.wait()
+            try:
+                return source[i]
+            except OSError as error:
+                return error
+
+        with futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(read, range(4)))
+        self.assertTrue(all(isinstance(r, OSError) for r in results), results)
+        self.assertEqual(calls, {1: 1})
+        np.testing.assert_array_equal(source[6], video.load_frame(1)[16:32, 16:32])
+        self.assertEqual(calls, {1: 3})  # the retry, then the direct read above
 
 
 class FramesKeyTest(absltest.TestCase):

@@ -18,6 +18,7 @@ crowd boxes. MOT17: only pedestrians (class 1) with consider flag 1 count; the d
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import hashlib
@@ -305,8 +306,9 @@ def stitch_tiles(tile_features: np.ndarray, rows: int, cols: int) -> np.ndarray:
 class FrameTiles:
     """ImageSource of the model inputs of some frames: frame f, tile t at index i * T + t.
 
-    Decoded and resized frames are cached (thread-safe), so the tiles of one frame, read one after
-    the other by the extraction's prefetch threads, decode the frame once.
+    Decoded and resized frames are cached (thread-safe, the last `_FRAME_CACHE` frames): each frame
+    is decoded exactly once while cached, even when the extraction's prefetch threads ask for all
+    of its tiles at the same time.
     """
 
     def __init__(self, video: Video, frames: Sequence[int], geo: tiling.Geometry):
@@ -318,20 +320,33 @@ class FrameTiles:
         self.tiles_per_frame = (h // th) * (w // tw)
         self.image_shape = (th, tw, 3)
         self._lock = threading.Lock()
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[int, concurrent.futures.Future] = {}  # frame -> tiles [T, th, tw, 3]
 
     def __len__(self) -> int:
         return len(self.frames) * self.tiles_per_frame
 
     def _tiles(self, frame: int) -> np.ndarray:
+        # The frame's Future goes into the cache under the lock before decoding, so threads asking
+        # for other tiles of the same frame wait on it instead of decoding the frame again.
         with self._lock:
-            if frame in self._cache:
-                return self._cache[frame]
-        tiles, _ = tiling.apply_geometry(self.video.load_frame(frame), self.geo)
-        with self._lock:
-            if len(self._cache) >= _FRAME_CACHE:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[frame] = tiles
+            pending = self._cache.get(frame)
+            owner = pending is None
+            if owner:
+                if len(self._cache) >= _FRAME_CACHE:
+                    self._cache.pop(next(iter(self._cache)))
+                pending = self._cache[frame] = concurrent.futures.Future()
+        if not owner:
+            return pending.result()
+        try:
+            tiles, _ = tiling.apply_geometry(self.video.load_frame(frame), self.geo)
+        except BaseException as error:
+            # Waiters see the error; a later read tries the frame again.
+            with self._lock:
+                if self._cache.get(frame) is pending:
+                    del self._cache[frame]
+            pending.set_exception(error)
+            raise
+        pending.set_result(tiles)
         return tiles
 
     def __getitem__(self, index: int) -> np.ndarray:
