@@ -446,7 +446,22 @@ class GlobalContextTest(absltest.TestCase):
         self.assertGreater(out["r2"], 0.8)
 
 
-class RobustnessTest(absltest.TestCase):
+def corrupt_reference(tiles, name, level, options, seed, batch):
+    """Oracle: the former `common.corrupt`, one `corruptions.apply` per level and per batch."""
+    from vitjax import corruptions
+
+    key = jax.random.key(seed)
+    out = np.empty_like(tiles)
+    for start in range(0, len(tiles), batch):
+        rows = np.asarray(tiles[start : start + batch], np.float32)
+        result = corruptions.apply(
+            name, level, rows, jax.random.fold_in(key, start), quantize=True, **options
+        )
+        out[start : start + batch] = np.clip(np.asarray(result), 0, 255).astype(np.uint8)
+    return out
+
+
+class RobustnessTest(parameterized.TestCase):
     def test_levels_from_config(self):
         cfg = ml_collections.ConfigDict(
             dict(blur_kind="box_blur", blur_levels=(2, 4), noise_levels=(10.0,), freq_bands=(0, 3),
@@ -469,6 +484,46 @@ class RobustnessTest(absltest.TestCase):
         noisy = common.corrupt(tiles, "noise", 30.0, {}, seed=0)
         self.assertGreater(np.abs(noisy.astype(int) - tiles).mean(), 5)
         np.testing.assert_array_equal(noisy, common.corrupt(tiles, "noise", 30.0, {}, seed=0))
+
+    def test_groups_merge_the_levels_of_one_corruption_in_order(self):
+        cfg = ml_collections.ConfigDict(
+            dict(blur_kind="blur", blur_levels=(3, 5), noise_levels=(10.0, 20.0), freq_bands=(1,),
+                 num_bands=4, freq_sigma=20.0)
+        )  # fmt: skip
+        groups = robustness.corruption_groups(robustness.corruption_levels(cfg))
+        self.assertEqual([(g[0], g[1], g[3]) for g in groups], [
+            ("blur", "blur", [3.0, 5.0]), ("noise", "noise", [10.0, 20.0]),
+            ("freq_noise", "freq_noise", [1.0]),
+        ])  # fmt: skip
+        self.assertEqual(groups[2][2], {"num_bands": 4, "sigma": 20.0})
+
+    @parameterized.parameters(
+        ("blur", (3.0, 7.0, 5.0), {}),
+        ("box_blur", (2.0, 4.0), {"mode": "edge"}),
+        ("noise", (10.0, 40.0), {}),
+        ("freq_noise", (0.0, 2.0), {"num_bands": 4, "sigma": 20.0}),
+        ("rotate", (15.0,), {}),
+    )
+    def test_corrupt_levels_is_bit_identical_to_per_level_batches(self, name, levels, options):
+        from vitjax import corruptions
+
+        rng = np.random.default_rng(1)
+        tiles = rng.integers(0, 256, (7, 12, 10, 3)).astype(np.uint8)
+        with mock.patch.object(common, "CORRUPT_BATCH", 3):  # batches of 3, 3 and a short 1
+            before = corruptions._apply_levels._cache_size()
+            outs = common.corrupt_levels(tiles, name, levels, options, seed=5)
+            # Kernel sizes are one static bound and the short batch is padded: one compile.
+            self.assertLessEqual(corruptions._apply_levels._cache_size() - before, 1)
+            singles = [common.corrupt(tiles, name, lv, options, seed=5) for lv in levels]
+            prefix = common.corrupt(tiles[:4], name, levels[-1], options, seed=5)
+        self.assertLen(outs, len(levels))
+        for level, out, single in zip(levels, outs, singles):
+            reference = corrupt_reference(tiles, name, level, options, 5, batch=3)
+            self.assertEqual(out.dtype, np.uint8)
+            np.testing.assert_array_equal(out, reference, err_msg=f"{name} {level}")
+            np.testing.assert_array_equal(single, reference, err_msg=f"{name} {level}")
+        # A tile's corruption does not depend on the other tiles (nor on the padding rows).
+        np.testing.assert_array_equal(prefix, outs[-1][:4])
 
 
 class FewshotTableTest(parameterized.TestCase):
@@ -854,15 +909,155 @@ class ADE20KSelectionTest(parameterized.TestCase):
 
         config = self._config("paper", 4)
         config.data.ade20k_presence_grid = (16, 24)
-        with mock.patch.object(
-            fewshot_data, "ade20k_fewshot", wraps=fewshot_data.ade20k_fewshot
-        ) as spy:
+        with (
+            mock.patch.object(common, "_ade20k_presence", wraps=common._ade20k_presence) as pools,
+            mock.patch.object(
+                fewshot_data, "greedy_per_class", wraps=fewshot_data.greedy_per_class
+            ) as greedy,
+        ):
             common.load_segmentation(config)
-        kwargs = spy.call_args.kwargs
-        self.assertEqual(kwargs["grid"], (16, 24))
-        self.assertEqual(kwargs["train_pool_size"], 4)
-        self.assertIsNone(kwargs["seed"])
-        self.assertEqual((kwargs["k_train"], kwargs["k_eval"]), (1, 1))
+        root = ade20k_reader(self.root).root
+        self.assertEqual(
+            [c.args for c in pools.call_args_list],
+            [(root, "training", 4, (16, 24)), (root, "validation", None, (16, 24))],
+        )
+        self.assertEqual([c.args[1] for c in greedy.call_args_list], [1, 1])  # k_train, k_eval
+        self.assertEqual([c.kwargs["seed"] for c in greedy.call_args_list], [None, None])
+
+    @parameterized.parameters("paper", "seeded")
+    def test_shot_sweep_reads_each_pool_once_and_matches_the_joint_selection(self, splits):
+        from vitjax.data import ade20k
+        from vitjax.data import fewshot as fewshot_data
+
+        config = self._config(splits, 4, seed=1)
+        reads = []
+        original = ade20k.ADE20KReader.load_annotation
+
+        def spy(reader, sample, view="raw"):
+            reads.append((sample.split, sample.stem, view))
+            return original(reader, sample, view)
+
+        with mock.patch.object(ade20k.ADE20KReader, "load_annotation", spy):
+            sweep = {k: common.load_segmentation(config, per_group=k) for k in (1, 2)}
+        val_reads = [r for r in reads if r[0] == "validation"]
+        # Presence of the 2 validation images, then the chosen ones: once for both sizes.
+        self.assertLen([r for r in val_reads if r[2] == "raw"], 2)
+        self.assertLen([r for r in val_reads if r[2] == "reduced"], sweep[1].eval.num_images)
+        self.assertLen([r for r in reads if r[:1] == ("training",) and r[2] == "raw"], 4)
+        self.assertIs(sweep[1].eval, sweep[2].eval)
+        # Oracle: the former path, the joint selection for each size, tiled on its own.
+        reader = ade20k_reader(self.root)
+        geo = common.geometry(config.data)
+        for k, data in sweep.items():
+            chosen = fewshot_data.ade20k_fewshot(
+                reader, k_train=k, k_eval=1, train_pool_size=4,
+                seed=None if splits == "paper" else 1, grid=(28, 42),
+            )  # fmt: skip
+            for split, per_class in (("train", chosen.train_per_class),
+                                     ("eval", chosen.eval_per_class)):  # fmt: skip
+                pairs = [(s, c) for c, items in per_class.items() for s in items]
+                loaded = [reader.load(s, view="reduced") for s, _ in pairs]
+                expected = common.make_split(
+                    [image for image, _ in loaded], [mask for _, mask in loaded], geo,
+                    [c for _, c in pairs], [s.stem for s, _ in pairs],
+                )  # fmt: skip
+                assert_same_split(self, getattr(data, split), expected)
+
+    def test_variance_images_do_not_read_the_eval_split(self):
+        from vitjax.data import ade20k
+
+        config = self._config("paper", 4)
+        config.dataset = "ade20k"
+        with mock.patch.object(
+            ade20k.ADE20KReader, "load_annotation", autospec=True,
+            side_effect=ade20k.ADE20KReader.load_annotation,
+        ) as spy:  # fmt: skip
+            tiles, key = common.load_images(config, "ade20k")
+        self.assertEqual({c.args[1].split for c in spy.call_args_list}, {"training"})
+        data = common.load_segmentation(config)
+        self.assertIs(tiles, data.train.tiles)
+        self.assertEqual(key, data.split_key("train"))
+
+
+def ade20k_reader(root):
+    from vitjax.data import ade20k
+
+    return ade20k.ADE20KReader(root)
+
+
+def assert_same_split(test, got, expected):
+    """Every field of two SegSplits is equal (tiles, labels, tile infos, label maps, ids)."""
+    np.testing.assert_array_equal(got.tiles, expected.tiles)
+    np.testing.assert_array_equal(got.label_tiles, expected.label_tiles)
+    test.assertEqual(got.infos, expected.infos)
+    test.assertLen(got.label_maps, len(expected.label_maps))
+    for a, b in zip(got.label_maps, expected.label_maps):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(got.groups, expected.groups)
+    test.assertEqual(got.image_ids, expected.image_ids)
+
+
+class SplitCacheTest(absltest.TestCase):
+    def setUp(self):
+        super().setUp()
+        common.clear_data_cache()
+        self.addCleanup(common.clear_data_cache)
+        self.config = demo_config.get_config("test")
+
+    def _spy(self):
+        from vitjax.data import synthetic
+
+        return mock.patch.object(synthetic, "semantic_scenes", wraps=synthetic.semantic_scenes)
+
+    def test_eval_split_is_read_once_across_shot_sizes(self):
+        from vitjax.data import synthetic
+
+        c = self.config
+        seed, eval_seed = int(c.seed), int(c.seed) + 1_000_003
+        with self._spy() as scenes:
+            sweep = {k: common.load_segmentation(c, per_group=k) for k in (1, 3)}
+        seeds = [call.kwargs["seed"] for call in scenes.call_args_list]
+        self.assertEqual(sorted(seeds), sorted([seed, seed, eval_seed]))
+        self.assertIs(sweep[1].eval, sweep[3].eval)
+        # Oracle: the former path, every size read and tiled on its own.
+        geo = common.geometry(c.data)
+        size = tuple(c.data.synthetic_hw)
+        groups = int(c.data.synthetic_groups)
+        n_eval = int(c.data.synthetic_eval_images)
+        evals = synthetic.semantic_scenes(n_eval, size=size, seed=eval_seed)
+        expected_eval = common.make_split(
+            list(evals.images), list(evals.labels), geo, [0] * n_eval,
+            [f"synthetic_eval_{i}" for i in range(n_eval)],
+        )  # fmt: skip
+        for k, data in sweep.items():
+            train = synthetic.semantic_scenes(groups * k, size=size, seed=seed)
+            expected = common.make_split(
+                list(train.images), list(train.labels), geo,
+                [i % groups for i in range(groups * k)],
+                [f"synthetic_train_{i}" for i in range(groups * k)],
+            )  # fmt: skip
+            assert_same_split(self, data.train, expected)
+            assert_same_split(self, data.eval, expected_eval)
+            self.assertEqual(data.class_names, list(train.class_names))
+            self.assertEqual(data.per_group, k)
+            self.assertEqual(data.split_key("train")["per_group"], k)
+        self.assertEqual(sweep[1].split_key("eval"), sweep[3].split_key("eval"))
+
+    def test_train_images_alone_do_not_read_the_eval_split(self):
+        c = self.config
+        with self._spy() as scenes:
+            tiles, key = common.load_images(c, "synthetic")
+            aerial, _ = common.load_images(c, "synthetic_aerial")
+        self.assertEqual([call.kwargs["seed"] for call in scenes.call_args_list], [int(c.seed)])
+        data = common.load_segmentation(c)
+        self.assertIs(tiles, data.train.tiles)
+        self.assertLen(aerial, len(tiles))
+        self.assertEqual(key, data.split_key("train"))
+        split, eval_key = common.load_split(c, "eval")
+        self.assertIs(split, data.eval)
+        self.assertEqual(eval_key, data.split_key("eval"))
+        with self.assertRaisesRegex(errors.ConfigError, "split='test'"):
+            common.load_split(c, "test")
 
 
 class GlobalContextTargetTest(parameterized.TestCase):

@@ -175,7 +175,7 @@ def make_split(
 
 @dataclasses.dataclass
 class RawSplit:
-    """Images and label maps of one split before tiling."""
+    """Images and label maps of one split before tiling (dropped once tiled)."""
 
     images: list[np.ndarray]
     label_maps: list[np.ndarray]
@@ -183,27 +183,30 @@ class RawSplit:
     image_ids: list[str]
 
 
-def _synthetic(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit, list[str]]:
+# The two splits every segmentation dataset is read as; only "train" depends on `per_group`.
+SPLITS = ("train", "eval")
+
+
+def _synthetic(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSplit, list[str]]:
     from vitjax.data import synthetic
 
     size = tuple(int(v) for v in data_cfg.synthetic_hw)
-    groups = int(data_cfg.synthetic_groups)
-    n_eval = int(data_cfg.synthetic_eval_images)
-    train = synthetic.semantic_scenes(groups * per_group, size=size, seed=seed)
-    evals = synthetic.semantic_scenes(n_eval, size=size, seed=seed + 1_000_003)
-    train_split = RawSplit(
-        list(train.images),
-        list(train.labels),
-        [i % groups for i in range(groups * per_group)],
-        [f"synthetic_train_{i}" for i in range(groups * per_group)],
+    if split == "train":
+        groups = int(data_cfg.synthetic_groups)
+        n = groups * per_group
+        scenes = synthetic.semantic_scenes(n, size=size, seed=seed)
+        group_of = [i % groups for i in range(n)]
+    else:
+        n = int(data_cfg.synthetic_eval_images)
+        scenes = synthetic.semantic_scenes(n, size=size, seed=seed + 1_000_003)
+        group_of = [0] * n
+    raw = RawSplit(
+        list(scenes.images),
+        list(scenes.labels),
+        group_of,
+        [f"synthetic_{split}_{i}" for i in range(n)],
     )
-    eval_split = RawSplit(
-        list(evals.images),
-        list(evals.labels),
-        [0] * n_eval,
-        [f"synthetic_eval_{i}" for i in range(n_eval)],
-    )
-    return train_split, eval_split, list(train.class_names)
+    return raw, list(scenes.class_names)
 
 
 CITYSCAPES_LAYOUT = (
@@ -266,7 +269,7 @@ def check_root(
     return text
 
 
-def _cityscapes(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit, list[str]]:
+def _cityscapes(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSplit, list[str]]:
     from vitjax.data import cityscapes
 
     root = check_root(
@@ -274,23 +277,24 @@ def _cityscapes(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit
         [("leftImg8bit", "gtFine")], _OTHER_ROOT_NOTE,
     )  # fmt: skip
     reader = cityscapes.CityscapesReader(root)
-    out = []
-    for split, n, field in (
-        ("train", per_group, "config.data.train_per_group (or the experiment's shots)"),
-        ("val", int(data_cfg.eval_per_group), "config.data.eval_per_group"),
-    ):
-        samples = _cityscapes_samples(reader, split, n, data_cfg.splits, seed, field)
-        cities = sorted({s.city for s in samples})
-        images, labels = zip(*(reader.load(s) for s in samples))
-        out.append(
-            RawSplit(
-                list(images),
-                list(labels),
-                [cities.index(s.city) for s in samples],
-                [s.stem for s in samples],
-            )
+    if split == "train":
+        source, n, field = (
+            "train",
+            per_group,
+            "config.data.train_per_group (or the experiment's shots)",
         )
-    return out[0], out[1], list(cityscapes.CLASS_NAMES)
+    else:
+        source, n, field = "val", int(data_cfg.eval_per_group), "config.data.eval_per_group"
+    samples = _cityscapes_samples(reader, source, n, data_cfg.splits, seed, field)
+    cities = sorted({s.city for s in samples})
+    images, labels = zip(*(reader.load(s) for s in samples))
+    raw = RawSplit(
+        list(images),
+        list(labels),
+        [cities.index(s.city) for s in samples],
+        [s.stem for s in samples],
+    )
+    return raw, list(cityscapes.CLASS_NAMES)
 
 
 def _cityscapes_samples(reader, split: str, n: int, source: str, seed: int, field: str):
@@ -318,7 +322,7 @@ def _cityscapes_samples(reader, split: str, n: int, source: str, seed: int, fiel
         ) from e
 
 
-def _ade20k(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit, list[str]]:
+def _ade20k(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSplit, list[str]]:
     from vitjax.data import ade20k, fewshot
 
     root = check_root(
@@ -333,24 +337,52 @@ def _ade20k(data_cfg, seed: int, per_group: int) -> tuple[RawSplit, RawSplit, li
         raise errors.ConfigError(
             f"config.data.ade20k_presence_grid={grid}: expected (rows, cols), e.g. (28, 42)"
         )
-    chosen = fewshot.ade20k_fewshot(
-        reader,
-        k_train=per_group,
-        k_eval=int(data_cfg.eval_per_group),
-        train_pool_size=pool if pool > 0 else None,
-        seed=_ade20k_seed(data_cfg.splits, seed),
-        grid=grid,
-    )
-    out = []
-    for per_class in (chosen.train_per_class, chosen.eval_per_class):
-        samples = [(s, c) for c, items in per_class.items() for s in items]
-        images, labels = [], []
-        for sample, _ in samples:
-            image, mask = reader.load(sample, view="reduced")  # 0-149, 0 -> 255 (not evaluated)
-            images.append(image)
-            labels.append(mask)
-        out.append(RawSplit(images, labels, [c for _, c in samples], [s.stem for s, _ in samples]))
-    return out[0], out[1], reader.class_names()
+    pick_seed = _ade20k_seed(data_cfg.splits, seed)
+    # [R1]'s pools: the last `pool` training images, all validation images.
+    if split == "train":
+        source, k, pool_size = "training", per_group, (pool if pool > 0 else None)
+    else:
+        source, k, pool_size = "validation", int(data_cfg.eval_per_group), None
+    pool_samples, presence = _ade20k_presence(reader.root, source, pool_size, grid)
+    chosen = fewshot.greedy_per_class(presence, k, seed=pick_seed)
+    samples = [(pool_samples[i], c) for c, items in chosen.items() for i in items]
+    images, labels = [], []
+    for sample, _ in samples:
+        image, mask = reader.load(sample, view="reduced")  # 0-149, 0 -> 255 (not evaluated)
+        images.append(image)
+        labels.append(mask)
+    raw = RawSplit(images, labels, [c for _, c in samples], [s.stem for s, _ in samples])
+    return raw, reader.class_names()
+
+
+@functools.lru_cache(maxsize=4)
+def _ade20k_presence(
+    root: str, source: str, pool_size: int | None, grid: tuple[int, int]
+) -> tuple[tuple[Any, ...], np.ndarray]:
+    """The ADE20K pool of `source` and its class-presence table (`fewshot.class_presence`).
+
+    Cached apart from the few-shot size: every size of a sweep picks from the same table, and
+    reading it decodes every pool annotation.
+
+    Returns:
+      (pool samples in listing order, read-only bool [N, 151]).
+    """
+    from vitjax import progress
+    from vitjax.data import ade20k, fewshot
+
+    reader = ade20k.ADE20KReader(root)
+    pool = reader.samples(source)
+    if pool_size is not None:
+        pool = pool[-pool_size:]
+    presence = np.zeros((len(pool), ade20k.NUM_CLASSES + 1), dtype=bool)
+    bar = progress.Progress(len(pool), "annotations", name=f"ADE20K {source} class presence")
+    for i, sample in enumerate(pool):
+        presence[i] = fewshot.class_presence(
+            reader.load_annotation(sample), grid, ade20k.NUM_CLASSES
+        )
+        bar.update(1)
+    bar.close()
+    return tuple(pool), _read_only(presence)
 
 
 def _ade20k_seed(source: str, seed: int) -> int | None:
@@ -363,37 +395,28 @@ def _ade20k_seed(source: str, seed: int) -> int | None:
 _LOADERS = {"synthetic": _synthetic, "cityscapes": _cityscapes, "ade20k": _ade20k}
 
 
-@functools.lru_cache(maxsize=4)
-def _raw_cached(
-    cfg_json: str, dataset: str, seed: int, per_group: int
-) -> tuple[RawSplit, RawSplit, list[str]]:
-    if dataset not in _LOADERS:
-        raise errors.ConfigError(
-            f"config.dataset={dataset!r}: expected one of {', '.join(sorted(_LOADERS))}"
-        )
-    data_cfg = ml_collections.ConfigDict(json.loads(cfg_json))
-    return _LOADERS[dataset](data_cfg, seed, per_group)
-
-
 @functools.lru_cache(maxsize=8)
-def _load_cached(
-    cfg_json: str, dataset: str, seed: int, per_group: int, full_hw: tuple[int, int] | None
-) -> SegData:
+def _split_cached(
+    cfg_json: str,
+    dataset: str,
+    seed: int,
+    split: str,
+    per_group: int,
+    full_hw: tuple[int, int] | None,
+) -> tuple[SegSplit, list[str]]:
+    # Only the tiled split is cached: the raw images (full resolution) are dropped once tiled.
     data_cfg = ml_collections.ConfigDict(json.loads(cfg_json))
-    train, evals, class_names = _raw_cached(cfg_json, dataset, seed, per_group)
-    geo = geometry(data_cfg, full_hw)
-    key = {"dataset": dataset, "seed": seed, "data": _data_identity(json.loads(cfg_json), dataset)}
-    if full_hw is not None:
-        key["full_hw"] = list(full_hw)
-    return SegData(
-        name=dataset,
-        train=make_split(train.images, train.label_maps, geo, train.groups, train.image_ids),
-        eval=make_split(evals.images, evals.label_maps, geo, evals.groups, evals.image_ids),
-        class_names=class_names,
-        miou_convention=str(data_cfg.miou_convention),
-        key=key,
-        per_group=per_group,
+    raw, class_names = _LOADERS[dataset](data_cfg, seed, split, per_group)
+    tiled = make_split(
+        raw.images, raw.label_maps, geometry(data_cfg, full_hw), raw.groups, raw.image_ids
     )
+    return tiled, class_names
+
+
+def clear_data_cache() -> None:
+    """Forgets the tiled splits and ADE20K presence tables cached by `load_split`."""
+    _split_cached.cache_clear()
+    _ade20k_presence.cache_clear()
 
 
 def _data_identity(data_cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
@@ -405,6 +428,75 @@ def _data_identity(data_cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     return {k: v for k, v in data_cfg.items() if k not in skip}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """What one `load_split` / `load_segmentation` call reads, normalised for the cache."""
+
+    cfg_json: str
+    dataset: str
+    seed: int
+    per_group: int
+    full_hw: tuple[int, int] | None
+
+    def split(self, split: str) -> tuple[SegSplit, list[str]]:
+        # The evaluation split does not depend on the few-shot size: one cache entry for all.
+        per_group = self.per_group if split == "train" else 0
+        return _split_cached(self.cfg_json, self.dataset, self.seed, split, per_group, self.full_hw)
+
+    def key(self) -> dict[str, Any]:
+        """The data part of every feature-store key (see `SegData.key`)."""
+        data = _data_identity(json.loads(self.cfg_json), self.dataset)
+        key = {"dataset": self.dataset, "seed": self.seed, "data": data}
+        if self.full_hw is not None:
+            key["full_hw"] = list(self.full_hw)
+        return key
+
+
+def _request(
+    config: ml_collections.ConfigDict,
+    per_group: int | None,
+    dataset: str | None,
+    full_hw: Sequence[int] | None,
+) -> _Request:
+    dataset = dataset or config.dataset
+    if dataset not in _LOADERS:
+        raise errors.ConfigError(
+            f"config.dataset={dataset!r}: expected one of {', '.join(sorted(_LOADERS))}"
+        )
+    per_group = int(config.data.train_per_group if per_group is None else per_group)
+    return _Request(
+        json.dumps(experiments.to_jsonable(config.data.to_dict()), sort_keys=True),
+        dataset,
+        int(config.seed),
+        per_group,
+        None if full_hw is None else (int(full_hw[0]), int(full_hw[1])),
+    )
+
+
+def load_split(
+    config: ml_collections.ConfigDict,
+    split: str,
+    per_group: int | None = None,
+    dataset: str | None = None,
+    full_hw: Sequence[int] | None = None,
+) -> tuple[SegSplit, dict[str, Any]]:
+    """Loads and tiles one split (cached in-process), without reading the other.
+
+    Arguments as `load_segmentation`; split: "train" or "eval" (`per_group` only matters for
+    "train").
+
+    Returns:
+      (the split, its feature-store key: the same as `SegData.split_key(split)`).
+    """
+    if split not in SPLITS:
+        raise errors.ConfigError(f"split={split!r}: expected one of {SPLITS}")
+    request = _request(config, per_group, dataset, full_hw)
+    key = dict(request.key(), split=split)
+    if split == "train":
+        key["per_group"] = request.per_group
+    return request.split(split)[0], key
+
+
 def load_segmentation(
     config: ml_collections.ConfigDict,
     per_group: int | None = None,
@@ -413,20 +505,26 @@ def load_segmentation(
 ) -> SegData:
     """Loads and tiles the few-shot train and evaluation images (cached in-process).
 
+    Each split is cached on its own: a sweep over `per_group` reads and tiles the evaluation
+    images once. Only tiles and label maps are kept, never the raw images.
+
     Args:
       config: the run config (uses `dataset`, `seed`, `data`).
       per_group: train images per group (city / class); default `config.data.train_per_group`.
       dataset: override `config.dataset`.
       full_hw: instead of tiles, each whole image resized to (H, W) is one model input.
     """
-    data_cfg = config.data.to_dict()
-    per_group = int(config.data.train_per_group if per_group is None else per_group)
-    return _load_cached(
-        json.dumps(experiments.to_jsonable(data_cfg), sort_keys=True),
-        dataset or config.dataset,
-        int(config.seed),
-        per_group,
-        None if full_hw is None else (int(full_hw[0]), int(full_hw[1])),
+    request = _request(config, per_group, dataset, full_hw)
+    train, class_names = request.split("train")
+    evals, _ = request.split("eval")
+    return SegData(
+        name=request.dataset,
+        train=train,
+        eval=evals,
+        class_names=class_names,
+        miou_convention=str(config.data.miou_convention),
+        key=request.key(),
+        per_group=request.per_group,
     )
 
 
@@ -483,9 +581,9 @@ def other_root(config: ml_collections.ConfigDict, dataset: str) -> str:
 def load_images(config: ml_collections.ConfigDict, dataset: str) -> tuple[np.ndarray, dict]:
     """Model-input tiles of a dataset's few-shot train images (for statistics such as variance).
 
-    `dataset` is `synthetic`, `cityscapes`, `ade20k` (through `load_segmentation`, with that
-    dataset's protocol when it is not `config.dataset`), or `synthetic_aerial` (synthetic aerial
-    tiles, as many as the main train split has tiles).
+    `dataset` is `synthetic`, `cityscapes`, `ade20k` (through `load_split`, with that dataset's
+    protocol when it is not `config.dataset`; the evaluation split is not read), or
+    `synthetic_aerial` (synthetic aerial tiles, as many as the main train split has tiles).
 
     Returns:
       (uint8 [N, H, W, 3] tiles, store key naming them).
@@ -493,12 +591,12 @@ def load_images(config: ml_collections.ConfigDict, dataset: str) -> tuple[np.nda
     if dataset == "synthetic_aerial":
         from vitjax.data import synthetic
 
-        n = len(load_segmentation(config).train.tiles)
+        n = len(load_split(config, "train")[0].tiles)
         out = int(config.data.tile_out)
         aerial = synthetic.aerial_tiles(n, size=(out, out), seed=int(config.seed))
         return np.asarray(aerial.images), {"dataset": dataset, "n": n, "size": out}
-    data = load_segmentation(dataset_config(config, dataset))
-    return data.train.tiles, data.split_key("train")
+    train, key = load_split(dataset_config(config, dataset), "train")
+    return train.tiles, key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -992,8 +1090,60 @@ def require_fields(
         raise errors.ConfigError(f"config.{section} lacks fields {missing}; start from {hint}")
 
 
-# Tiles corrupted per device call: bounds memory on 1024x2048 datasets.
+# Tiles corrupted per device call: bounds memory on 1024x2048 datasets. Also part of the noise
+# keys (each batch folds its start row into the seed), so changing it changes the noise.
 CORRUPT_BATCH = 64
+# Output bytes (float32) of one device call; levels of one corruption share a call up to this.
+CORRUPT_CALL_BYTES = 1 << 30
+
+
+def corrupt_levels(
+    tiles: np.ndarray, name: str, levels: Sequence[float], options: dict[str, Any], seed: int
+) -> list[np.ndarray]:
+    """Corrupted copies of uint8 [T, H, W, 3] tiles at several levels of one corruption.
+
+    The same result as `corrupt` at each level, but the levels go through
+    `corruptions.apply_levels` together (one compile for all blur kernel sizes), and every batch
+    is padded to `CORRUPT_BATCH` rows, so that the short last batch does not compile again. The
+    padding is dropped: each tile's noise depends only on the seed and its row.
+
+    Args:
+      tiles: uint8 [T, H, W, 3].
+      name: as `corruptions.apply_levels`.
+      levels: L host-side levels.
+      options: extra keyword arguments of `corruptions.apply_levels`.
+      seed: noise seed (each batch of `CORRUPT_BATCH` tiles folds its start row into it).
+
+    Returns:
+      L arrays, uint8 [T, H, W, 3] each.
+    """
+    import jax
+
+    from vitjax import corruptions
+
+    levels = [float(v) for v in levels]
+    tiles = np.asarray(tiles)
+    outs = [np.empty_like(tiles) for _ in levels]
+    if not len(tiles) or not levels:
+        return outs
+    batch_rows = min(CORRUPT_BATCH, len(tiles))
+    call_bytes = batch_rows * int(np.prod(tiles.shape[1:])) * 4
+    per_call = max(1, min(len(levels), CORRUPT_CALL_BYTES // max(call_bytes, 1)))
+    key = jax.random.key(seed)
+    for start in range(0, len(tiles), CORRUPT_BATCH):
+        rows = tiles[start : start + CORRUPT_BATCH]
+        batch = np.zeros((batch_rows,) + tiles.shape[1:], np.float32)
+        batch[: len(rows)] = rows
+        batch_key = jax.random.fold_in(key, start)
+        for first in range(0, len(levels), per_call):
+            chunk = levels[first : first + per_call]
+            result = corruptions.apply_levels(
+                name, chunk, batch, batch_key, quantize=True, **options
+            )
+            result = np.asarray(result)[:, : len(rows)]
+            for out, corrupted in zip(outs[first : first + per_call], result):
+                out[start : start + len(rows)] = np.clip(corrupted, 0, 255).astype(np.uint8)
+    return outs
 
 
 def corrupt(
@@ -1012,15 +1162,4 @@ def corrupt(
     Returns:
       uint8 [T, H, W, 3].
     """
-    import jax
-
-    from vitjax import corruptions
-
-    key = jax.random.key(seed)
-    out = np.empty_like(tiles)
-    for start in range(0, len(tiles), CORRUPT_BATCH):
-        batch = np.asarray(tiles[start : start + CORRUPT_BATCH], np.float32)
-        batch_key = jax.random.fold_in(key, start)
-        result = corruptions.apply(name, level, batch, batch_key, quantize=True, **options)
-        out[start : start + CORRUPT_BATCH] = np.clip(np.asarray(result), 0, 255).astype(np.uint8)
-    return out
+    return corrupt_levels(tiles, name, [level], options, seed)[0]

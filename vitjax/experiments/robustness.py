@@ -27,6 +27,20 @@ def corruption_levels(cfg: ml_collections.ConfigDict) -> list[tuple[str, str, fl
     return out
 
 
+def corruption_groups(
+    levels: list[tuple[str, str, float, dict]],
+) -> list[tuple[str, str, dict, list[float]]]:
+    """Consecutive entries of `corruption_levels` with the same corruption, merged:
+    (label, corruption name, options, [levels]) in the original order."""
+    out: list[tuple[str, str, dict, list[float]]] = []
+    for label, name, level, options in levels:
+        if out and out[-1][:3] == (label, name, options):
+            out[-1][3].append(level)
+        else:
+            out.append((label, name, options, [level]))
+    return out
+
+
 def _knn(support, labels, queries, num_classes, knn_cfg, mesh=None):
     return common.knn_predict(support, labels, queries, num_classes, knn_cfg, mesh=mesh)
 
@@ -36,14 +50,16 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     data = common.load_segmentation(ctx.config)
     data_cfg = ctx.config.data
     method_names = common.methods(cfg.methods, "config.robustness.methods")
-    levels = corruption_levels(cfg)
+    groups = corruption_groups(corruption_levels(cfg))
     corrupted = {}
-    for label, name, level, options in ctx.progress(levels, len(levels), "corruptions"):
-        tiles = common.corrupt(data.eval.tiles, name, level, options, ctx.seed)
-        # Read-only: its content digest (part of the store key) is then computed once, not once
-        # per model.
-        tiles.flags.writeable = False
-        corrupted[(label, level)] = tiles
+    for label, name, options, levels in ctx.progress(groups, len(groups), "corruptions"):
+        # All levels of one corruption in one call: one compile for every blur kernel size.
+        outs = common.corrupt_levels(data.eval.tiles, name, levels, options, ctx.seed)
+        for level, tiles in zip(levels, outs):
+            # Read-only: its content digest (part of the store key) is then computed once, not
+            # once per model.
+            tiles.flags.writeable = False
+            corrupted[(label, level)] = tiles
     rows = []
     for model in ctx.models:
         grid = common.grid_of(model, data.train.tiles.shape[1:3])
