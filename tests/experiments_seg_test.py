@@ -47,16 +47,7 @@ def brute_force_1nn(support, labels, queries, keep_dims):
     return labels[np.argmax(scores, axis=1)]
 
 
-def write_memmap(test, values):
-    """A read-only .npy memmap holding `values` (removed with the test)."""
-    tmp = tempfile.mkdtemp()
-    test.addCleanup(shutil.rmtree, tmp)
-    path = os.path.join(tmp, "features.npy")
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=values.dtype, shape=values.shape)
-    out[:] = values
-    out.flush()
-    del out
-    return np.load(path, mmap_mode="r")
+write_memmap = test_util.write_memmap
 
 
 def noisy_class_features(rng, n, num_classes, informative, noise_dims, noise_scale):

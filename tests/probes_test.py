@@ -7,7 +7,6 @@ from tests import test_util  # noqa: F401  (simulated CPU devices before JAX sta
 # isort: on
 import dataclasses
 import os
-import shutil
 import tempfile
 import tracemalloc
 
@@ -179,16 +178,7 @@ class SoftmaxProbeTest(parameterized.TestCase):
             )
 
 
-def _memmap(test, values):
-    """A read-only .npy memmap of `values` (removed with the test)."""
-    tmp = tempfile.mkdtemp()
-    test.addCleanup(shutil.rmtree, tmp)
-    path = os.path.join(tmp, "features.npy")
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=values.dtype, shape=values.shape)
-    out[:] = values
-    out.flush()
-    del out
-    return np.load(path, mmap_mode="r")
+_memmap = test_util.write_memmap
 
 
 class FeatureNormalizerTest(parameterized.TestCase):

@@ -1,6 +1,8 @@
 """Helpers shared by the tests. Import this before anything touches a JAX backend."""
 
 import os
+import shutil
+import tempfile
 
 NUM_CPU_DEVICES = 8
 
@@ -13,6 +15,25 @@ def setup_cpu_devices(n: int = NUM_CPU_DEVICES) -> None:
         os.environ["XLA_FLAGS"] = (flags + " " + flag).strip()
     os.environ.setdefault("TIMM_FUSED_ATTN", "0")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def write_memmap(test, values):
+    """A read-only .npy memmap holding `values`, in a folder removed when `test` ends.
+
+    Args:
+      test: the running absltest.TestCase (owns the cleanup).
+      values: numpy array of any shape and dtype.
+    """
+    import numpy as np
+
+    tmp = tempfile.mkdtemp()
+    test.addCleanup(shutil.rmtree, tmp)
+    path = os.path.join(tmp, "features.npy")
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=values.dtype, shape=values.shape)
+    out[:] = values
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")
 
 
 setup_cpu_devices()

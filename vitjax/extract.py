@@ -424,6 +424,18 @@ class _ForwardOptions:
     norm: bool
     preprocess_fn: Callable[[Any, jax.Array], jax.Array]
 
+    @classmethod
+    def of(cls, gsd_ratio, dtype, compute_dtype, resize_to, norm, preprocess_fn) -> _ForwardOptions:
+        """The options of an `extract`/`plan` call (defaults filled in)."""
+        return cls(
+            gsd_ratio,
+            dtype,
+            compute_dtype,
+            _size_or_none(resize_to),
+            norm,
+            preprocess_fn or _default_preprocess,
+        )
+
 
 @dataclasses.dataclass
 class _Job:
@@ -794,14 +806,7 @@ def plan(
       Plan, also logged; `print(plan)` gives a one-paragraph summary.
     """
     del with_cls, metadata, num_workers, prefetch, progress_interval_s  # no effect on the plan
-    options = _ForwardOptions(
-        gsd_ratio,
-        dtype,
-        compute_dtype,
-        _size_or_none(resize_to),
-        norm,
-        preprocess_fn or _default_preprocess,
-    )
+    options = _ForwardOptions.of(gsd_ratio, dtype, compute_dtype, resize_to, norm, preprocess_fn)
     job = _make_job(spec, images, layers, key, batch_size, mesh, store, options)
     entries = _open_entries(store, spec, job, create=False)[1] if store is not None else {}
     work = _remaining_work(job, entries, store is not None)
@@ -933,14 +938,7 @@ def extract(
       StoreError: the store holds another model/geometry under this key, a corrupted manifest,
         or a full disk (the entry stays resumable).
     """
-    options = _ForwardOptions(
-        gsd_ratio,
-        dtype,
-        compute_dtype,
-        _size_or_none(resize_to),
-        norm,
-        preprocess_fn or _default_preprocess,
-    )
+    options = _ForwardOptions.of(gsd_ratio, dtype, compute_dtype, resize_to, norm, preprocess_fn)
     job = _make_job(spec, images, layers, key, batch_size, mesh, store, options)
     meta = {k: np.asarray(v) for k, v in (metadata or {}).items()}
     meta.setdefault("image_id", np.arange(job.num_images, dtype=np.int64))
