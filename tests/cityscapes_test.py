@@ -148,7 +148,7 @@ class CityscapesTest(absltest.TestCase):
         tampered = correct.copy()
         tampered[0, 0] = 5
         Image.fromarray(tampered).save(train_ids_path)
-        with self.assertRaisesRegex(DatasetError, "1 pixels differ"):
+        with self.assertRaisesRegex(DatasetError, "1 of 8192 pixels differ"):
             self.reader.load_train_ids(sample)
         # Without the cross-check the trainIds file is what is read (it is preferred).
         unchecked = cityscapes.CityscapesReader(self.root, cross_check=False)

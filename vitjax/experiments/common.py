@@ -276,7 +276,9 @@ def _cityscapes(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSpl
         data_cfg.root, DATA_ROOT_FIELD, "Cityscapes", CITYSCAPES_LAYOUT,
         [("leftImg8bit", "gtFine")], _OTHER_ROOT_NOTE,
     )  # fmt: skip
-    reader = cityscapes.CityscapesReader(root)
+    # labelIds are the official ground truth (and what the evaluation and [R1] use); a derived
+    # `_labelTrainIds.png` beside them may come from another pipeline (e.g. resized separately).
+    reader = cityscapes.CityscapesReader(root, label_source="label_ids")
     if split == "train":
         source, n, field = (
             "train",
