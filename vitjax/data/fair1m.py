@@ -19,8 +19,9 @@ the image, so pixel (row r, col c) covers [c, c+1) x [r, r+1). A pixel is painte
 (c + 0.5, r + 0.5) lies inside the polygon (even-odd rule; a centre exactly on an edge belongs to the
 polygon on its right/below side, so two polygons sharing an edge never both paint a pixel). An
 axis-aligned box (x1, y1, x2, y2) with integer corners paints exactly (x2 - x1) * (y2 - y1) pixels.
-Objects are painted in file order; later objects overwrite earlier ones. ([R1] used OpenCV's
-fillPoly on rounded corners, which also paints the pixels the boundary touches.)
+Objects are painted in file order; later objects overwrite earlier ones. (The authors' research code
+[R1], docs/datasets.md §4, used OpenCV's fillPoly on rounded corners, which also paints the pixels
+the boundary touches.)
 """
 
 from __future__ import annotations
