@@ -161,7 +161,12 @@ class ADE20KFixtureTest(absltest.TestCase):
             dict(root=self.root, splits="seeded", eval_per_group=1)
         )
         common._ade20k_presence.cache_clear()
-        raw, class_names = common._ade20k(data_cfg, 0, "eval", 1)
+        with self.assertLogs(level="WARNING") as logs:
+            raw, class_names = common._ade20k(data_cfg, 0, "eval", 1)
+        # Three images cannot give every class one: a single warning names the short classes.
+        (line,) = [m for m in logs.output if "fewer than k=1" in m]
+        self.assertIn("150 (0)", line)
+        self.assertEqual(len(logs.output), 1)
         self.assertLen(class_names, 150)
         self.assertTrue(set(raw.image_ids) <= {f"ADE_val_0000000{i}" for i in (1, 2, 3)})
         self.assertNotEmpty(raw.image_ids)

@@ -243,12 +243,19 @@ def greedy_per_class(
     order = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
     used = np.zeros(n, dtype=bool)
     selection: dict[int, list[int]] = {}
+    short = []
     for cls in class_order:
         candidates = order[presence[order, cls] & ~used[order]][:k]
         used[candidates] = True
         selection[int(cls)] = [int(i) for i in candidates]
         if len(candidates) < k:
-            logging.warning("class %d: only %d of %d items available", cls, len(candidates), k)
+            short.append(f"{cls} ({len(candidates)})")
+    if short:
+        # One line for all of them: a small pool leaves most of 150 classes short.
+        logging.warning(
+            "%d of %d classes have fewer than k=%d items left (class (items)): %s",
+            len(short), len(selection), k, ", ".join(short),
+        )  # fmt: skip
     return selection
 
 
