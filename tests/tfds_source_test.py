@@ -22,7 +22,7 @@ from PIL import Image
 
 from configs import scalemae as scalemae_config
 from vitjax import run
-from vitjax.data import cityscapes, tfds_source, ucmerced
+from vitjax.data import cityscapes, resisc45, tfds_source, ucmerced
 from vitjax.errors import ConfigError, DatasetError
 from vitjax.experiments import scalemae_knn
 
@@ -167,6 +167,40 @@ class UCMercedTFDSTest(absltest.TestCase):
         via_tfds = accuracies(root="", tfds_data_dir=self.data_dir)
         self.assertLen(via_tfds, 2)  # cls, mean_patch
         self.assertEqual(via_tfds, accuracies(root=self.root))
+
+
+class RESISC45TFDSTest(absltest.TestCase):
+    def test_scalemae_knn_split_matches_the_raw_reader(self):
+        root = tempdir(self)
+        rng = np.random.default_rng(2)
+        examples = []
+        for name in ("airport", "beach"):
+            folder = os.path.join(root, "NWPU-RESISC45", name)
+            os.makedirs(folder)
+            for n in (1, 2, 3):
+                file_name = f"{name}_{n:03d}.jpg"
+                pixels = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(os.path.join(folder, file_name), quality=90)
+                with Image.open(os.path.join(folder, file_name)) as im:
+                    label = resisc45.CLASS_NAMES.index(name)
+                    examples.append({"image": im.convert("RGB"), "label": label,
+                                     "filename": file_name})  # fmt: skip
+        data_dir = os.path.join(root, "tensorflow_datasets")
+        write_tfds(data_dir, "resisc45", {"train": examples})
+        cfg = scalemae_config.scalemae_knn_defaults()
+        cfg.load_size = 64
+        cfg.resisc45.train_per_class = 1
+        cfg.resisc45.root = root
+        raw = scalemae_knn.load_split("resisc45", cfg, 0)
+        cfg.resisc45.root = ""
+        cfg.resisc45.tfds_data_dir = data_dir
+        via_tfds = scalemae_knn.load_split("resisc45", cfg, 0)
+        np.testing.assert_array_equal(via_tfds.train_labels, [1, 4])  # airport, beach
+        np.testing.assert_array_equal(via_tfds.train_labels, raw.train_labels)
+        np.testing.assert_array_equal(via_tfds.test_labels, raw.test_labels)
+        for i in range(4):
+            np.testing.assert_array_equal(via_tfds.load_test(i), raw.load_test(i))
+        self.assertEqual(via_tfds.identity["test"], raw.identity["test"])
 
 
 class CityscapesTFDSTest(absltest.TestCase):
