@@ -430,7 +430,7 @@ def _check_against_model(spec: models.ModelSpec, params, decoder_params) -> None
 
 
 # Families whose official files are self-supervised backbones: none carries a classification
-# head (docs/checkpoints.md, "Classification heads"). A file that has one is a fine-tuned or
+# head (docs/checkpoints.md section 5). A file that has one is a fine-tuned or
 # supervised model, whose patch features are not the ones the family's results describe.
 BACKBONE_ONLY_FAMILIES = ("dino", "ibot", "mae", "dinov2", "dinov2_reg")
 _CLASSIFIER_KEYS = re.compile(r"^head(\.fc)?\.weight$")  # timm: `head`, newer timm: `head.fc`

@@ -4,10 +4,13 @@ Numerical parity with the reference models is in parity_test.py; here tiny (widt
 models give official-layout state dicts, and the checks are on keys, shapes, values and errors.
 """
 
+import ast
 import hashlib
 import json
 import os
 import pickle
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -75,7 +78,7 @@ class ConvertTestCase(parameterized.TestCase):
 
 class MappingTest(ConvertTestCase):
     def test_dino_values_follow_the_mapping_rules(self):
-        # Oracle: the documented rules (checkpoints.md §13), applied to the timm tensors directly.
+        # Oracle: the documented rules (docs/checkpoints.md §3), applied to the timm tensors directly.
         state = _tiny_state("dino")
         params = self.convert("dino", state, depth=2).params
         w = state["patch_embed.proj.weight"].numpy()
@@ -514,6 +517,64 @@ class OutputSafetyTest(ConvertTestCase):
         self.assertIn(convert.CONVERSION_REPORT, modes)
         for name, (is_dir, mode) in modes.items():
             self.assertEqual(oct(mode), oct((0o777 if is_dir else 0o666) & ~umask), name)
+
+
+class ReadmeTest(absltest.TestCase):
+    """The README's conversion commands produce exactly the folders the configs read."""
+
+    def test_readme_conversions_match_the_configs(self):
+        from checkpoints_convert import __main__ as cli  # defines the CLI's flags
+
+        with open(os.path.join(REPO_ROOT, "README.md")) as f:
+            readme = f.read()
+        section = readme[readme.index("## Using your own checkpoints") :]
+        section = section[: section.index("\n## ")]
+        produced = {}
+        for line in section.splitlines():
+            if not line.startswith("python -m checkpoints_convert"):
+                continue
+            args = dict(arg[2:].split("=", 1) for arg in shlex.split(line, comments=True)[3:])
+            self.assertContainsSubset(
+                args, {f.name for f in cli.flags.FLAGS.get_flags_for_module(cli)}
+            )
+            self.assertIn(args["family"], layouts.FAMILIES, line)
+            self.assertNotIn(args["output"], produced, f"two commands write {args['output']}")
+            produced[args["output"]] = (args["family"], args["input"])
+        # family:size:patch:checkpoints/<folder> strings of the configs and the README.
+        pattern = re.compile(r"([a-z0-9_]+):([a-z]+):(\d+):(checkpoints/[A-Za-z0-9_.-]+)")
+        read = {}
+        for name in sorted(os.listdir(os.path.join(REPO_ROOT, "configs"))):
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(REPO_ROOT, "configs", name)) as f:
+                tree = ast.parse(f.read())
+            # String values the configs use (docstrings only show examples).
+            docstrings = {
+                id(node.body[0].value)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Module | ast.FunctionDef)
+                and node.body
+                and isinstance(node.body[0], ast.Expr)
+            }
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    if id(node) not in docstrings:
+                        for family, _, _, folder in pattern.findall(node.value):
+                            read.setdefault(folder, set()).add(family)
+        self.assertNotEmpty(read)
+        for folder, families in read.items():
+            self.assertIn(folder, produced, f"configs read {folder}; no README command writes it")
+            self.assertEqual(families, {produced[folder][0]}, folder)
+        examples = {folder for *_, folder in pattern.findall(section)}
+        for folder in produced:
+            self.assertTrue(
+                folder in read or folder in examples, f"README writes {folder}; nothing reads it"
+            )
+        with open(os.path.join(REPO_ROOT, "docs", "checkpoints.md")) as f:
+            docs = f.read()
+        for family, input_file in produced.values():
+            self.assertIn(input_file, docs)
+            self.assertIn(f"`--family={family}`", docs)
 
 
 class ReaderTest(ConvertTestCase):

@@ -38,7 +38,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
-    """How the family's evaluation code prepares images (checkpoints.md section 11).
+    """How the family's evaluation code prepares images (docs/checkpoints.md section 7).
 
     Only `mean`/`std` are applied by `preprocess`; resizing and cropping are the caller's.
 
