@@ -432,13 +432,10 @@ class ClassifierHeadTest(ConvertTestCase):
         )
 
     def test_official_training_heads_are_not_classifiers(self):
-        # DINO/iBOT teacher with its projection head, DINOv2 eval checkpoint with dino/ibot heads.
-        dino = self.convert("dino", tr.wrap("dino", _tiny_state("dino"), "teacher_full"), depth=2)
-        self.assertIn("backbone.cls_token", dino.converted)
+        # An iBOT training checkpoint: teacher with its projection head. (DINO's and DINOv2's
+        # training layouts are converted by WrapperTest, which runs through the same check.)
         ibot = self.convert("ibot", tr.wrap("ibot", _tiny_state("ibot"), "teacher_full"), depth=2)
-        self.assertIn("head.last_layer.weight_v", ibot.ignored)
-        dinov2 = tr.wrap("dinov2", _tiny_state("dinov2"), "dinov2_eval")
-        self.assertIn("dino_head.mlp.0.weight", self.convert("dinov2", dinov2, depth=2).ignored)
+        self.assertEqual(ibot.ignored["head.last_layer.weight_v"], "iBOT projection head")
 
 
 class OutputSafetyTest(ConvertTestCase):
