@@ -26,6 +26,101 @@ RETRIEVAL_OUTCOMES = ("same_patch", "same_fine", "same_super", "other_object", "
 
 
 # ----------------------------------------------------------------------------------------------------
+# Input checks shared by the engines (knn, probes, roi_align and the metrics below).
+
+# Rows per chunk when an array (possibly an np.memmap) is scanned for non-finite values.
+_SCAN_ROWS = 8192
+
+
+def nonfinite_error(
+    where: str, name: str, array: Any, columns: Any = None
+) -> errors.InputError | None:
+    """The error describing the non-finite values of `array`, or None when it is all finite.
+
+    The array is scanned in row chunks (an np.memmap is never loaded whole); engines call this
+    after a cheaper fused check found something, to name the count and the first bad row.
+
+    Args:
+      where: the function to name in the message, e.g. "knn.search".
+      name: the argument's name, e.g. "database".
+      array: float [N, ...] array-like.
+      columns: optional bool [D] over the last axis; only those entries are checked (e.g. the
+        dims a feature mask keeps).
+
+    Returns:
+      An `errors.InputError` naming the array, the number of non-finite values, the rows holding
+      them and the first one (with its index and value), or None.
+    """
+    shape = np.shape(array)
+    if len(shape) == 0:
+        value = np.asarray(array, np.float64)
+        if np.isfinite(value):
+            return None
+        return errors.InputError(f"{where}: `{name}` is {value}; it must be finite")
+    count = bad_rows = 0
+    first = None
+    for start in range(0, shape[0], _SCAN_ROWS):
+        chunk = np.asarray(array[start : start + _SCAN_ROWS], np.float64)
+        bad = ~np.isfinite(chunk)
+        if columns is not None:
+            bad &= np.asarray(columns, bool)
+        if not bad.any():
+            continue
+        count += int(bad.sum())
+        per_row = bad.reshape(len(chunk), -1).any(axis=1)
+        bad_rows += int(per_row.sum())
+        if first is None:
+            position = np.unravel_index(int(np.argmax(bad)), bad.shape)
+            first = (
+                (start + int(position[0]),) + tuple(int(i) for i in position[1:]),
+                chunk[position],
+            )
+    if first is None:
+        return None
+    index, value = first
+    return errors.InputError(
+        f"{where}: `{name}` (shape {tuple(shape)}) holds {count} non-finite value(s) (NaN or inf) "
+        f"in {bad_rows} row(s); the first bad row is {index[0]} (entry {index} = {value}). "
+        "Inputs must be finite: fix or drop those rows (e.g. features that overflowed float16)."
+    )
+
+
+def check_finite(where: str, name: str, array: Any, columns: Any = None) -> None:
+    """Raises `errors.InputError` (see `nonfinite_error`) if `array` holds NaN or inf.
+
+    Args:
+      where, name, array, columns: as `nonfinite_error`.
+    """
+    error = nonfinite_error(where, name, array, columns)
+    if error is not None:
+        raise error
+
+
+def check_labels(where: str, name: str, labels: Any) -> np.ndarray:
+    """`labels` as an integer array; float labels are refused rather than truncated.
+
+    Args:
+      where: the function to name in the message.
+      name: the argument's name.
+      labels: int or bool array-like of any shape (an empty list is accepted).
+
+    Returns:
+      The labels as a numpy array, dtype unchanged.
+
+    Raises:
+      errors.InputError: the dtype is not integer or bool.
+    """
+    array = np.asarray(labels)
+    if array.dtype.kind not in "iub" and array.size:
+        raise errors.InputError(
+            f"{where}: `{name}` must hold integer labels, got dtype {array.dtype} (e.g. "
+            f"{array.reshape(-1)[:3].tolist()}); float labels are not truncated silently: convert "
+            "them with .astype(int) once you have checked that they are whole numbers"
+        )
+    return array
+
+
+# ----------------------------------------------------------------------------------------------------
 # Confusion matrices and segmentation scores.
 
 
