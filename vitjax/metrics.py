@@ -138,6 +138,9 @@ def confusion_matrix(gt: Any, pred: Any, num_classes: int, ignore_label: int = 2
     Returns:
       int64 [C, C + 1]. Matrices of separate batches add up (streaming via ``+=``).
 
+    Raises:
+      errors.InputError: gt or pred are not integers (float labels are not truncated).
+
     Examples:
       >>> confusion_matrix([0, 1, 1, 255], [0, 1, 255, 0], 2).tolist()
       [[1, 0, 0], [0, 1, 1]]
@@ -148,6 +151,8 @@ def confusion_matrix(gt: Any, pred: Any, num_classes: int, ignore_label: int = 2
         raise errors.VitjaxError(
             f"confusion_matrix: gt shape {gt.shape} and pred shape {pred.shape} differ"
         )
+    check_labels("confusion_matrix", "gt", gt)
+    check_labels("confusion_matrix", "pred", pred)
     if num_classes < 1:
         raise errors.ConfigError(f"confusion_matrix: num_classes must be >= 1, got {num_classes}")
     gt = gt.reshape(-1).astype(np.int64)
@@ -315,6 +320,9 @@ def retrieval_outcomes(
 
     Returns:
       dict of int counts.
+
+    Raises:
+      errors.InputError: an array is not integer (float labels are not truncated).
     """
     arrays = {
         "query_fine": query_fine,
@@ -330,7 +338,10 @@ def retrieval_outcomes(
         raise errors.VitjaxError("retrieval_outcomes: pass both query_tile and nn_tile, or neither")
     if query_tile is not None:
         arrays.update(query_tile=query_tile, nn_tile=nn_tile)
-    arrays = {name: np.asarray(value).reshape(-1) for name, value in arrays.items()}
+    arrays = {
+        name: check_labels("retrieval_outcomes", name, value).reshape(-1)
+        for name, value in arrays.items()
+    }
     sizes = {name: value.shape[0] for name, value in arrays.items()}
     if len(set(sizes.values())) != 1:
         raise errors.VitjaxError(f"retrieval_outcomes: arrays must all be [Q], got lengths {sizes}")
@@ -381,8 +392,15 @@ def association_accuracy(
 
     Returns:
       {'instance': float, 'category': float, 'count': int}; accuracies are NaN when count is 0.
+
+    Raises:
+      errors.InputError: ids or categories are not integers (float labels are not truncated).
     """
-    arrays = [np.asarray(x).reshape(-1) for x in (pred_ids, true_ids, pred_cats, true_cats)]
+    names = ("pred_ids", "true_ids", "pred_cats", "true_cats")
+    arrays = [
+        check_labels("association_accuracy", name, x).reshape(-1)
+        for name, x in zip(names, (pred_ids, true_ids, pred_cats, true_cats))
+    ]
     if len({x.shape[0] for x in arrays}) != 1:
         raise errors.VitjaxError(
             "association_accuracy: pred_ids, true_ids, pred_cats, true_cats must all be [N], got "
@@ -408,16 +426,26 @@ def association_accuracy(
 # Reconstruction quality and regression.
 
 
-def _pair(a: Any, b: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _pair(
+    a: Any, b: Any, where: str, names: tuple[str, str] = ("a", "b")
+) -> tuple[np.ndarray, np.ndarray]:
+    """float64 copies of two same-shape arrays; NaN or inf in either is an `errors.InputError`."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     if a.shape != b.shape:
         raise errors.VitjaxError(f"{where}: shapes {a.shape} and {b.shape} differ")
+    for name, value in zip(names, (a, b)):
+        if not np.isfinite(value).all():
+            check_finite(where, name, value if value.ndim else value[None])
     return a, b
 
 
 def mse(a: Any, b: Any, axis: Any = None) -> Any:
-    """Mean squared error ``mean((a - b)^2)`` in float64, over `axis` (None = everything)."""
+    """Mean squared error ``mean((a - b)^2)`` in float64, over `axis` (None = everything).
+
+    Raises:
+      errors.InputError: `a` or `b` holds NaN or inf (also for `psnr`, `ssim`, `r2_score`).
+    """
     a, b = _pair(a, b, "mse")
     return np.mean((a - b) ** 2, axis=axis)
 
@@ -513,7 +541,7 @@ def r2_score(y: Any, yhat: Any) -> float:
     Returns:
       float R^2 (can be negative).
     """
-    y, yhat = _pair(y, yhat, "r2_score")
+    y, yhat = _pair(y, yhat, "r2_score", ("y", "yhat"))
     if y.ndim == 1:
         y, yhat = y[:, None], yhat[:, None]
     if y.ndim != 2 or y.shape[0] < 2:
@@ -533,11 +561,14 @@ __all__ = [
     "ConfusionMatrix",
     "accuracy",
     "association_accuracy",
+    "check_finite",
+    "check_labels",
     "class_accuracy",
     "confusion_matrix",
     "iou_per_class",
     "mean_iou",
     "mse",
+    "nonfinite_error",
     "psnr",
     "r2_score",
     "retrieval_outcomes",
