@@ -33,7 +33,7 @@ _SCAN_ROWS = 8192
 
 
 def nonfinite_error(
-    where: str, name: str, array: Any, columns: Any = None
+    where: str, name: str, array: Any, columns: Any = None, rows: Any = None
 ) -> errors.InputError | None:
     """The error describing the non-finite values of `array`, or None when it is all finite.
 
@@ -46,6 +46,7 @@ def nonfinite_error(
       array: float [N, ...] array-like.
       columns: optional bool [D] over the last axis; only those entries are checked (e.g. the
         dims a feature mask keeps).
+      rows: optional int indices of the rows to check (reported by their index in `array`).
 
     Returns:
       An `errors.InputError` naming the array, the number of non-finite values, the rows holding
@@ -59,8 +60,13 @@ def nonfinite_error(
         return errors.InputError(f"{where}: `{name}` is {value}; it must be finite")
     count = bad_rows = 0
     first = None
-    for start in range(0, shape[0], _SCAN_ROWS):
-        chunk = np.asarray(array[start : start + _SCAN_ROWS], np.float64)
+    row_ids = None if rows is None else np.unique(np.asarray(rows, np.int64).reshape(-1))
+    num_rows = shape[0] if row_ids is None else len(row_ids)
+    for start in range(0, num_rows, _SCAN_ROWS):
+        if row_ids is None:
+            chunk = np.asarray(array[start : start + _SCAN_ROWS], np.float64)
+        else:
+            chunk = np.asarray(array[row_ids[start : start + _SCAN_ROWS]], np.float64)
         bad = ~np.isfinite(chunk)
         if columns is not None:
             bad &= np.asarray(columns, bool)
@@ -71,10 +77,9 @@ def nonfinite_error(
         bad_rows += int(per_row.sum())
         if first is None:
             position = np.unravel_index(int(np.argmax(bad)), bad.shape)
-            first = (
-                (start + int(position[0]),) + tuple(int(i) for i in position[1:]),
-                chunk[position],
-            )
+            row = start + int(position[0])
+            row = row if row_ids is None else int(row_ids[row])
+            first = ((row,) + tuple(int(i) for i in position[1:]), chunk[position])
     if first is None:
         return None
     index, value = first
@@ -85,13 +90,13 @@ def nonfinite_error(
     )
 
 
-def check_finite(where: str, name: str, array: Any, columns: Any = None) -> None:
+def check_finite(where: str, name: str, array: Any, columns: Any = None, rows: Any = None) -> None:
     """Raises `errors.InputError` (see `nonfinite_error`) if `array` holds NaN or inf.
 
     Args:
-      where, name, array, columns: as `nonfinite_error`.
+      where, name, array, columns, rows: as `nonfinite_error`.
     """
-    error = nonfinite_error(where, name, array, columns)
+    error = nonfinite_error(where, name, array, columns, rows)
     if error is not None:
         raise error
 
