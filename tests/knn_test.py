@@ -369,7 +369,11 @@ class L2OffsetTest(parameterized.TestCase):
             )
             database = test_util.write_memmap(self, database)
             queries = test_util.write_memmap(self, queries)
+        else:
+            database = database.astype(np.float64)  # the centring must not touch it in place
+        before = np.array(database)
         scores, idx = knn.search(queries, database, **kwargs)
+        np.testing.assert_array_equal(database, before)
         oracle_scores, oracle_idx = brute_force(kept_q, kept_x, 10, "l2")
         self.assertEqual(recall_at(idx, oracle_idx), 1.0)
         np.testing.assert_array_equal(idx, oracle_idx)

@@ -328,7 +328,7 @@ def _l2_shift(database: Any, dim_mask: np.ndarray | None) -> np.ndarray:
     num_rows, dim = database.shape
     count, mean, m2 = 0, np.zeros(dim, np.float64), np.zeros(dim, np.float64)
     for start in range(0, num_rows, _SHIFT_CHUNK_ROWS):
-        chunk = np.asarray(database[start : start + _SHIFT_CHUNK_ROWS], np.float64)
+        chunk = np.array(database[start : start + _SHIFT_CHUNK_ROWS], np.float64)  # a copy
         chunk_mean = chunk.mean(axis=0)
         if _CHECK_FINITE and not np.isfinite(chunk_mean).all():
             metrics.check_finite("knn.search", "database", database)
@@ -336,7 +336,8 @@ def _l2_shift(database: Any, dim_mask: np.ndarray | None) -> np.ndarray:
         delta = chunk_mean - mean
         total = count + rows
         mean += delta * (rows / total)
-        m2 += np.einsum("ij,ij->j", chunk - chunk_mean, chunk - chunk_mean)
+        chunk -= chunk_mean
+        m2 += np.einsum("ij,ij->j", chunk, chunk)
         m2 += delta**2 * (count * rows / total)
         count = total
     std = np.sqrt(m2 / max(count, 1))
