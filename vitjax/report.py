@@ -1,7 +1,7 @@
 """Writes a run's outputs: results.json, one CSV per table, and report.md (tables + figures).
 
 All writes are atomic (temporary file in the same folder, then `os.replace`), so an interrupted run
-never leaves a half-written file behind.
+never leaves a half-written file behind, and respect the umask (`vitjax.fileio`).
 """
 
 from __future__ import annotations
@@ -10,30 +10,21 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from vitjax import experiments
+from vitjax import experiments, fileio
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes `data` to `path` via a temporary file in the same folder and `os.replace`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes `data` to `path` atomically with the umask's mode (`vitjax.fileio`)."""
+    if isinstance(data, bytes):
+        fileio.write_bytes_atomic(path, data)
+    else:
+        fileio.write_text_atomic(path, data)
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -37,6 +37,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                         **common.model_row(model),
                         "shots": int(shots),
                         "train_images": data.train.num_images,
+                        "eval_images": data.eval.num_images,
                         "method": method,
                         "miou": s["miou"],
                         "acc": s["acc"],
@@ -81,24 +82,37 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
 def tab2(ctx: experiments.Context, rows, shots: int, method_names) -> list[dict]:
     """One row per model at `shots`: measured mIoU per method, and the paper's when comparable.
 
-    The paper's column of a method is there only when the run repeats the paper's setting
-    (`common.paper_comparable`: backbone, weights, data, classifier) at its few-shot size.
+    Where the paper reports the model's family, `<method>_vs_paper` says whether the run repeats
+    the paper's setting (`paper_numbers.paper_comparison`: data, few-shot lists, patch labels,
+    k-NN rule, layer, tiling, backbone and checkpoint) or which fields differ; the paper's number
+    (`<method>_paper`) is shown only when it does.
     """
     out = []
     for model in ctx.models:
         row = common.model_row(model)
+        info = model.describe()
         for method in method_names:
             match = [
-                r["miou"]
+                r
                 for r in rows
                 if r["model"] == model.name and r["shots"] == shots and r["method"] == method
             ]
-            row[f"{method}_miou"] = match[0] if match else None
-            if shots == paper_numbers.TAB2_SHOTS and common.paper_comparable(
-                ctx.config, model, method
-            ):
-                row[f"{method}_paper"] = paper_numbers.cityscapes_tab2(
-                    model.spec.family, model.spec.size, method
-                )
+            row[f"{method}_miou"] = match[0]["miou"] if match else None
+            paper = paper_numbers.cityscapes_tab2(
+                model.spec.family, paper_numbers.PAPER_SIZE, method
+            )
+            if paper is None or not match:
+                continue
+            protocol = paper_numbers.run_protocol(
+                ctx.config,
+                train_per_group=shots,
+                n_train_images=match[0]["train_images"],
+                n_eval_images=match[0]["eval_images"],
+            )
+            comparison = paper_numbers.paper_comparison(
+                info, protocol, method, paper_numbers.TAB2_PROTOCOL[method]
+            )
+            row[f"{method}_paper"] = paper if paper_numbers.is_comparable(comparison) else None
+            row[f"{method}_vs_paper"] = comparison
         out.append(row)
     return out
