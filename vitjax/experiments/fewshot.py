@@ -57,8 +57,12 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         }
         for method in method_names
     }
-    plotting.line_plot(path, panels, xlabel="train images per group", ylabel="mIoU")
     unit = {"ade20k": "class", "cityscapes": "city"}.get(ctx.config.dataset, "group")
+    plotting.line_plot(
+        path, panels, xlabel=f"train images per {unit}", ylabel="mIoU (0-1)",
+        keys=plotting.model_keys(ctx.models), integer_x=True,
+        mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
     return experiments.Result(
         tables={"scores": rows, "tab2": table},
         figures={"miou_vs_shots": path},
@@ -68,14 +72,19 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             "scores": f"mIoU and accuracy of k-NN (k={ctx.config.knn.k}, {ctx.config.knn.rule}, "
             f"{ctx.config.knn.metric}) and the linear probe for every few-shot size "
             f"(train images per {unit}).",
-            "tab2": f"Tab. 2: mIoU at {cfg.table_shots} train images per {unit}, with the "
-            "paper's values only where the run repeats its setting (real ViT-B/16 or DINOv2 "
-            "ViT-B/14 weights, Cityscapes with the paper's image lists and 4 per city, k-NN "
-            "as 1-NN by dot product with void patches kept).",
-            "miou_vs_shots": "Fig. 2: mIoU grows with the number of train images; the gap "
-            "between models shows how linearly separable and how local their patch tokens are.",
+            "tab2": f"Tab. 2: mIoU at {cfg.table_shots} train images per {unit}. The paper's "
+            "value (`*_paper`) is shown only where the run repeats its setting; `*_vs_paper` "
+            "says so, or which fields differ (data, image lists, evaluation images, patch "
+            "labels, k-NN rule, layer, tiling, backbone, checkpoint).",
+            "miou_vs_shots": plotting.caption(
+                f"Fig. 2: measured mIoU of each model against the number of train images per "
+                f"{unit}.",
+                "that mIoU grows with the number of train images and that the gap between "
+                "models reflects how linearly separable and how local their patch tokens are",
+                ctx.models,
+            ),
         },
-        scalars={"num_classes": data.num_classes},
+        scalars={"num_classes": data.num_classes, "datasets": [ctx.config.dataset]},
     )
 
 
