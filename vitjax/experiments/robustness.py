@@ -100,29 +100,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                         "acc": s["acc"],
                     }
                 )
-    path = ctx.figure_path("miou_vs_level")
-    panels, xlabels = {}, {}
-    for label in ("blur", "noise", "freq_noise"):
-        for method in method_names:
-            series = {}
-            for model in ctx.models:
-                pts = [
-                    r
-                    for r in rows
-                    if r["model"] == model.name and r["method"] == method
-                    and r["corruption"] in (label, "clean")
-                ]  # fmt: skip
-                series[model.name] = (
-                    [level_x(label, r["level"]) if r["corruption"] != "clean" else 0.0
-                     for r in pts],
-                    [r["miou"] for r in pts],
-                )  # fmt: skip
-            panels[f"{label} ({method})"] = series
-            xlabels[f"{label} ({method})"] = level_axis_label(label, cfg)
-    plotting.line_plot(
-        path, panels, xlabel=xlabels, ylabel="mIoU (0-1)", keys=plotting.model_keys(ctx.models),
-        mark=plotting.random_weights_mark(ctx.models),
-    )  # fmt: skip
+    path = figure(ctx, cfg, rows, method_names)
     return experiments.Result(
         tables={"scores": rows},
         figures={"miou_vs_level": path},
@@ -142,6 +120,33 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         },
         scalars={"datasets": [ctx.config.dataset]},
     )
+
+
+def figure(ctx: experiments.Context, cfg: ml_collections.ConfigDict, rows, method_names) -> str:
+    """Fig. 4: mIoU against the corruption level (with units), clean images at x = 0; its path."""
+    path = ctx.figure_path("miou_vs_level")
+    panels, xlabels = {}, {}
+    for label in ("blur", "noise", "freq_noise"):
+        for method in method_names:
+            series = {}
+            for model in ctx.models:
+                pts = [
+                    r
+                    for r in rows
+                    if r["model"] == model.name and r["method"] == method
+                    and r["corruption"] in (label, "clean")
+                ]  # fmt: skip
+                series[model.name] = (
+                    [level_x(label, r["level"]) if r["corruption"] != "clean" else 0.0
+                     for r in pts],
+                    [r["miou"] for r in pts],
+                )  # fmt: skip
+            panels[f"{label} ({method})"] = series
+            xlabels[f"{label} ({method})"] = level_axis_label(label, cfg)
+    return plotting.line_plot(
+        path, panels, xlabel=xlabels, ylabel="mIoU (0-1)", keys=plotting.model_keys(ctx.models),
+        mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
 
 
 def level_x(label: str, level: float) -> float:
