@@ -835,6 +835,13 @@ class VarianceOverlapTest(absltest.TestCase):
         self.assertIn(missing, row["note"])
         self.assertIn("Skipped ade20k", entry["text"]["overlap"])
         self.assertEqual(entry["scalars"]["overlap_skipped"], ["ade20k"])
+        self.assertEqual(entry["scalars"]["datasets"], ["synthetic"])  # ade20k was not read
+        # The caption says what was measured and attributes the finding to the paper.
+        spectrum = entry["text"]["spectrum"]
+        self.assertIn("Measured share of the top dimension: dino_vitti16-depth1 ", spectrum)
+        self.assertIn("The paper reports that a few dimensions hold", spectrum)
+        self.assertIn("random weights", spectrum)
+        self.assertNotIn("dominant dimensions show as a steep head", spectrum)
         self.assertNotEmpty(entry["tables"]["removal"])  # the sweep itself ran
         # The BatchNorm variant (the probe's own normalisation) ran for both methods.
         bn_methods = [r["method"] for r in entry["tables"]["batchnorm"]]

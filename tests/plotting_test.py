@@ -101,7 +101,6 @@ class SeriesStyleTest(parameterized.TestCase):
         result = fair1m_retrieval._result(
             context(self, models, "fair1m_retrieval"), cfg, tiles, rows, []
         )
-        self.assertEqual(result.scalars["datasets"], ["fair1m"])
         fig = recorder.figures[0]  # identification
         ax = fig.axes[0]
         got = styles(ax)
@@ -114,6 +113,7 @@ class SeriesStyleTest(parameterized.TestCase):
             self.assertEqual(solid[0], dashed[0])  # colour = family
             self.assertNotEqual(solid[1], dashed[1])  # line style = outcome
         self.assertLen({s[0] for s in got}, 6)
+        self.assertEqual(result.scalars["datasets"], ["fair1m"])  # not config.dataset
 
     def test_fair1m_curves_start_at_the_clean_point_with_units(self):
         recorder = FigureRecorder(self)
@@ -166,8 +166,6 @@ class TicksAndLabelsTest(parameterized.TestCase):
         )
         videos = [types.SimpleNamespace(name="MOT17-02")]
         result = tracking._result(context(self, models, "tracking"), cfg, videos, rows, [])
-        self.assertEqual(result.scalars["datasets"], ["mot17"])
-        self.assertIn("random weights", result.text["accuracy_vs_gap"])
         for ax in recorder.figures[0].axes[:2]:
             labels = visible_tick_labels(ax)
             self.assertNotEmpty(labels)
@@ -175,6 +173,8 @@ class TicksAndLabelsTest(parameterized.TestCase):
                 self.assertEqual(loc, round(loc))
                 self.assertRegex(text, r"^\d+$")  # not 2x10^0
             self.assertIn("frames", ax.get_xlabel())
+        self.assertEqual(result.scalars["datasets"], ["mot17"])
+        self.assertIn("random weights", result.text["accuracy_vs_gap"])
 
     def test_integer_axis_on_a_linear_scale(self):
         fig = plotting.line_figure(
