@@ -297,7 +297,9 @@ def build_report(results: dict[str, Any]) -> str:
                 {
                     "experiment": f"[{n}](#{n})",
                     "datasets read": experiment_datasets(e),
-                    "headline": (headline(n, e) or ("see below", []))[0],
+                    "headline": (
+                        headline(n, e) or ("no summary for this experiment; see its tables",)
+                    )[0],
                 }
                 for n, e in entries.items()
             ]
