@@ -356,7 +356,10 @@ class Context:
         images: Any,
         key: dict[str, Any],
         layers: Sequence[int] | None = None,
-        **kwargs: Any,
+        *,
+        batch_size: int | None = None,
+        with_cls: bool = False,
+        gsd_ratio: float | None = None,
     ) -> Any:
         """Patch features of `images` through the FeatureStore (extracted once, then cached).
 
@@ -368,8 +371,12 @@ class Context:
           key: JSON-able dict naming what shaped the images (dataset, split, transform, level).
           layers: block indices; default `config.extract.layers` (all layers any experiment
             needs, extracted in one pass so that experiments share the cache).
-          **kwargs: passed to `vitjax.extract.extract` (with_cls, gsd_ratio, ...); the mesh is
-            the context's unless given.
+          batch_size: images per batch; default `config.extract.batch_size`.
+          with_cls: also return CLS and register tokens.
+          gsd_ratio: Scale-MAE ground-sample-distance ratio (None for other models).
+
+        The other `extract.ExtractOptions` come from the run: the stored and compute dtypes from
+        `config.extract`, the log interval from `config.log_every_s`, the mesh from the context.
 
         Returns:
           `extract.FeatureSet`: `.patch[layer]` -> array-like [N, h, w, D].
@@ -385,11 +392,15 @@ class Context:
             # The content digest makes a stale store entry impossible when a reader or generator
             # changes while the descriptive key stays the same.
             key["images_sha256"] = self.digests.digest(images)
-        kwargs.setdefault("batch_size", int(extract_cfg.get("batch_size", 32)))
-        kwargs.setdefault("dtype", extract_cfg.get("store_dtype", "float32"))
-        kwargs.setdefault("compute_dtype", extract_cfg.get("compute_dtype", "float32"))
-        kwargs.setdefault("progress_interval_s", float(self.config.get("log_every_s", 10.0)))
-        kwargs.setdefault("mesh", self.mesh)
+        options = extract.ExtractOptions(
+            batch_size=int(extract_cfg.get("batch_size", 32)) if batch_size is None else batch_size,
+            with_cls=with_cls,
+            gsd_ratio=gsd_ratio,
+            dtype=extract_cfg.get("store_dtype", "float32"),
+            compute_dtype=extract_cfg.get("compute_dtype", "float32"),
+            mesh=self.mesh,
+            progress_interval_s=float(self.config.get("log_every_s", 10.0)),
+        )
         return extract.extract(
             model.module,
             model.params,
@@ -398,7 +409,7 @@ class Context:
             layers=tuple(layers),
             store=self.store,
             key=key,
-            **kwargs,
+            options=options,
         )
 
     def layer_index(self, model: ModelHandle, layer: int) -> int:
