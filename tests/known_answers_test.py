@@ -45,13 +45,11 @@ PATTERNS = (
     (0, (90, 90, 90), 0),
     (0, (150, 110, 60), 0),
     (1, (180, 60, 60), 0),
-    (1, (90, 90, 90), 1),  # same mean colour as pattern 0: only the vertical half-difference tells
+    # Same mean colour as pattern 0: only the vertical half-difference tells them apart.
+    (1, (90, 90, 90), 1),
     (2, (60, 150, 70), 0),
-    (
-        2,
-        (90, 90, 90),
-        2,
-    ),  # only the horizontal half-difference tells (a swapped axis confuses 1, 2)
+    # Only the horizontal half-difference tells (a swapped axis confuses classes 1 and 2).
+    (2, (90, 90, 90), 2),
     (3, (100, 140, 200), 0),
     (3, (200, 200, 120), 0),
 )
@@ -256,6 +254,13 @@ def knn_miou(kind, train, evals, metric="cosine", drop=(), label_grid=None):
 
 
 def make_config():
+    """Every experiment on the cell-aligned scenes, the four known models, small sizes.
+
+    k-NN uses cosine similarity: with dims dropped, a dot product is still scaled by each token's
+    LayerNorm factor (which the planted dims enter), while cosine renormalises what remains, so
+    removing the planted dims gives exactly the clean model's similarities. The probe gets a large
+    learning rate: the known features are small (0.01-1 per dim).
+    """
     c = common_config.get_base()
     c.seed = 0
     c.dataset = "synthetic"
