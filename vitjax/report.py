@@ -82,6 +82,25 @@ def random_weights_line(models: Sequence[dict[str, Any]]) -> str | None:
     )
 
 
+def is_known_answer(model: dict[str, Any]) -> bool:
+    """Whether a results.json model entry is a hand-built known-answer model (models.known)."""
+    return model.get("size") == "known" and str(model.get("weights_hash") or "").startswith(
+        "known-"
+    )
+
+
+def known_answer_line(models: Sequence[dict[str, Any]]) -> str | None:
+    """A report line naming the known-answer models, else None."""
+    known = [m["name"] for m in models if is_known_answer(m)]
+    if not known:
+        return None
+    return (
+        f"**NOTE: KNOWN-ANSWER MODELS.** {', '.join(known)} are hand-built (`vitjax.models.known`), "
+        "neither random nor pretrained: their patch tokens are a known function of the pixels, so "
+        "their numbers check the pipeline against answers computed by hand."
+    )
+
+
 # `Result.scalars` key: names of the datasets an experiment read (the report's header says them).
 DATASETS_SCALAR = "datasets"
 
@@ -282,6 +301,9 @@ def build_report(results: dict[str, Any]) -> str:
     warning = random_weights_line(results["models"])
     if warning:
         out += [warning, ""]
+    known_note = known_answer_line(results["models"])
+    if known_note:
+        out += [known_note, ""]
     entries = results["experiments"]
     out += [
         "# vitjax report: local representations of self-supervised ViTs",
@@ -320,7 +342,9 @@ def build_report(results: dict[str, Any]) -> str:
                     "size": m.get("size"),
                     "patch": m.get("patch_size"),
                     "depth": m.get("depth"),
-                    "weights": "random" if m.get("random_weights") else m.get("checkpoint"),
+                    "weights": "random"
+                    if m.get("random_weights")
+                    else ("known-answer" if is_known_answer(m) else m.get("checkpoint")),
                     "weights hash": str(m.get("weights_hash"))[:16],
                 }
                 for m in results["models"]

@@ -58,7 +58,8 @@ class ModelEntry:
 def parse_models(text: str) -> list[ModelEntry]:
     """Parses `config.models`, a comma-separated list of `family:size:patch[:checkpoint]`.
 
-    A checkpoint of `none` (or nothing) means random weights.
+    A checkpoint of `none` (or nothing) means random weights. `known:<kind>[:patch]` names a
+    hand-built known-answer model (`vitjax.models.known`; family 'known', size = the kind).
 
     Examples:
       >>> parse_models("dino:b:16:/ckpt/dino_vitb16, mae:ti:16:none")[1]
@@ -73,6 +74,8 @@ def parse_models(text: str) -> list[ModelEntry]:
         if not raw:
             continue
         parts = raw.split(":", 3)
+        if parts[0].strip() == "known" and len(parts) == 2:
+            parts.append("16")  # known-answer model `known:<kind>[:patch]` (vitjax.models.known)
         if len(parts) < 3 or not parts[2].isdigit():
             raise errors.ConfigError(
                 f"config.models entry {raw!r}: expected 'family:size:patch[:checkpoint_dir|none]', "
@@ -103,7 +106,16 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
     handles: list[experiments.ModelHandle] = []
     depth = int(config.get("model_depth", 0) or 0)
     for entry in parse_models(config.models):
-        if entry.checkpoint is not None:
+        known = entry.family == models.known.KNOWN
+        if known:
+            if entry.checkpoint is not None:
+                raise errors.ConfigError(
+                    f"config.models: {entry.family}:{entry.size}:{entry.patch_size} is a "
+                    f"hand-built known-answer model and takes no checkpoint (got "
+                    f"{entry.checkpoint!r}); write it as 'known:<kind>[:<patch>]'"
+                )
+            module, params, spec = models.known_model(entry.size, entry.patch_size)
+        elif entry.checkpoint is not None:
             module, params, spec = models.load(entry.checkpoint)
             held = (spec.family, spec.size, int(spec.patch_size))
             named = (entry.family, entry.size, int(entry.patch_size))
@@ -121,10 +133,12 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
             name, suffix = f"{spec.name}-{suffix}", suffix + 1
         handles.append(
             experiments.ModelHandle(
-                name, module, params, spec, entry.checkpoint is None, entry.checkpoint
+                name, module, params, spec, entry.checkpoint is None and not known, entry.checkpoint
             )
         )
-        logging.info("model %s: %s", name, entry.checkpoint or "random weights")
+        logging.info(
+            "model %s: %s", name, "known-answer" if known else entry.checkpoint or "random weights"
+        )
     return handles
 
 
