@@ -343,6 +343,14 @@ class Plan:
     num_processes: int
     cached: bool
 
+    def summary(self) -> str:
+        """One short line: images, input size, layers, batches to run (the run's log)."""
+        todo = "cached" if self.cached else f"{self.num_batches_todo}/{self.num_batches} batches"
+        return (
+            f"{self.num_images} images -> {self.input_size[0]}x{self.input_size[1]}, layers "
+            f"{list(self.layers)}: {todo}"
+        )
+
     def __str__(self) -> str:
         mib = 1 << 20
         status = (
@@ -955,9 +963,12 @@ def extract(
     work = _remaining_work(job, entries, store is not None)
     executable = _compile(module, params, spec, job, work.pending) if work.pending else None
     peak = _peak_device_bytes(executable, spec, job) if executable else (0, "nothing to run")
-    logging.info(
-        "Extraction plan for %s: %s", spec.name, _make_plan(job, work, store is not None, peak)
-    )
+    the_plan = _make_plan(job, work, store is not None, peak)
+    # The full plan at debug level (--verbose); one short line when there is work, since a run
+    # of many experiments makes hundreds of (mostly cached) extraction calls.
+    logging.debug("Extraction plan for %s: %s", spec.name, the_plan)
+    if not the_plan.cached:
+        logging.info("extract %s: %s", spec.name, the_plan.summary())
     agreed = _agree(work, job)
     if agreed.pending != work.pending:
         executable = _compile(module, params, spec, job, agreed.pending) if agreed.pending else None

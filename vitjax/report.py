@@ -10,30 +10,22 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from vitjax import experiments
+from vitjax import experiments, fileio
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes `data` to `path` via a temporary file in the same folder and `os.replace`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes `data` to `path` via a temporary file in the same folder and `os.replace`; the file
+    gets the umask's mode (see `vitjax.fileio`)."""
+    if isinstance(data, bytes):
+        fileio.write_bytes_atomic(path, data)
+    else:
+        fileio.write_text_atomic(path, data)
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -91,6 +83,18 @@ def random_weights_line(models: Sequence[dict[str, Any]]) -> str | None:
     )
 
 
+def warnings_section(results: dict[str, Any]) -> list[str]:
+    """Lines of the report's "Warnings" section (every experiment's `warnings`), or []."""
+    lines = [
+        f"- `{name}`: {warning}"
+        for name, entry in results.get("experiments", {}).items()
+        for warning in entry.get("warnings") or ()
+    ]
+    if not lines:
+        return []
+    return ["## Warnings", "", "Parts of the results below are missing or partial:", "", *lines, ""]
+
+
 def build_report(results: dict[str, Any]) -> str:
     """The text of report.md for a results dict (as written to results.json)."""
     out: list[str] = []
@@ -105,6 +109,7 @@ def build_report(results: dict[str, Any]) -> str:
         + ", ".join(f"`{n}`" for n in results["experiments"])
         + ". Every number is also in `results.json`, and every table in `tables/*.csv`.",
         "",
+        *warnings_section(results),
         "## Models",
         "",
         to_markdown(

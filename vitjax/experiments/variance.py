@@ -57,9 +57,8 @@ def removal_sweep(
     rows = []
     dim = support.shape[1]
     rng = ctx.rng(model.name, method)
-    for n in counts:
-        if n >= dim:
-            continue
+    field = "config.variance." + ("removed" if method == "knn" else "linear_removed")
+    for n in ctx.removal_counts(counts, dim, field, model.name):
         controls = [("top-variance", order[:n])]
         if random_control and n > 0:
             controls.append(("random", random_dims(rng, dim, n)))
