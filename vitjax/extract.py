@@ -343,14 +343,6 @@ class Plan:
     num_processes: int
     cached: bool
 
-    def summary(self) -> str:
-        """One short line: images, input size, layers, batches to run (the run's log)."""
-        todo = "cached" if self.cached else f"{self.num_batches_todo}/{self.num_batches} batches"
-        return (
-            f"{self.num_images} images -> {self.input_size[0]}x{self.input_size[1]}, layers "
-            f"{list(self.layers)}: {todo}"
-        )
-
     def __str__(self) -> str:
         mib = 1 << 20
         status = (
@@ -964,11 +956,9 @@ def extract(
     executable = _compile(module, params, spec, job, work.pending) if work.pending else None
     peak = _peak_device_bytes(executable, spec, job) if executable else (0, "nothing to run")
     the_plan = _make_plan(job, work, store is not None, peak)
-    # The full plan at debug level (--verbose); one short line when there is work, since a run
-    # of many experiments makes hundreds of (mostly cached) extraction calls.
+    # Debug level only (--verbose): a run of many experiments makes hundreds of (mostly cached)
+    # extraction calls, and the progress line below already logs each one that runs.
     logging.debug("Extraction plan for %s: %s", spec.name, the_plan)
-    if not the_plan.cached:
-        logging.info("extract %s: %s", spec.name, the_plan.summary())
     agreed = _agree(work, job)
     if agreed.pending != work.pending:
         executable = _compile(module, params, spec, job, agreed.pending) if agreed.pending else None

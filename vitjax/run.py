@@ -300,7 +300,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         start = time.monotonic()
         for i, name in enumerate(names, 1):
             logging.info(
-                "experiment %d/%d %s: %s", i, len(names), name, _clock(start, i - 1, names)
+                "experiment %d/%d %s: starting (%s)",
+                i,
+                len(names),
+                name,
+                _clock(start, i - 1, names),
             )
             results["experiments"][name] = _run_one(name, config, handles, base_ctx, writer)
             logging.info(

@@ -551,10 +551,12 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     for model in models:
         grid = common.grid_of(model, (size, size))
         tables[model.name] = patch_table(tiles, grid, cfg.patch_label_rule, cfg.exclude)
+    # Before any extraction: tiles without query patches must not cost a forward pass.
+    _check_queries(ctx, cfg, tables, len(tiles), where)
+    for model in models:
         clean_key = dict(base_key, perturbation="clean", level=0.0)
         databases[model.name] = flat_patches(ctx, model, tiles.images, clean_key, layer)
         orders[model.name] = common.variance_order(databases[model.name])
-    _check_queries(ctx, cfg, tables, len(tiles), where)
     rows: list[dict[str, Any]] = []
     start = time.monotonic()
     for name, level in ctx.progress(cases, len(cases), "perturbations"):

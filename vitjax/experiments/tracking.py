@@ -583,6 +583,14 @@ def _check_pairs(ctx, cfg, videos: list[Video], pairs: list[FramePair], gaps: li
             f"{v.name}: {len(v.tracks)} frames read, labelled frames {_labelled_frames(v)[:8]}"
             for v in videos[:5]
         )
+        if int(cfg.max_frames) > 0:
+            # Read once more without the window (error path only) to say where labels start.
+            whole = ml_collections.ConfigDict(cfg.to_dict())
+            whole.max_frames = 0
+            firsts = [(v.name, _labelled_frames(v)[:1]) for v in load_videos(whole, ctx.seed)[:5]]
+            found += "; without the window, labelled frames start at " + ", ".join(
+                f"{name}: {first[0] if first else 'none'}" for name, first in firsts
+            )
         raise errors.DatasetError(
             f"config.tracking: no query: in {window} of {len(videos)} {cfg.dataset} video(s) no "
             f"non-ignored box of frame t is seen again at frame t + gap for any gap {gaps} "
