@@ -265,8 +265,8 @@ class WorkdirTest(absltest.TestCase):
         path = os.path.join(folder, "a_file")
         with open(path, "w") as f:
             f.write("keep")
-        for workdir in (path, os.path.join(path, "sub")):
-            with self.assertRaisesRegex(errors.ConfigError, "a_file.*file"):
+        for workdir, says in ((path, "is a file"), (os.path.join(path, "sub"), "a_file is a file")):
+            with self.assertRaisesRegex(errors.ConfigError, f"--workdir=.*{says}, not a folder"):
                 run.run(tiny_config(), workdir)
         with open(path) as f:
             self.assertEqual(f.read(), "keep")
