@@ -202,6 +202,9 @@ class EntryPointTest(absltest.TestCase):
         self.assertNotIn("configs/common.py", text)
         self.assertIn("python -m checkpoints_convert", text)
         self.assertIn("Demo: every experiment end to end", text)
+        done = self._cli("--help")  # absl exits 1 after --help
+        self.assertIn("configs/fair1m.py: FAIR1M", done.stdout)
+        self.assertIn("python -m checkpoints_convert", done.stdout)
 
     def test_vitjax_error_prints_one_line_without_traceback(self):
         path = os.path.join(tempfile.mkdtemp(prefix="vitjax_main_file_"), "f")
