@@ -22,10 +22,11 @@ REPORT_FILE = "report.md"
 def write_atomic(path: str, data: str | bytes) -> None:
     """Writes `data` to `path` via a temporary file in the same folder and `os.replace`; the file
     gets the umask's mode (see `vitjax.fileio`)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if isinstance(data, bytes):
-        fileio.write_bytes_atomic(path, data)
+        fileio.atomic_write_bytes(path, data)
     else:
-        fileio.write_text_atomic(path, data)
+        fileio.atomic_write_text(path, data)
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -293,7 +293,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     }
     previous = previous_outputs(workdir) if writer else set()
     if writer:
-        fileio.write_text_atomic(
+        fileio.atomic_write_text(
             os.path.join(workdir, CONFIG_FILE), json.dumps(results["config"], indent=1) + "\n"
         )
     try:

@@ -1,6 +1,6 @@
 """FAIR1M instance identification (Fig. 5, 11) and retrieval from other images (Fig. 6).
 
-Data (datasets.md §1, §4; `select_fair1m_tiles`): the images of a FAIR1M split are cut into
+Data (docs/datasets.md §1, §4; `select_fair1m_tiles`): the images of a FAIR1M split are cut into
 DOTA-style crops (1000 x 1000), every crop into a grid of 224 x 224 tiles (cut, not resized; the
 last row/column zero-padded, padding = background). A tile shows a fine category when at least 1/3
 of one of the category's instances (its area inside the crop) lies in the tile; 8 tiles per

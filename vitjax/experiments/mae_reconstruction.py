@@ -5,7 +5,7 @@ with no masking and with MAE's 75 % random masking (the same masks for every var
 encoder's output tokens (final LayerNorm) are passed to the decoder either whole, with the N
 highest-variance feature dims set to zero, or with N random dims set to zero (the control), and
 the reconstructions are scored. The variance is that of the final-LayerNorm patch tokens of the
-TRAINING tiles of `config.dataset` (datasets.md §1; the few-shot train split of
+TRAINING tiles of `config.dataset` (docs/datasets.md §1; the few-shot train split of
 `common.load_segmentation`, the train scenes for `synthetic`), never of the tiles reconstructed:
 
 * `mse`: MAE's loss, the mean squared error in the decoder's target space (ImageNet-normalised

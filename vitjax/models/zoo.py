@@ -38,7 +38,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
-    """How the family's evaluation code prepares images (checkpoints.md section 11).
+    """How the family's evaluation code prepares images (docs/checkpoints.md section 7).
 
     Only `mean`/`std` are applied by `preprocess`; resizing and cropping are the caller's.
 
@@ -113,6 +113,10 @@ class ModelSpec:
       name: e.g. 'dino_vits16'; overrides are appended ('dino_vits16-depth2').
       weights_hash: 'random-seed<k>' for random weights, else the converter's sha256 of the
         source file ('' when no weights are attached yet).
+      params_sha256: `params_digest` of the parameters themselves ('' when not computed yet);
+        set by `random_model`, `models.save` and `models.load`. Features and results are keyed on
+        it, so weights changed under an unchanged spec and `weights_hash` are never served the
+        old weights' features.
     """
 
     family: str
@@ -138,6 +142,7 @@ class ModelSpec:
     preprocessing: Preprocessing = Preprocessing()
     name: str = ""
     weights_hash: str = ""
+    params_sha256: str = ""
 
     def __post_init__(self):
         if isinstance(self.preprocessing, dict):
@@ -366,7 +371,8 @@ def get_spec(family: str, size: str, patch_size: int | None = None, **overrides:
         tags = [
             _override_tag(k, v)
             for k, v in sorted(overrides.items())
-            if k != "weights_hash" and getattr(spec, k) != (tuple(v) if isinstance(v, list) else v)
+            if k not in ("weights_hash", "params_sha256")
+            and getattr(spec, k) != (tuple(v) if isinstance(v, list) else v)
         ]
         name = "-".join([spec.name, *tags])
     return dataclasses.replace(spec, name=name, **overrides)
@@ -527,6 +533,27 @@ def flatten_params(params: dict) -> dict[str, Any]:
     return {"/".join(path): leaf for path, leaf in flax.traverse_util.flatten_dict(params).items()}
 
 
+def params_digest(params: dict) -> str:
+    """sha256 (hex) of a parameter tree: every leaf's path, dtype, shape and float32 bytes.
+
+    Leaves are taken in sorted path order and as little-endian C-order float32 (the dtype
+    checkpoints store), so the digest is the same for host and device copies of the same values.
+    A "decoder" entry (MAE) is part of the tree like any other.
+
+    Args:
+      params: nested dict of arrays (numpy or JAX).
+
+    Returns:
+      64 hex characters.
+    """
+    digest = hashlib.sha256(b"vitjax-params/1\n")
+    for path, leaf in sorted(flatten_params(params).items()):
+        array = np.ascontiguousarray(np.asarray(jax.device_get(leaf), dtype="<f4"))
+        digest.update(f"{path}|{array.dtype.str}|{list(array.shape)}\n".encode())
+        digest.update(memoryview(array.reshape(-1)).cast("B"))
+    return digest.hexdigest()
+
+
 def count_params(spec: ModelSpec, decoder: bool = False) -> int:
     """Number of float parameters of the encoder (or decoder) tree of `spec`."""
     return int(sum(np.prod(shape) for shape in param_shapes(spec, decoder).values()))
@@ -585,4 +612,5 @@ def random_model(
     overrides["weights_hash"] = f"random-seed{seed}"
     spec = get_spec(family, size, patch_size, **overrides)
     params = randomize_params(init_params(spec, seed), spec, seed)
+    spec = dataclasses.replace(spec, params_sha256=params_digest(params))
     return create_model(spec, dtype), params, spec
