@@ -9,6 +9,7 @@ checkpoints of every model, and raises one ConfigError that lists every problem 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -256,6 +257,14 @@ def _check_scalemae(cfg, p: _Problems) -> None:
             p.add(enum_problem("config.scalemae_knn.datasets entry", name, scalemae_knn.DATASETS))
         elif name not in cfg:
             p.add(f"config.scalemae_knn has no section {name!r}")
+        elif cfg[name].get("tfds_data_dir"):
+            data_dir = os.path.expanduser(str(cfg[name].tfds_data_dir))
+            if not os.path.isdir(data_dir):
+                p.add(
+                    f"config.scalemae_knn.{name}.tfds_data_dir={data_dir!r} is not a folder: set "
+                    "it to a TFDS data_dir that holds the prepared dataset (or clear it and set "
+                    f"config.scalemae_knn.{name}.root)"
+                )
         elif name in scalemae_knn.LAYOUTS:
             p.check(
                 lambda name=name: common.check_root(
