@@ -1051,28 +1051,6 @@ def model_row(model: experiments.ModelHandle) -> dict[str, Any]:
     return {"model": model.name, "family": model.spec.family}
 
 
-def paper_comparable(
-    config: ml_collections.ConfigDict, model: experiments.ModelHandle, method: str
-) -> bool:
-    """Whether a Cityscapes score of `model` and `method` may stand beside the paper's number.
-
-    That needs real weights of the paper's backbone (ViT-B/16; DINOv2 ViT-B/14), Cityscapes with
-    the research code's image lists (`data.splits == 'paper'`) and, for k-NN, [R1]'s classifier:
-    1-NN label, dot-product similarity, void patches kept in the support set.
-    """
-    from vitjax import paper_numbers
-
-    spec = model.spec
-    if model.random_weights or config.dataset != "cityscapes" or config.data.splits != "paper":
-        return False
-    if not paper_numbers.is_paper_backbone(spec.family, spec.size, spec.patch_size):
-        return False
-    if method == "knn":
-        knn_cfg = config.knn
-        return knn_cfg.rule == "1nn" and knn_cfg.metric == "dot" and not knn_cfg.exclude_ignore
-    return method == "linear"
-
-
 def require_fields(
     cfg: ml_collections.ConfigDict, section: str, fields: Sequence[str], hint: str
 ) -> None:

@@ -358,17 +358,21 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
 
 def _result(ctx, cfg, rows) -> experiments.Result:
     panels: dict[str, dict] = {}
-    styles = {}
+    families = {m.name: m.spec.family for m in ctx.models}
+    keys = {}
     for r in rows:
         panel = panels.setdefault(f"{r['dataset']} ({r['representation']})", {})
         label = f"{r['model']} -{r['removed']}" if r["removed"] else r["model"]
         xs, ys = panel.setdefault(label, ([], []))
         xs.append(r["relative_gsd"])
         ys.append(r["accuracy"])
-        styles[label] = "--" if r["removed"] else "-"
+        keys[label] = (families.get(r["model"], r["model"]), r["model"], f"-{r['removed']}")
     path = ctx.figure_path("accuracy_vs_gsd")
-    plotting.line_plot(path, panels, xlabel="relative GSD (input size / image size)",
-                       ylabel="k-NN accuracy", logx=True, styles=styles)  # fmt: skip
+    plotting.line_plot(
+        path, panels, xlabel="relative GSD (input size / image size; 1 = native)",
+        ylabel="k-NN accuracy (0-1)", logx=True, keys=keys,
+        mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
     return experiments.Result(
         tables={"knn": rows},
         figures={"accuracy_vs_gsd": path},
@@ -378,7 +382,12 @@ def _result(ctx, cfg, rows) -> experiments.Result:
             "knn": "Accuracy per model, dataset, image size (content of a GSD input_size/size "
             "times coarser), representation (CLS or mean patch token) and number of "
             "highest-variance dims removed; gsd_ratio_given is what Scale-MAE was told (0 = none).",
-            "accuracy_vs_gsd": "Fig. 8: k-NN accuracy as the GSD grows; dashed = top-variance "
-            "dims removed.",
+            "accuracy_vs_gsd": plotting.caption(
+                "Fig. 8: measured k-NN accuracy against the relative GSD; dashed = "
+                "top-variance dims removed.",
+                None,
+                ctx.models,
+            ),
         },
+        scalars={"datasets": [d.strip() for d in str(cfg.datasets).split(",") if d.strip()]},
     )
