@@ -113,6 +113,18 @@ class RemovalCountTest(absltest.TestCase):
         self.assertNotEmpty(knn["warnings"])
         self.assertTrue(all("[500]" in w and "192" in w for w in knn["warnings"]))
 
+    def test_global_context_top_n_at_the_width_is_warned(self):
+        c = demo.get_config("test")
+        c.experiments = "global_context"
+        c.models = "dino:ti:16:none"  # width 192
+        c.model_depth = 1
+        c.global_context.top_n = 192
+        entry = run.run(c, make_tempdir(self))["experiments"]["global_context"]
+        (warning,) = entry["warnings"]
+        self.assertRegex(warning, "top_n=192 .*feature width 192: 191 dimensions")
+        dims = {r["features"]: r["dims"] for r in entry["tables"]["r2"]}
+        self.assertEqual(dims["top192_removed"], 1)
+
 
 if __name__ == "__main__":
     absltest.main()
