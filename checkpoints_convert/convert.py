@@ -226,6 +226,7 @@ def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
         num_heads=spec.num_heads,
         grid=_grid(spec),
         num_registers=spec.num_registers,
+        mlp=spec.mlp,
     )
 
 

@@ -46,10 +46,12 @@ PINNED = {
     "dinov2_vits14": 22_056_192,
     "dinov2_vitb14": 86_579_712,
     "dinov2_vitl14": 304_367_616,
+    "dinov2_vitg14": 1_136_479_232,
     "dinov2_reg_vitti14": 5_720_448,
     "dinov2_reg_vits14": 22_057_728,
     "dinov2_reg_vitb14": 86_582_784,
     "dinov2_reg_vitl14": 304_371_712,
+    "dinov2_reg_vitg14": 1_136_485_376,
     "torchvision_vitti16": 5_524_416,
     "torchvision_vitb16": 85_798_656,
     "torchvision_vitb32": 87_455_232,
@@ -115,7 +117,7 @@ class ParamCountTest(parameterized.TestCase):
 
     def test_pins_match_pytorch_references(self):
         """The pins against models built (on the meta device) by timm/torchvision/transformers."""
-        reg_cls_pos = {"s": 384, "b": 768, "l": 1024}
+        reg_cls_pos = {"s": 384, "b": 768, "l": 1024, "g": 1536}
         references = {
             "dino_vitti16": _timm_count("vit_tiny_patch16_224"),
             "dino_vits16": _timm_count("vit_small_patch16_224"),
@@ -127,7 +129,7 @@ class ParamCountTest(parameterized.TestCase):
             "simmim_vitb16": _timm_count("beit_base_patch16_224", **_BEIT_SHARED) + 12 * 768,
             "scalemae_vitl16": _timm_count("vit_large_patch16_224") - 197 * 1024,
         }
-        for size, timm_size in (("s", "small"), ("b", "base"), ("l", "large")):
+        for size, timm_size in (("s", "small"), ("b", "base"), ("l", "large"), ("g", "giant")):
             references[f"dinov2_vit{size}14"] = _timm_count(f"vit_{timm_size}_patch14_dinov2")
             references[f"dinov2_reg_vit{size}14"] = (
                 _timm_count(f"vit_{timm_size}_patch14_reg4_dinov2") + reg_cls_pos[size]

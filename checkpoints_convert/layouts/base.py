@@ -41,6 +41,7 @@ class EncoderDims:
     num_heads: int
     grid: tuple[int, int]  # native patch grid (rows, cols) of the stored position embedding
     num_registers: int = 0
+    mlp: str = "gelu"  # 'swiglu' blocks store mlp.w12 [2 * mlp_dim, D] and mlp.w3 [D, mlp_dim]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +120,8 @@ class BlockNames:
     norm2: str = "norm2"
     fc1: str = "mlp.fc1"
     fc2: str = "mlp.fc2"
+    w12: str = "mlp.w12"  # SwiGLU (DINOv2 SwiGLUFFNFused): fused [w1; w2]
+    w3: str = "mlp.w3"
     ls1: str | None = None
     ls2: str | None = None
 
@@ -238,6 +241,7 @@ def _block_rules(
     width: int,
     mlp_dim: int,
     target_prefix: str,
+    mlp: str = "gelu",
 ) -> list[Rule]:
     p = names.prefix.format(i=i)
     t = f"{target_prefix}{i}"
@@ -250,11 +254,21 @@ def _block_rules(
         _one((t, "attn", "proj", "bias"), f"{p}{names.proj}.bias", (d,)),
         _one((t, "norm2", "scale"), f"{p}{names.norm2}.weight", (d,)),
         _one((t, "norm2", "bias"), f"{p}{names.norm2}.bias", (d,)),
-        _one((t, "mlp", "fc1", "kernel"), f"{p}{names.fc1}.weight", (m, d), _linear_kernel),
-        _one((t, "mlp", "fc1", "bias"), f"{p}{names.fc1}.bias", (m,)),
-        _one((t, "mlp", "fc2", "kernel"), f"{p}{names.fc2}.weight", (d, m), _linear_kernel),
-        _one((t, "mlp", "fc2", "bias"), f"{p}{names.fc2}.bias", (d,)),
     ]
+    if mlp == "swiglu":
+        rules += [
+            _one((t, "mlp", "w12", "kernel"), f"{p}{names.w12}.weight", (2 * m, d), _linear_kernel),
+            _one((t, "mlp", "w12", "bias"), f"{p}{names.w12}.bias", (2 * m,)),
+            _one((t, "mlp", "w3", "kernel"), f"{p}{names.w3}.weight", (d, m), _linear_kernel),
+            _one((t, "mlp", "w3", "bias"), f"{p}{names.w3}.bias", (d,)),
+        ]
+    else:
+        rules += [
+            _one((t, "mlp", "fc1", "kernel"), f"{p}{names.fc1}.weight", (m, d), _linear_kernel),
+            _one((t, "mlp", "fc1", "bias"), f"{p}{names.fc1}.bias", (m,)),
+            _one((t, "mlp", "fc2", "kernel"), f"{p}{names.fc2}.weight", (d, m), _linear_kernel),
+            _one((t, "mlp", "fc2", "bias"), f"{p}{names.fc2}.bias", (d,)),
+        ]
     if names.qkv_bias is not None:
         rules.append(_one((t, "attn", "qkv", "bias"), p + names.qkv_bias, (3 * d,)))
     else:
@@ -299,7 +313,7 @@ def encoder_rules(family: str, dims: EncoderDims) -> list[Rule]:
         rules.extend(layout.extra_rules(dims))
     names = layout.block
     for i in range(dims.depth):
-        rules.extend(_block_rules(names, i, d, dims.mlp_dim, "block_"))
+        rules.extend(_block_rules(names, i, d, dims.mlp_dim, "block_", dims.mlp))
     return rules
 
 

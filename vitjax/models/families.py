@@ -343,11 +343,21 @@ register_family(
         qkv_bias="qv",
     )
 )
+
+
 # DINOv2 hub models are built for 518 px (37 x 37 grid) with init_values=1.0.
+def _dinov2_variants() -> tuple[Variant, ...]:
+    """ti/s/b/l, plus ViT-g/14: SwiGLU ('swiglufused') MLP whose hidden width DINOv2 computes as
+    (int(4 * 1536 * 2 / 3) + 7) // 8 * 8 = 4096 per branch."""
+    giant = Variant("g", 1536, 40, 24, 4096, (14,), 518, overrides=(("mlp", "swiglu"),))
+    standard = {"ti": (14,), "s": (14,), "b": (14,), "l": (14,)}
+    return (*standard_variants(standard, 518), giant)
+
+
 register_family(
     FamilyRecord(
         "dinov2",
-        standard_variants({"ti": (14,), "s": (14,), "b": (14,), "l": (14,)}, 518),
+        _dinov2_variants(),
         layout="dinov2",
         description="DINOv2 (Oquab et al. 2024), facebookresearch/dinov2",
         pos_interp=posembed.POS_INTERP_SCALE_OFFSET,
@@ -357,7 +367,7 @@ register_family(
 register_family(
     FamilyRecord(
         "dinov2_reg",
-        standard_variants({"ti": (14,), "s": (14,), "b": (14,), "l": (14,)}, 518),
+        _dinov2_variants(),
         layout="dinov2_reg",
         description="DINOv2 with 4 registers (Darcet et al. 2024), facebookresearch/dinov2",
         pos_interp=posembed.POS_INTERP_SIZE_ANTIALIAS,
