@@ -97,6 +97,8 @@ class FileShapes:
     grid: tuple[int, int] | None = None
     num_registers: int | None = None
     decoder_depth: int | None = None
+    # Further ModelSpec fields the layout reads off the file, e.g. (("proj_dim", 768),).
+    spec_fields: tuple[tuple[str, Any], ...] = ()
 
 
 def _block_indices(prefix_format: str, keys) -> set[int]:
@@ -129,8 +131,14 @@ def infer_file_shapes(family: str, tensors: Mapping[str, np.ndarray]) -> FileSha
     return dataclasses.replace(shapes, **infer(tensors)) if infer is not None else shapes
 
 
-def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[str, str | None]:
-    """The registered size whose width is `width`, and a note when there is none."""
+def _pick_size(
+    family: str, width: int | None, patch_size: int | None, grid: tuple[int, int] | None = None
+) -> tuple[str, str | None]:
+    """The registered size whose width is `width`, and a note when there is none.
+
+    Among sizes of that width, one whose patch size and native grid match wins (CLIP L/14 at 224
+    and at 336 px differ only in their grid), then one whose patch size matches.
+    """
     variants = [(s, p) for f, s, p in models.list_variants() if f == family]
     sizes = [s for s, _ in variants]
     # Without a match, fall back to a base model so that the key comparison can still report
@@ -147,6 +155,10 @@ def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[
             f"the patch embedding width {width} matches no '{family}' size; known (size, width): "
             f"{known}"
         )
+    for size, patch in matches:
+        native = models.get_spec(family, size, patch_size=patch).native_grid
+        if patch == patch_size and grid is not None and tuple(grid) == native:
+            return size, None
     for size, patch in matches:
         if patch == patch_size:
             return size, None
@@ -180,7 +192,7 @@ def build_spec(
     layouts.get_layout(family)  # CheckpointError naming the known families
     notes = []
     if size is None:
-        size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size)
+        size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size, shapes.grid)
         notes += [note] if note else []
     patch = patch_size or shapes.patch_size
     try:
@@ -200,6 +212,9 @@ def build_spec(
         overrides["native_grid"] = shapes.grid
     if shapes.num_registers not in (None, base.num_registers):
         overrides["num_registers"] = shapes.num_registers
+    for field, value in shapes.spec_fields:
+        if getattr(base, field) != value:
+            overrides[field] = value
     if with_decoder and decoder_depth is not None and decoder_depth != base.decoder_depth:
         overrides["decoder_depth"] = decoder_depth
     spec = (
@@ -227,6 +242,7 @@ def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
         grid=_grid(spec),
         num_registers=spec.num_registers,
         mlp=spec.mlp,
+        proj_dim=spec.proj_dim,
     )
 
 

@@ -19,9 +19,11 @@ from absl import logging
 from absl.testing import absltest, parameterized
 
 from checkpoints_convert import convert
+from tests import family_references as fr
 from tests import test_util  # noqa: F401  (sets CPU devices before JAX starts)
 from tests import torch_reference as tr
 from vitjax import models
+from vitjax.errors import CheckpointError
 
 ATOL = 1e-4
 BATCH = 2
@@ -130,6 +132,119 @@ class DinoV2GiantTest(FamilyParityTestCase):
             self._compare(
                 module, params, spec, images, blocks, final, final[:, 0], f"{family}-g {size}"
             )
+
+
+def _text_tower_keys(report: dict) -> list[str]:
+    return [k for k, why in report["ignored"].items() if why.startswith("CLIP text tower")]
+
+
+class ClipTest(FamilyParityTestCase):
+    @parameterized.named_parameters(
+        ("openai_quickgelu_pth", "clip", True, ".bin"),
+        ("openclip_gelu_safetensors", "openclip", False, ".safetensors"),
+    )
+    def test_open_clip_layout(self, family, quick_gelu, suffix):
+        model = fr.build_open_clip(
+            width=192,
+            depth=2,
+            patch=16,
+            image_size=224,
+            embed_dim=128,
+            quick_gelu=quick_gelu,
+            seed=1,
+        )
+        state = model.state_dict()
+        module, params, spec, report = self._convert(family, state, family, suffix, depth=2)
+        self.assertEqual(spec.name, f"{family}_vitti16-depth2")
+        self.assertEqual(spec.mlp, "quick_gelu" if quick_gelu else "gelu")
+        self.assertEqual((spec.global_pool, spec.proj_dim), ("cls_proj", 128))
+        # Every text-tower key is ignored, with its reason recorded.
+        text = sorted(k for k in state if not k.startswith("visual."))
+        self.assertEqual(sorted(report["ignored"]), text)
+        self.assertLen(_text_tower_keys(report), len(text) - 1)
+        self.assertIn("logit_scale", report["ignored"])
+        for size in ((224, 224), (160, 288)):
+            reference = (
+                model if size == (224, 224) else fr.open_clip_at(model, size, quick_gelu=quick_gelu)
+            )
+            images = _images(size, seed=2)
+            blocks, final, pooled = fr.run_open_clip(reference, images)
+            self._compare(module, params, spec, images, blocks, final, pooled, f"{family} {size}")
+
+    def test_transformers_layout_with_and_without_projection(self):
+        model = fr.build_hf_clip(width=192, depth=2, patch=16, embed_dim=128, seed=3)
+        state = dict(model.state_dict())
+        # A CLIPModel file also holds the text model: it must be ignored with its reason.
+        state["text_model.embeddings.token_embedding.weight"] = torch.zeros(fr.VOCAB, 64)
+        state["text_projection.weight"] = torch.zeros(128, 64)
+        state["logit_scale"] = torch.tensor(4.6)
+        module, params, spec, report = self._convert(
+            "clip_hf", state, "hf", ".safetensors", depth=2
+        )
+        self.assertEqual((spec.name, spec.proj_dim), ("clip_hf_vitti16-depth2", 128))
+        self.assertLen(_text_tower_keys(report), 2)
+        for size in ((224, 224), (192, 256)):
+            images = _images(size, seed=4)
+            blocks, final, embeds, pooler = fr.run_hf_clip(model, images)
+            self._compare(module, params, spec, images, blocks, final, embeds, f"clip_hf {size}")
+        # CLIPVisionModel (no visual_projection): the global output is transformers' pooler_output.
+        del state["visual_projection.weight"]
+        module, params, spec, _ = self._convert(
+            "clip_hf", state, "hf_noproj", ".safetensors", depth=2
+        )
+        self.assertEqual((spec.global_pool, spec.proj_dim), ("cls", 0))
+        images = _images((224, 224), seed=5)
+        blocks, final, _, pooler = fr.run_hf_clip(model, images)
+        self._compare(module, params, spec, images, blocks, final, pooler, "clip_hf no projection")
+
+    def test_torchscript_archive_is_refused_without_running_it(self):
+        class Scripted(torch.nn.Module):
+            def forward(self, x):
+                return x + 1
+
+        path = os.path.join(self.tmp, "ViT-B-16.pt")
+        torch.jit.save(torch.jit.script(Scripted()), path)
+        with self.assertRaisesRegex(
+            CheckpointError,
+            r"TorchScript archive.*open_clip_pytorch_model\.bin.*model\.safetensors",
+        ):
+            convert.convert_file("clip", path, os.path.join(self.tmp, "out"))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
+
+    def test_wrong_family_truncated_and_mixed_files_list_every_key(self):
+        model = fr.build_open_clip(
+            width=192, depth=1, patch=16, image_size=224, embed_dim=128, quick_gelu=True, seed=6
+        )
+        state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        # As another family: every key the dino layout misses and every visual key it does not know.
+        with self.assertRaises(CheckpointError) as ctx:
+            convert.convert_checkpoint("dino", state, depth=1)
+        message = str(ctx.exception)
+        self.assertIn("visual.conv1.weight", message)
+        self.assertIn("patch_embed.proj.weight", message)
+        self.assertRegex(message, r"match family \['clip', 'openclip'\]")
+        # Truncated: a missing block tensor and a missing ln_post are both listed.
+        partial = {k: v for k, v in state.items() if "resblocks.0.mlp.c_fc" not in k}
+        del partial["visual.ln_post.bias"]
+        with self.assertRaisesRegex(
+            CheckpointError, r"missing \(3.*ln_post\.bias, .*c_fc\.bias, .*c_fc\.weight"
+        ):
+            convert.convert_checkpoint("clip", partial, depth=1)
+        # Mixed: an open_clip file with transformers keys added is refused, naming them.
+        mixed = dict(state)
+        mixed["vision_model.pre_layrnorm.weight"] = np.ones(192, np.float32)
+        with self.assertRaisesRegex(
+            CheckpointError, r"unexpected \(1\): vision_model\.pre_layrnorm"
+        ):
+            convert.convert_checkpoint("clip", mixed, depth=1)
+        path = os.path.join(self.tmp, "cut.safetensors")
+        from safetensors.numpy import save_file
+
+        save_file(state, path)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        with self.assertRaisesRegex(CheckpointError, "truncated or corrupted"):
+            convert.convert_file("clip", path, os.path.join(self.tmp, "cut"))
 
 
 if __name__ == "__main__":

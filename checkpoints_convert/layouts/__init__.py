@@ -7,11 +7,13 @@ Adding a family's layout = one module here plus its import below.
 
 # Every layout module registers itself on import.
 from checkpoints_convert.layouts import (  # noqa: F401
+    clip_hf,
     dino,
     dinov2,
     dinov2_reg,
     ibot,
     mae,
+    open_clip,
     scalemae,
     simmim,
     torchvision,

@@ -42,6 +42,7 @@ class EncoderDims:
     grid: tuple[int, int]  # native patch grid (rows, cols) of the stored position embedding
     num_registers: int = 0
     mlp: str = "gelu"  # 'swiglu' blocks store mlp.w12 [2 * mlp_dim, D] and mlp.w3 [D, mlp_dim]
+    proj_dim: int = 0  # output width of CLIP's image projection; 0 = none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,8 @@ def _one(target: tuple[str, ...], key: str, shape: tuple[int, ...], build=_same)
 
 
 one_rule = _one  # for the layout modules
+linear_kernel = _linear_kernel
+conv_kernel = _conv_kernel
 
 
 def square_side(count: int) -> int | None:
@@ -143,6 +146,7 @@ class Layout:
         prefix).
       ignorable: (regex, reason) of keys the official files carry that vitjax does not use.
       extra_rules: rules beyond the standard ones (registers, relative position bias).
+      rules: replaces the standard rules altogether (layouts that are not timm-like, e.g. CLIP).
       rename: the family's own renaming of a key, after the common prefix stripping.
       strip_encoder_prefix: drop a leading `encoder.` (SimMIM nests its ViT under it;
         torchvision's own names start with it).
@@ -157,6 +161,7 @@ class Layout:
     model_names: tuple[str, str, str | None, str] = TIMM_MODEL_NAMES
     ignorable: tuple[tuple[str, str], ...] = ()
     extra_rules: Callable[[EncoderDims], list[Rule]] | None = None
+    rules: Callable[[EncoderDims], list[Rule]] | None = None
     rename: Callable[[str], str] | None = None
     strip_encoder_prefix: bool = True
     infer: Callable[[Mapping[str, np.ndarray]], dict[str, Any]] | None = None
@@ -296,6 +301,9 @@ def encoder_rules(family: str, dims: EncoderDims) -> list[Rule]:
     Returns:
       Rules whose targets are paths in the encoder's Flax parameter tree.
     """
+    layout = get_layout(family)
+    if layout.rules is not None:
+        return layout.rules(dims)
     d, p = dims.width, dims.patch_size
     cls_key, patch, pos, norm = model_names(family)
     rules = [
@@ -308,13 +316,15 @@ def encoder_rules(family: str, dims: EncoderDims) -> list[Rule]:
     if pos is not None:
         rows, cols = dims.grid
         rules.append(_one(("pos_embed",), pos, (1, 1 + rows * cols, d)))
-    layout = get_layout(family)
     if layout.extra_rules is not None:
         rules.extend(layout.extra_rules(dims))
     names = layout.block
     for i in range(dims.depth):
         rules.extend(_block_rules(names, i, d, dims.mlp_dim, "block_", dims.mlp))
     return rules
+
+
+block_rules = _block_rules  # for the layout modules
 
 
 def decoder_rules(encoder_width: int, dims: DecoderDims) -> list[Rule]:

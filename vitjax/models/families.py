@@ -118,6 +118,7 @@ class Variant:
       native_image_size: side in pixels the stored position table is built for; the native grid
         is `native_image_size // patch`.
       overrides: further ModelSpec fields of this size only, as (field, value) pairs.
+      label: the spec name after '<family>_' ('{size}' and '{patch}' are filled in).
     """
 
     size: str
@@ -128,6 +129,7 @@ class Variant:
     patch_sizes: tuple[int, ...]
     native_image_size: int = 224
     overrides: tuple[tuple[str, Any], ...] = ()
+    label: str = "vit{size}{patch}"
 
 
 # (width, depth, heads, mlp_dim) of the standard ViT sizes. 'ti' is not an official size of the
@@ -398,5 +400,87 @@ register_family(
         # Scale-MAE stores a pos_embed it never uses; the encoding is computed from the GSD ratio.
         pos_embed="gsd_sincos",
         pos_interp=posembed.POS_INTERP_GSD,
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# CLIP. open_clip's VisionTransformer (and OpenAI's original): conv1 without bias, ln_pre on
+# [cls, patches] + positions, blocks of nn.MultiheadAttention (packed in_proj) and c_fc/c_proj,
+# ln_post on every token, and the image embedding ln_post(cls) @ proj. LayerNorm eps 1e-5.
+# Evaluation transform: Resize(side, bicubic) + CenterCrop(side), OpenAI's mean/std.
+CLIP_PREPROCESSING = Preprocessing(CLIP_MEAN, CLIP_STD, resize=224, crop=224)
+CLIP_336_PREPROCESSING = Preprocessing(CLIP_MEAN, CLIP_STD, resize=336, crop=336)
+
+
+def _clip_variants(*sizes: str) -> tuple[Variant, ...]:
+    """CLIP towers by open_clip config name: ti (tests), b = ViT-B-16, l = ViT-L-14, l336 =
+    ViT-L-14-336, h = ViT-H-14; `proj_dim` is the config's embed_dim."""
+    table = {
+        "ti": Variant("ti", 192, 12, 3, 768, (16,), overrides=(("proj_dim", 128),)),
+        "b": Variant("b", 768, 12, 12, 3072, (16,), overrides=(("proj_dim", 512),)),
+        "l": Variant("l", 1024, 24, 16, 4096, (14,), overrides=(("proj_dim", 768),)),
+        "l336": Variant(
+            "l336",
+            1024,
+            24,
+            16,
+            4096,
+            (14,),
+            336,
+            overrides=(("proj_dim", 768), ("preprocessing", CLIP_336_PREPROCESSING)),
+            label="vitl{patch}_336",
+        ),
+        "h": Variant("h", 1280, 32, 16, 5120, (14,), overrides=(("proj_dim", 1024),)),
+    }
+    return tuple(table[size] for size in sizes)
+
+
+_CLIP_FLAGS = dict(
+    pre_norm=True,
+    patch_bias=False,
+    global_pool="cls_proj",
+    proj_dim=512,
+    norm_eps=1e-5,
+    preprocessing=CLIP_PREPROCESSING,
+    global_output="ln_post(CLS token) @ proj: the CLIP image embedding",
+)
+register_family(
+    FamilyRecord(
+        "clip",
+        _clip_variants("ti", "b", "l", "l336"),
+        layout="open_clip",
+        description="OpenAI CLIP weights in open_clip's state-dict layout (QuickGELU)",
+        mlp="quick_gelu",
+        # open_clip's resize_pos_embed: bicubic, size=, align_corners=False, antialias=True.
+        pos_interp=posembed.POS_INTERP_SIZE_ANTIALIAS,
+        weight_sets=(("openai", CLIP_PREPROCESSING),),
+        **_CLIP_FLAGS,
+    )
+)
+register_family(
+    FamilyRecord(
+        "openclip",
+        _clip_variants("ti", "b", "l", "h"),
+        layout="open_clip",
+        description="OpenCLIP-trained weights (LAION, DataComp) in open_clip's layout (GELU)",
+        mlp="gelu",
+        pos_interp=posembed.POS_INTERP_SIZE_ANTIALIAS,
+        weight_sets=(("laion2b", CLIP_PREPROCESSING), ("datacomp", CLIP_PREPROCESSING)),
+        **_CLIP_FLAGS,
+    )
+)
+register_family(
+    FamilyRecord(
+        "clip_hf",
+        _clip_variants("ti", "b", "l", "l336"),
+        layout="clip_hf",
+        description="OpenAI CLIP weights in the transformers CLIPVisionModel layout",
+        mlp="quick_gelu",
+        # transformers' CLIPVisionEmbeddings.interpolate_pos_encoding: bicubic, size=, no
+        # antialias (differs from open_clip's rule, so each layout keeps its reference's rule).
+        pos_interp=posembed.POS_INTERP_SIZE,
+        weight_sets=(("openai", CLIP_PREPROCESSING),),
+        **_CLIP_FLAGS,
     )
 )
