@@ -16,6 +16,7 @@ from checkpoints_convert.layouts import (  # noqa: F401
     open_clip,
     scalemae,
     simmim,
+    timm_vit,
     torchvision,
 )
 from checkpoints_convert.layouts.base import (

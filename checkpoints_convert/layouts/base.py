@@ -43,6 +43,8 @@ class EncoderDims:
     num_registers: int = 0
     mlp: str = "gelu"  # 'swiglu' blocks store mlp.w12 [2 * mlp_dim, D] and mlp.w3 [D, mlp_dim]
     proj_dim: int = 0  # output width of CLIP's image projection; 0 = none
+    # Layout options read from a config file (timm: no_embed_class, patch_bias...), as pairs.
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +156,8 @@ class Layout:
       check_values: (canonical tensors, native grid) -> [(canonical key, problem)] for values
         that are wrong although their shapes fit (SimMIM's relative position index).
       has_decoder: MAE decoder keys may come with the encoder.
+      config_file: name of a config file the weights need beside them (timm: config.json).
+      from_config: (config, source) -> (spec fields, layout options, unsupported options).
     """
 
     name: str
@@ -169,6 +173,10 @@ class Layout:
         Callable[[Mapping[str, np.ndarray], tuple[int, int]], list[tuple[str, str]]] | None
     ) = None
     has_decoder: bool = False
+    config_file: str | None = None
+    from_config: (
+        Callable[[Mapping[str, Any], str], tuple[dict[str, Any], dict[str, Any], list[str]]] | None
+    ) = None
 
 
 _LAYOUTS: dict[str, Layout] = {}
