@@ -30,6 +30,10 @@ TEST = CONVERT + [
     "pytest-xdist>=3.5",
     "psutil>=5.9",
     "ruff>=0.6",
+    # The TFDS route is tested against the real package (ArrayRecord written and read without
+    # TensorFlow): the `tfds` extra.
+    "tensorflow-datasets>=4.9",
+    "array-record>=0.5",
 ]
 
 setuptools.setup(

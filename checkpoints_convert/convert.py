@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +74,7 @@ class Conversion:
             "name": self.spec.name,
             "family": self.spec.family,
             "weights_hash": self.spec.weights_hash,
+            "params_sha256": self.spec.params_sha256,
             "wrapper": self.wrapper,
             "converted": sorted(self.converted),
             "ignored": dict(sorted(self.ignored.items())),
@@ -440,6 +440,37 @@ def _check_against_model(spec: models.ModelSpec, params, decoder_params) -> None
             )
 
 
+# Families whose official files are self-supervised backbones: none carries a classification
+# head (docs/checkpoints.md section 5). A file that has one is a fine-tuned or
+# supervised model, whose patch features are not the ones the family's results describe.
+BACKBONE_ONLY_FAMILIES = ("dino", "ibot", "mae", "dinov2", "dinov2_reg")
+_CLASSIFIER_KEYS = re.compile(r"^head(\.fc)?\.weight$")  # timm: `head`, newer timm: `head.fc`
+
+
+def classifier_head(family: str, state: layouts.SelectedState) -> str | None:
+    """Describes the linear classification head of a backbone-only family's file, if it has one.
+
+    The projection heads of the official training checkpoints (DINO/iBOT `head.mlp.*`,
+    `head.last_layer.*`; DINOv2 `dino_head.*`, `ibot_head.*`) are not classifiers and pass.
+
+    Returns:
+      e.g. "a supervised classifier with a 1000-way head: head.weight [1000, 768]", or None.
+    """
+    if family not in BACKBONE_ONLY_FAMILIES:
+        return None
+    heads = [
+        (state.original[name], tuple(value.shape))
+        for name, value in state.tensors.items()
+        if _CLASSIFIER_KEYS.match(name) and value.ndim == 2
+    ]
+    if not heads:
+        return None
+    key, shape = heads[0]
+    fine_tuned = any(name.startswith("fc_norm.") for name in state.tensors)
+    kind = "a fine-tuned classifier" if fine_tuned else "a supervised classifier"
+    return f"{kind} with a {shape[0]}-way head: {key} {list(shape)}"
+
+
 def convert_checkpoint(
     family: str,
     checkpoint: Mapping[str, Any],
@@ -453,6 +484,7 @@ def convert_checkpoint(
     source: str = "<checkpoint>",
     check_model: bool = True,
     config: Mapping[str, Any] | None = None,
+    allow_classifier_head: bool = False,
 ) -> Conversion:
     """Converts a checkpoint already read into memory (see `reader.read_checkpoint`).
 
@@ -471,15 +503,28 @@ def convert_checkpoint(
       check_model: also compare the converted tree with the vitjax model's own parameter tree.
       config: the layout's config file content (timm: the Hub config.json), for layouts that
         build the spec from it.
+      allow_classifier_head: convert a DINO/iBOT/MAE/DINOv2 file that carries a linear
+        classification head (a supervised or fine-tuned model; the head is dropped). Refused
+        by default: the official files of these families have none.
 
     Returns:
-      The `Conversion` (trees of float32 numpy arrays, spec, report of ignored keys).
+      The `Conversion` (trees of float32 numpy arrays, spec with `params_sha256`, report of
+      ignored keys).
 
     Raises:
-      CheckpointError: with the complete list of missing, unexpected and mis-shaped keys.
+      CheckpointError: with the complete list of missing, unexpected and mis-shaped keys, or a
+        classification head in a backbone-only family's file.
     """
     layout = layouts.get_layout(family)  # CheckpointError naming the known families
     state = layouts.canonicalize(family, checkpoint, checkpoint_key, source)
+    head = classifier_head(family, state)
+    if head is not None and not allow_classifier_head:
+        raise CheckpointError(
+            f"{source}: looks like {head}; the official {family} files are self-supervised "
+            f"backbones without a classification head, so this is not a {family} checkpoint as "
+            "published. Check --family and --input; to convert its backbone anyway (the head is "
+            "dropped), pass --allow_classifier_head"
+        )
     shapes = infer_file_shapes(family, state.tensors)
     options: dict[str, Any] = {}
     if layout.from_config is not None:
@@ -521,6 +566,14 @@ def convert_checkpoint(
         state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources
     )
     ignored = {**match.ignored, **state.dropped}
+    if head is not None:
+        for name in state.tensors:
+            if name.startswith(("head.", "fc_norm.")) or _CLASSIFIER_KEYS.match(name):
+                ignored[state.original[name]] = (
+                    "classification head (allowed by --allow_classifier_head)"
+                )
+    all_params = dict(params, decoder=decoder_params) if decoder_params is not None else params
+    spec = dataclasses.replace(spec, params_sha256=models.params_digest(all_params))
     return Conversion(
         spec=spec,
         params=params,
@@ -530,19 +583,6 @@ def convert_checkpoint(
         ignored=ignored,
         other_entries=state.other_entries,
     )
-
-
-def _write_json_atomic(path: str, content: Mapping[str, Any]) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(content, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _read_layout_config(family: str, input_path: str) -> dict[str, Any] | None:
@@ -573,26 +613,38 @@ def convert_file(
     checkpoint_key: str | None = None,
     depth: int | None = None,
     decoder_depth: int | None = None,
+    overwrite: bool = False,
+    allow_classifier_head: bool = False,
 ) -> Conversion:
     """Reads an official checkpoint file and writes the vitjax checkpoint (what the CLI runs).
 
     Writes `output_dir` with `models.save` (orbax params + spec.json; the spec's `weights_hash` is
-    the sha256 of `input_path`), plus `conversion.json` listing converted and ignored keys.
+    the sha256 of `input_path`, its `params_sha256` the digest of the converted parameters), plus
+    `conversion.json` listing converted and ignored keys, all in one atomic rename. Nothing but
+    a previous conversion is ever replaced: `output_dir` must not exist or be empty, or, with
+    `overwrite`, hold a previous conversion and nothing else; it may never contain the input.
+    This is checked before the input is read.
 
     Args:
       family: one of `layouts.FAMILIES`.
       input_path: `.pth`/`.pt` (read with `weights_only=True`) or `.safetensors`.
-      output_dir: destination directory.
-      size, patch_size, checkpoint_key, depth, decoder_depth: see `convert_checkpoint`.
+      output_dir: destination directory (created with its parents).
+      size, patch_size, checkpoint_key, depth, decoder_depth, allow_classifier_head: see
+        `convert_checkpoint`.
+      overwrite: replace a previous conversion in `output_dir`.
 
     Returns:
       The `Conversion`.
 
     Raises:
-      CheckpointError: unreadable/truncated/unsafe file, or a layout mismatch (all keys listed).
+      CheckpointError: unreadable/truncated/unsafe file, a layout mismatch (all keys listed), or
+        an output directory that may not be written (named, with what is in the way).
     """
     input_path = os.fspath(input_path)
     output_dir = os.fspath(output_dir)
+    models.check_checkpoint_dir(
+        output_dir, overwrite=overwrite, protect=[input_path], flag="--overwrite"
+    )
     checkpoint = reader.read_checkpoint(input_path)
     config = _read_layout_config(family, input_path)
     conversion = convert_checkpoint(
@@ -606,11 +658,19 @@ def convert_file(
         weights_hash=reader.file_sha256(input_path),
         source=input_path,
         config=config,
-    )
-    models.save(
-        output_dir, conversion.params, conversion.spec, decoder_params=conversion.decoder_params
+        allow_classifier_head=allow_classifier_head,
     )
     report = {"source": os.path.abspath(input_path), **conversion.report()}
-    _write_json_atomic(os.path.join(output_dir, CONVERSION_REPORT), report)
+    models.save(
+        output_dir,
+        conversion.params,
+        conversion.spec,
+        decoder_params=conversion.decoder_params,
+        overwrite=overwrite,
+        extra_files={
+            CONVERSION_REPORT: (json.dumps(report, indent=1, sort_keys=True) + "\n").encode()
+        },
+        protect=[input_path],
+    )
     logging.info("%s\n  written to %s", conversion.summary(), output_dir)
     return conversion

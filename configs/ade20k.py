@@ -3,13 +3,13 @@ r"""ADE20K (SceneParsing 150): few-shot, variance, layer-wise and robustness exp
   python -m vitjax.main --config=configs/ade20k.py:accelerator --workdir=runs/ade20k \
       --config.data.root=/data/ADEChallengeData2016
 
-Protocol (datasets.md §1, §3): 4 train images per class x 150 (600) from the last 2,500 images of
-the sorted training listing and 2 eval images per class (300) from all validation images, chosen
-greedily from class 150 down to 1 (an image shows a class if the class survives nearest
-downsampling of its mask to 42x28; no image is used twice; `data.splits = paper` takes the pools in
-listing order as the research code did, `seeded` permutes them with `seed`); images resized to
-448x672 (HxW, mask nearest) and cut into 3x2 tiles of 224 (no further resize); label 0 is not
-evaluated; mIoU over all 150 classes.
+Protocol (docs/datasets.md §1, §3): 4 train images per class x 150 (600) from the last 2,500 images
+of the sorted training listing and 2 eval images per class (300) from all validation images, chosen
+greedily from class 150 down to 1 (an image shows a class if the class survives nearest downsampling
+of its mask to 42x28; no image is used twice; `data.splits = paper` takes the pools in listing order
+as the research code did, `seeded` permutes them with `seed`); images resized to 448x672 (HxW, mask
+nearest) and cut into 3x2 tiles of 224 (no further resize); label 0 is not evaluated; mIoU over all
+150 classes.
 Args: `accelerator` (bfloat16, large batches), `runlocal` (a CPU smoke run).
 """
 

@@ -3,12 +3,13 @@ r"""BDD100K MOT 2020: association of box instances across frame gaps (Fig. 7, 9,
   python -m vitjax.main --config=configs/bdd100k.py --workdir=runs/bdd100k \
       --config.tracking.root=/data/bdd100k
 
-Protocol (datasets.md §1, §5): val videos (the first 5 in sorted order, [R1]); every frame resized
-to 672x1120 (HxW) and cut into 3x5 tiles of 224 whose patch grids are stitched back (or, as a
-variant, the whole frame resized to 224/448/672 square: `--config.tracking.geometries=672x672`);
-each box is RoIAligned (7x7, stride = patch size) on the stitched patch-feature map and mean-pooled;
-each instance of frame t is associated with the most similar instance of frame t + gap. Distractor
-classes (other person, trailer, other vehicle) and crowd boxes are neither queries nor candidates.
+Protocol (docs/datasets.md §1, §5): val videos (the first 5 in sorted order, as the research code
+[R1]); every frame resized to 672x1120 (HxW) and cut into 3x5 tiles of 224 whose patch grids are
+stitched back (or, as a variant, the whole frame resized to 224/448/672 square:
+`--config.tracking.geometries=672x672`); each box is RoIAligned (7x7, stride = patch size) on the
+stitched patch-feature map and mean-pooled; each instance of frame t is associated with the most
+similar instance of frame t + gap. Distractor classes (other person, trailer, other vehicle) and
+crowd boxes are neither queries nor candidates.
 Args: `accelerator`, `runlocal` (two models, one video, 20 frames), `synthetic` (no data needed).
 """
 

@@ -28,7 +28,8 @@ PAPER_MODELS = ",".join(
 )
 
 
-# Fig. 1: numbers of highest-variance dimensions removed ([R1] tried 10-750).
+# Fig. 1: numbers of highest-variance dimensions removed (the authors' research code [R1] tried
+# 10-750; [R1] and the protocol numbers below: docs/datasets.md §1).
 VARIANCE_SWEEP = (0, 10, 25, 50, 100, 200, 300, 400, 500, 600, 750)
 
 
@@ -64,7 +65,7 @@ def get_base() -> ml_collections.ConfigDict:
     c.dataset = "cityscapes"  # cityscapes | ade20k | synthetic
     c.log_every_s = 10.0
 
-    # Data and geometry (datasets.md §1). Tiles of `tile_size` source pixels, non-overlapping,
+    # Data and geometry (docs/datasets.md §1). Tiles of `tile_size` source pixels, non-overlapping,
     # resized (bicubic) to `tile_out` -> 14x14 patches for ViT-/16, 16x16 for ViT-/14.
     c.data = ml_collections.ConfigDict()
     c.data.root = ""

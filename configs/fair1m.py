@@ -3,8 +3,8 @@ r"""FAIR1M instance identification and retrieval from other images (Fig. 5, 6, 1
   python -m vitjax.main --config=configs/fair1m.py --workdir=runs/fair1m \
       --config.fair1m_retrieval.root=/data/FAIR1M
 
-Protocol (datasets.md §1, §4): the labelled validation images are cut into 1000x1000 crops, each
-crop into 224x224 tiles (cut, not resized; zero padding at the right/bottom); 8 tiles per fine
+Protocol (docs/datasets.md §1, §4): the labelled validation images are cut into 1000x1000 crops,
+each crop into 224x224 tiles (cut, not resized; zero padding at the right/bottom); 8 tiles per fine
 category are drawn (a tile shows a category when >= 1/3 of one of its instances lies in it; 37
 categories -> about 295 tiles). Every tile is perturbed (shift 1-4 px, rotation 5-20 deg, scale
 0.8-1.2, box blur 2-8 px, Gaussian noise sigma 10-40); for each non-background patch the nearest

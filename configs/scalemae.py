@@ -29,11 +29,13 @@ def scalemae_knn_defaults() -> ml_collections.ConfigDict:
     """The `scalemae_knn` section (Fig. 8)."""
     s = ml_collections.ConfigDict()
     s.datasets = "ucmerced,resisc45"  # any of ucmerced, resisc45, synthetic
+    # tfds_data_dir: a TFDS data_dir holding `uc_merced` / `resisc45` prepared as ArrayRecord,
+    # read instead of `root` when set (see vitjax/data/tfds_source.py).
     s.ucmerced = ml_collections.ConfigDict(
-        dict(root="data/UCMerced_LandUse", train_per_class=50, test_per_class=0)
+        dict(root="data/UCMerced_LandUse", train_per_class=50, test_per_class=0, tfds_data_dir="")
     )  # 100 images per class: 50 train, 50 test
     s.resisc45 = ml_collections.ConfigDict(
-        dict(root="data/NWPU-RESISC45", train_per_class=140, test_per_class=0)
+        dict(root="data/NWPU-RESISC45", train_per_class=140, test_per_class=0, tfds_data_dir="")
     )  # 700 per class: 20 % train, the rest test
     s.synthetic = ml_collections.ConfigDict(
         dict(n_per_class=8, train_per_class=4, test_per_class=0, image_size=256)

@@ -109,6 +109,20 @@ print(conversion.spec.name, len(conversion.converted), sorted(conversion.ignored
         self.assertEqual(result.stdout.strip().splitlines()[-1], "toy_vitti16-depth1 18 ['head']")
 
 
+class ParamShapesTest(parameterized.TestCase):
+    @parameterized.parameters(("dinov2_reg", "ti", 12), ("clip", "ti", 11), ("dinov2", "g", 3))
+    def test_shapes_and_order_equal_a_full_trace(self, family, size, depth):
+        """param_shapes traces two blocks and repeats the last; the full module must agree."""
+        import jax
+        import jax.numpy as jnp
+
+        spec = models.get_spec(family, size, depth=depth)
+        images = jax.ShapeDtypeStruct((1, *spec.native_image_size, 3), jnp.float32)
+        tree = jax.eval_shape(models.create_model(spec).init, jax.random.key(0), images)
+        full = [(k, tuple(v.shape)) for k, v in models.flatten_params(tree["params"]).items()]
+        self.assertEqual(list(models.param_shapes(spec).items()), full)
+
+
 class GlobalOutputTest(absltest.TestCase):
     def test_global_is_the_cls_token_without_a_projection(self):
         module, params, spec = models.random_model("dino", "ti", seed=0, depth=1)

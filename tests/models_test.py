@@ -1,6 +1,7 @@
 """The ViT zoo: pinned sizes vs timm/torchvision/transformers, forward semantics, parity, I/O."""
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -753,11 +754,15 @@ class IOTest(parameterized.TestCase):
         self.assertEqual(loaded_spec, spec)
         self.assertEqual(loaded_module, module)
         jax.tree.map(np.testing.assert_array_equal, loaded, params)
-        # Saving again replaces the checkpoint atomically.
+        # Saving again is refused unless asked for; then it replaces the checkpoint atomically.
         _, params2, _ = models.random_model("dino", "ti", seed=1, depth=1)
-        models.save(path, params2, spec)
-        _, loaded2, _ = models.load(path)
+        with self.assertRaisesRegex(errors.CheckpointError, "ckpt: already holds.*overwrite"):
+            models.save(path, params2, spec)
+        models.save(path, params2, spec, overwrite=True)
+        _, loaded2, spec2 = models.load(path)
         np.testing.assert_array_equal(loaded2["cls_token"], params2["cls_token"])
+        self.assertEqual(spec2.params_sha256, models.params_digest(params2))
+        self.assertNotEqual(spec2.params_sha256, spec.params_sha256)
         self.assertEqual(sorted(os.listdir(os.path.dirname(path))), ["ckpt"])
 
     def test_round_trip_with_decoder(self):
@@ -813,6 +818,89 @@ class IOTest(parameterized.TestCase):
                 os.remove(target)
         with self.assertRaisesRegex(errors.CheckpointError, "params: unreadable orbax"):
             models.load(path)
+
+    @parameterized.named_parameters(
+        ("unrelated_files", {"input.pth": b"weights", "notes.txt": b"keep"}, False),
+        ("unrelated_files_overwrite", {"input.pth": b"weights"}, True),
+        ("checkpoint_plus_other_files", {"spec.json": b"{}", "notes.txt": b"keep"}, True),
+    )
+    def test_save_never_replaces_what_is_not_a_checkpoint(self, files, overwrite):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        path = os.path.join(self.root, "out")
+        os.makedirs(path)
+        for name, data in files.items():
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(data)
+        with self.assertRaisesRegex(errors.CheckpointError, f"{path}: "):
+            models.save(path, params, spec, overwrite=overwrite)
+        for name, data in files.items():
+            with open(os.path.join(path, name), "rb") as f:
+                self.assertEqual(f.read(), data)
+        self.assertEqual(sorted(os.listdir(self.root)), ["out"])  # no temporaries left
+
+    def test_save_refuses_a_file_and_protected_paths(self):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        target = os.path.join(self.root, "file")
+        with open(target, "w") as f:
+            f.write("x")
+        with self.assertRaisesRegex(errors.CheckpointError, "file: exists and is not a dir"):
+            models.save(target, params, spec, overwrite=True)
+        # The input of a conversion may not live inside the output, even if the folder is new.
+        with self.assertRaisesRegex(errors.CheckpointError, "contains .*input.pth"):
+            models.save(
+                os.path.join(self.root, "new"),
+                params,
+                spec,
+                protect=[os.path.join(self.root, "new", "input.pth")],
+            )
+        # An existing empty directory is fine.
+        os.makedirs(os.path.join(self.root, "empty"))
+        models.save(os.path.join(self.root, "empty"), params, spec)
+        self.assertEqual(models.load_spec(os.path.join(self.root, "empty")).name, spec.name)
+
+    @parameterized.parameters(0o022, 0o027)
+    def test_files_follow_the_umask(self, umask):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        old = os.umask(umask)
+        try:
+            path = models.save(os.path.join(self.root, "ckpt"), params, spec)
+        finally:
+            os.umask(old)
+        modes = test_util.file_modes(path)
+        self.assertIn("spec.json", modes)
+        for name, (is_dir, mode) in modes.items():
+            self.assertEqual(mode, (0o777 if is_dir else 0o666) & ~umask, name)
+
+    def test_params_digest_is_checked_on_load(self):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        # Oracle: the documented formula, recomputed with hashlib over the sorted leaves.
+        digest = hashlib.sha256(b"vitjax-params/1\n")
+        for name, leaf in sorted(models.flatten_params(params).items()):
+            array = np.asarray(leaf, "<f4")
+            digest.update(f"{name}|<f4|{list(array.shape)}\n".encode())
+            digest.update(array.tobytes())
+        self.assertEqual(spec.params_sha256, digest.hexdigest())
+        self.assertNotEqual(
+            spec.params_sha256, models.random_model("dino", "ti", seed=1, depth=1)[2].params_sha256
+        )
+        a, b = os.path.join(self.root, "a"), os.path.join(self.root, "b")
+        changed = jax.tree.map(np.array, params)
+        changed["norm"]["bias"][0] += 1.0
+        models.save(a, params, spec)
+        models.save(b, changed, spec)
+        self.assertNotEqual(models.load_spec(a).params_sha256, models.load_spec(b).params_sha256)
+        # Parameters swapped behind spec.json's back are refused.
+        shutil.rmtree(os.path.join(a, "params"))
+        shutil.copytree(os.path.join(b, "params"), os.path.join(a, "params"))
+        with self.assertRaisesRegex(errors.CheckpointError, "a/spec.json: params_sha256"):
+            models.load(a)
+        # A checkpoint written before digests were recorded gets one computed on load.
+        spec_file = os.path.join(b, "spec.json")
+        with open(spec_file) as f:
+            data = json.load(f)
+        with open(spec_file, "w") as f:
+            json.dump({k: v for k, v in data.items() if k != "params_sha256"}, f)
+        self.assertEqual(models.load(b)[2].params_sha256, models.params_digest(changed))
 
     def test_save_rejects_params_of_another_spec(self):
         _, params, _ = models.random_model("dino", "ti", seed=0, depth=1)

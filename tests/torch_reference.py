@@ -3,7 +3,7 @@
 Used by the converter and parity tests. Each family's reference is a PyPI model (timm, torchvision,
 transformers) whose every parameter is randomised (default inits such as LayerNorm ones or
 LayerScale 1e-5 would hide transposition and naming bugs), turned into the official file layout
-(docs: checkpoints.md §12), and run to give per-block token outputs in the official token order
+(docs/checkpoints.md §9), and run to give per-block token outputs in the official token order
 `[cls, registers, patches]`.
 """
 

@@ -71,6 +71,21 @@ class UCMercedTest(absltest.TestCase):
         with self.assertRaisesRegex(ConfigError, "size_policy='stretch'"):
             ucmerced.UCMercedReader(self.root, size_policy="stretch")
 
+    def test_hidden_entries_are_skipped(self):
+        images_dir = os.path.join(self.root, "UCMerced_LandUse", "Images")
+        clean = ucmerced.UCMercedReader(self.root).samples()
+        os.makedirs(os.path.join(images_dir, ".ipynb_checkpoints"))
+        os.makedirs(os.path.join(images_dir, "__MACOSX", "airplane"))
+        for junk in (".DS_Store", os.path.join("airplane", "._airplane00.tif")):
+            with open(os.path.join(images_dir, junk), "wb") as f:
+                f.write(b"\x00\x05\x16\x07")  # an AppleDouble header, not a TIFF
+        with self.assertLogs(level="INFO") as logs:
+            self.assertEqual(ucmerced.UCMercedReader(self.root).samples(), clean)
+        self.assertRegex("\n".join(logs.output), r"skipping hidden entries .*__MACOSX")
+        os.makedirs(os.path.join(images_dir, "misc"))
+        with self.assertRaisesRegex(DatasetError, "misc: unknown class folder"):
+            ucmerced.UCMercedReader(self.root).samples()
+
     def test_seeded_split(self):
         reader = ucmerced.UCMercedReader(self.root, train_per_class=1, seed=5)
         train, test = reader.samples("train"), reader.samples("test")

@@ -368,6 +368,20 @@ def _callable_name(fn: Callable) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
+def _with_params_digest(spec: Any, params: Any) -> Any:
+    """`spec` with `params_sha256` filled in from `params` when it has none yet.
+
+    Specs from `models.load`, `models.save` and `models.random_model` carry the digest of their
+    parameters; a spec built by hand does not, and keying its features on the spec alone would
+    serve one set of weights' features to another.
+    """
+    if dataclasses.is_dataclass(spec) and getattr(spec, "params_sha256", None) == "":
+        from vitjax.models import zoo
+
+        return dataclasses.replace(spec, params_sha256=zoo.params_digest(params))
+    return spec
+
+
 def _spec_dict(spec: Any) -> dict:
     return spec.to_dict() if hasattr(spec, "to_dict") else dataclasses.asdict(spec)
 
@@ -650,7 +664,10 @@ def _compile(
     try:
         cache_key = (
             module,
-            store_lib.canonical_json(_spec_dict(spec)),
+            # The weights' digest does not change the program (the params are an argument).
+            store_lib.canonical_json(
+                {k: v for k, v in _spec_dict(spec).items() if k != "params_sha256"}
+            ),
             layers,
             opts,
             mesh,
@@ -807,6 +824,7 @@ def plan(
     """
     del with_cls, metadata, num_workers, prefetch, progress_interval_s  # no effect on the plan
     options = _ForwardOptions.of(gsd_ratio, dtype, compute_dtype, resize_to, norm, preprocess_fn)
+    spec = _with_params_digest(spec, params)
     job = _make_job(spec, images, layers, key, batch_size, mesh, store, options)
     entries = _open_entries(store, spec, job, create=False)[1] if store is not None else {}
     work = _remaining_work(job, entries, store is not None)
@@ -939,6 +957,7 @@ def extract(
         or a full disk (the entry stays resumable).
     """
     options = _ForwardOptions.of(gsd_ratio, dtype, compute_dtype, resize_to, norm, preprocess_fn)
+    spec = _with_params_digest(spec, params)
     job = _make_job(spec, images, layers, key, batch_size, mesh, store, options)
     meta = {k: np.asarray(v) for k, v in (metadata or {}).items()}
     meta.setdefault("image_id", np.arange(job.num_images, dtype=np.int64))

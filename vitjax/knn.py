@@ -33,7 +33,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from vitjax import errors
+from vitjax import errors, metrics
 
 METRICS = ("dot", "cosine", "l2")
 RULES = ("1nn", "majority", "weighted")
@@ -49,6 +49,11 @@ DEFAULT_GROUP_SIZE = 32
 
 # Counts how often the chunk kernel is traced; tests use it to prove that nothing recompiles.
 _TRACE_COUNT = 0
+# The finiteness check of queries and database; only benchmarks/bench_knn.py turns it off, to
+# measure its cost (a NaN or inf row would otherwise silently take every query's top slots).
+_CHECK_FINITE = True
+# Rows per float64 chunk of the streamed database statistics that centre the "l2" metric.
+_SHIFT_CHUNK_ROWS = 8192
 
 
 class Neighbours(tuple):
@@ -120,6 +125,7 @@ def _scan_database(
     db_bias: jax.Array,
     db_groups: jax.Array | None,
     dim_mask: jax.Array | None,
+    shift: jax.Array,
     first_index: jax.Array,
     carry_values: jax.Array,
     carry_indices: jax.Array,
@@ -139,6 +145,8 @@ def _scan_database(
       db_bias: float32 [R], 0 for candidates and -inf for excluded or padded rows.
       db_groups: int32 [R] or None.
       dim_mask: float32 [D] (1 = keep) or None; only used for database norms.
+      shift: float32 [D] subtracted from every database row for "l2" (see `_l2_shift`; the
+        queries arrive already shifted); unused by the other metrics.
       first_index: int32 scalar, global index of database row 0.
       carry_values, carry_indices: [num_query_blocks, query_block, k] running top-k.
 
@@ -147,6 +155,10 @@ def _scan_database(
     """
     num_rows, dim = database.shape
     num_blocks = num_rows // db_block
+    if metric == "l2":
+        # Distances are translation invariant; shifting both sides removes a large common offset
+        # before the float32 expansion |q|^2 - 2 q.x + |x|^2, which would otherwise cancel it.
+        database = database - shift[None, :]
     blocks = database.reshape(num_blocks, db_block, dim)
     biases = db_bias.reshape(num_blocks, db_block)
     groups = None if db_groups is None else db_groups.reshape(num_blocks, db_block)
@@ -204,8 +216,13 @@ def _chunk_fn(
     compute_dtype: Any,
     has_groups: bool,
     has_mask: bool,
+    check_finite: bool,
 ):
-    """Builds (once per static configuration) the jitted kernel merging one database chunk."""
+    """Builds (once per static configuration) the jitted kernel merging one database chunk.
+
+    The kernel returns the updated running top-k and the number of database rows of the chunk
+    holding a NaN or inf (0 without `check_finite`), counted in the same compiled step.
+    """
     kernel = functools.partial(
         _scan_database,
         metric=metric,
@@ -215,7 +232,7 @@ def _chunk_fn(
         compute_dtype=compute_dtype,
     )
 
-    def single(q, q_groups, x, bias, x_groups, mask, first, carry_v, carry_i):
+    def single(q, q_groups, x, bias, x_groups, mask, shift, first, carry_v, carry_i):
         global _TRACE_COUNT
         _TRACE_COUNT += 1
         return kernel(
@@ -225,18 +242,33 @@ def _chunk_fn(
             bias,
             x_groups if has_groups else None,
             mask if has_mask else None,
+            shift,
             first,
             carry_v,
             carry_i,
         )
 
+    def with_count(merge):
+        def step(q, q_groups, x, bias, x_groups, mask, shift, first, carry_v, carry_i):
+            values, indices = merge(
+                q, q_groups, x, bias, x_groups, mask, shift, first, carry_v, carry_i
+            )
+            if not check_finite:
+                return values, indices, jnp.int32(0)
+            # One pass over the chunk already on the device, O(rows x D) against the matmul's
+            # O(queries x rows x D); the host reads the count when it waits for the chunk anyway.
+            bad_rows = jnp.sum(jnp.any(~jnp.isfinite(x), axis=1), dtype=jnp.int32)
+            return values, indices, bad_rows
+
+        return jax.jit(step)
+
     if mesh is None:
-        return jax.jit(single)
+        return with_count(single)
 
     axes = tuple(mesh.axis_names)
     num_devices = mesh.devices.size
 
-    def sharded(q, q_groups, x, bias, x_groups, mask, first, carry_v, carry_i):
+    def sharded(q, q_groups, x, bias, x_groups, mask, shift, first, carry_v, carry_i):
         # Each device scans its own contiguous slice from an empty top-k, so that the running
         # top-k (replicated) is merged exactly once, after the partials are gathered.
         local_rows = x.shape[0]
@@ -244,7 +276,16 @@ def _chunk_fn(
         empty_v = jnp.full(carry_v.shape, -jnp.inf, jnp.float32)
         empty_i = jnp.full(carry_i.shape, -1, jnp.int32)
         part_v, part_i = single(
-            q, q_groups, x, bias, x_groups, mask, first + device * local_rows, empty_v, empty_i
+            q,
+            q_groups,
+            x,
+            bias,
+            x_groups,
+            mask,
+            shift,
+            first + device * local_rows,
+            empty_v,
+            empty_i,
         )
         # [devices, nqb, qb, k] in device order == database order.
         all_v = lax.all_gather(part_v, axes, axis=0)
@@ -258,17 +299,54 @@ def _chunk_fn(
         )
 
     shard = P(axes)
-    return jax.jit(
+    return with_count(
         jax.shard_map(
             sharded,
             mesh=mesh,
-            in_specs=(P(), P(), shard, shard, shard, P(), P(), P(), P()),
+            in_specs=(P(), P(), shard, shard, shard, P(), P(), P(), P(), P()),
             out_specs=(P(), P()),
             # all_gather leaves the merged top-k identical on every device, which the replication
             # checker cannot infer.
             check_vma=False,
         )
     )
+
+
+def _l2_shift(database: Any, dim_mask: np.ndarray | None) -> np.ndarray:
+    """float32 [D] per-dimension shift that centres the database for the "l2" metric.
+
+    The database mean, computed streamed in float64 (chunk means and squared deviations merged
+    exactly, Chan et al.), rounded to the power-of-two grid of the dimension's standard
+    deviation: the shift is 0 wherever the mean is below about half the spread (data without
+    offsets is searched exactly as before), has few significant bits (so subtracting it from
+    float32 values near the mean is exact), and leaves every dimension within about one standard
+    deviation of 0. Dropped dimensions get 0.
+
+    Raises:
+      errors.InputError: the database holds NaN or inf (found here for free, before the search).
+    """
+    num_rows, dim = database.shape
+    count, mean, m2 = 0, np.zeros(dim, np.float64), np.zeros(dim, np.float64)
+    for start in range(0, num_rows, _SHIFT_CHUNK_ROWS):
+        chunk = np.array(database[start : start + _SHIFT_CHUNK_ROWS], np.float64)  # a copy
+        chunk_mean = chunk.mean(axis=0)
+        if _CHECK_FINITE and not np.isfinite(chunk_mean).all():
+            metrics.check_finite("knn.search", "database", database)
+        rows = len(chunk)
+        delta = chunk_mean - mean
+        total = count + rows
+        mean += delta * (rows / total)
+        chunk -= chunk_mean
+        m2 += np.einsum("ij,ij->j", chunk, chunk)
+        m2 += delta**2 * (count * rows / total)
+        count = total
+    std = np.sqrt(m2 / max(count, 1))
+    with np.errstate(divide="ignore"):
+        grid = np.where(std > 0, 2.0 ** np.floor(np.log2(np.where(std > 0, std, 1.0))), 0.0)
+    shift = np.where(grid > 0, np.round(mean / np.where(grid > 0, grid, 1.0)) * grid, mean)
+    if dim_mask is not None:
+        shift = shift * dim_mask
+    return np.nan_to_num(shift.astype(np.float32))
 
 
 def _as_2d_float(name: str, array: Any) -> tuple[int, int]:
@@ -315,7 +393,9 @@ def search(
       k: neighbours per query (any positive value; with fewer than k candidates the rest of the
         row is index -1 and score -inf).
       metric: "dot" (inner product), "cosine" (inner product of L2-normalised vectors; a zero
-        vector has similarity 0 to everything) or "l2" (score = minus the squared distance).
+        vector has similarity 0 to everything) or "l2" (score = minus the squared distance;
+        queries and database are first shifted by the database's mean, read in one extra
+        streamed pass, so that large offsets shared by all rows do not cancel in float32).
       drop_dims: feature dimensions to ignore (e.g. the highest-variance ones). The database is not
         copied: the queries get zeros there, and database norms leave those dimensions out.
       query_groups, db_groups: int [Q] and [N]; a database row whose group equals the query's group
@@ -336,6 +416,8 @@ def search(
 
     Raises:
       errors.ConfigError: on unknown metric, non-positive k or block sizes, or mismatched shapes.
+      errors.InputError: a query or database row holds NaN or inf (counted on the device in the
+        same compiled step as the scores; the message names the count and the first bad row).
 
     Examples:
       >>> db = np.eye(4, dtype=np.float32)
@@ -400,6 +482,8 @@ def search(
     chunk = max(1, chunk_rows // rows_per_step) * rows_per_step
     chunk = min(chunk, _round_up(num_db, rows_per_step))
     mask_arg = np.ones(dim, np.float32) if dim_mask is None else dim_mask
+    check_finite = bool(_CHECK_FINITE)
+    shift = _l2_shift(database, dim_mask) if metric == "l2" else np.zeros(dim, np.float32)
 
     fn = _chunk_fn(
         mesh,
@@ -410,6 +494,7 @@ def search(
         jnp.dtype(compute_dtype),
         has_groups,
         dim_mask is not None,
+        check_finite,
     )
     if mesh is None:
         replicated = sharded = None
@@ -423,16 +508,22 @@ def search(
     def prepare_queries(q_start: int, q_stop: int):
         """One query chunk, padded to `q_chunk` rows so every chunk has the same shapes.
 
-        Queries are masked, then normalised (cosine) or doubled (l2), with norms in float64; only
-        this chunk is ever copied, so Q is bounded by the host array (or memmap) alone.
+        Queries are shifted (l2), masked, then normalised (cosine) or doubled (l2), with norms in
+        float64; only this chunk is ever copied, so Q is bounded by the host array (or memmap)
+        alone. A NaN or inf makes its row's norm non-finite (also in a dropped dimension: the
+        mask multiplies), so the finiteness check costs one test per query.
         """
         rows = q_stop - q_start
         q = np.zeros((q_chunk, dim), np.float32)
         q[:rows] = np.asarray(queries[q_start:q_stop], dtype=np.float32)
+        if metric == "l2":
+            q[:rows] -= shift
         if dim_mask is not None:
             q *= dim_mask
         wide = q[:rows].astype(np.float64)
         sq_norm = np.einsum("ij,ij->i", wide, wide)
+        if check_finite and not np.isfinite(sq_norm).all():
+            metrics.check_finite("knn.search", "queries", queries)
         if metric == "cosine":
             norm = np.sqrt(sq_norm)
             q[:rows] = wide / np.where(norm > 0, norm, 1.0)[:, None]
@@ -460,6 +551,17 @@ def search(
         out_indices[q_start:q_stop] = np.where(found, indices, -1)
 
     mask_dev = put(mask_arg, replicated)
+    shift_dev = put(shift, replicated)
+
+    def check_chunk(bad_rows, start: int, stop: int) -> None:
+        """Raises if the kernel counted non-finite rows in database[start:stop]."""
+        if check_finite and int(bad_rows):
+            metrics.check_finite("knn.search", "database", database)
+            # Not reached unless the database changed under us; never return wrong neighbours.
+            raise errors.InputError(
+                f"knn.search: `database` rows {start}-{stop - 1} held non-finite values"
+            )
+
     empty_v = np.full((q_chunk // q_block, q_block, k), -np.inf, np.float32)
     empty_i = np.full((q_chunk // q_block, q_block, k), -1, np.int32)
     num_q_chunks = -(-num_queries // q_chunk)
@@ -484,13 +586,14 @@ def search(
             x_groups = np.zeros(chunk, np.int32)
             if has_groups:
                 x_groups[:rows] = db_groups[start:stop]
-            carry_v, carry_i = fn(
+            carry_v, carry_i, bad_rows = fn(
                 q_dev,
                 q_groups_dev,
                 put(x, sharded),
                 put(bias, sharded),
                 put(x_groups, sharded),
                 mask_dev,
+                shift_dev,
                 jnp.int32(start),
                 carry_v,
                 carry_i,
@@ -499,7 +602,8 @@ def search(
             # Waiting for the previous chunk keeps at most two chunks alive, so host memory stays
             # bounded however fast the reads are.
             if in_flight is not None:
-                jax.block_until_ready(in_flight)
+                jax.block_until_ready(in_flight[0])
+                check_chunk(*in_flight[1:])
                 done = q_index * num_db + start
                 rate = done / max(time.perf_counter() - start_time, 1e-9)
                 logging.log_every_n_seconds(
@@ -514,12 +618,13 @@ def search(
                     rate,
                     (total_work - done) / max(rate, 1e-9),
                 )
-            in_flight = carry_v
+            in_flight = (carry_v, bad_rows, start, stop)
         # The previous query chunk is copied out only now, so its copy overlaps this one's work;
         # at most two query chunks' carries are alive at once.
         if pending is not None:
             finish(*pending)
         pending = (q_start, q_stop, q_sq_norm, carry_v, carry_i)
+    check_chunk(*in_flight[1:])
     finish(*pending)
     return Neighbours(out_scores, out_indices, metric)
 
@@ -554,6 +659,7 @@ def classify(
 
     Raises:
       errors.ConfigError: on an unknown rule, bad k, or mismatched shapes.
+      errors.InputError: `db_labels` or `idx` are not integers (float labels are not truncated).
 
     Examples:
       >>> classify(np.array([[2, 0, 1]]), np.zeros((1, 3)), np.array([1, 0, 0]), 2, "majority")
@@ -561,9 +667,9 @@ def classify(
     """
     if rule not in RULES:
         raise errors.ConfigError(f"knn.classify: rule must be one of {RULES}, got {rule!r}")
-    idx = np.asarray(idx)
+    idx = metrics.check_labels("knn.classify", "idx", idx)
     scores = np.asarray(scores, dtype=np.float64)
-    db_labels = np.asarray(db_labels)
+    db_labels = metrics.check_labels("knn.classify", "db_labels", db_labels)
     if idx.ndim != 2 or scores.shape != idx.shape:
         raise errors.ConfigError(
             f"knn.classify: `idx` and `scores` must both be [Q, K], got {idx.shape}, {scores.shape}"

@@ -222,6 +222,12 @@ def _parse_label(raw, path: str, where: str) -> BDDLabel:
     if "id" not in raw or "category" not in raw:
         raise DatasetError(f"{path}: {where}: label lacks 'id' or 'category'")
     box = raw.get("box2d")
+    if box is None and raw.get("poly2d") is not None:
+        raise DatasetError(
+            f"{path}: {where}: label {raw['id']!r} has poly2d but no box2d; expected the "
+            "box-tracking labels (box_track_20, box2d {x1, y1, x2, y2}), not a segmentation or "
+            "polygon label file"
+        )
     try:
         coords = tuple(float(box[k]) for k in ("x1", "y1", "x2", "y2"))
     except (TypeError, KeyError, ValueError) as e:
@@ -297,6 +303,11 @@ def parse_video_json(path: str | os.PathLike, image_dir: str | os.PathLike) -> l
         parsed = tuple(
             _parse_label(lab, path, f"{where} label {i}") for i, lab in enumerate(labels)
         )
+        ids = [lab.track_id for lab in parsed]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            # One track cannot hold two boxes in a frame; the pairs would be ambiguous.
+            raise DatasetError(f"{path}: {where}: ids {repeated} appear twice in the same frame")
         frames.append(BDDFrame(video, index, name, os.path.join(image_dir, name), parsed))
     frames.sort(key=lambda fr: fr.frame_index)
     indices = [fr.frame_index for fr in frames]

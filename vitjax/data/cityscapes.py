@@ -280,8 +280,11 @@ class CityscapesReader:
             disagree = int(np.count_nonzero(mapped != train_ids))
             if disagree:
                 raise DatasetError(
-                    f"{sample.train_ids_path}: {disagree} pixels differ from the official trainId "
-                    f"mapping of {sample.label_ids_path}"
+                    f"{sample.train_ids_path}: {disagree} of {mapped.size} pixels differ from the "
+                    f"official trainId mapping of {sample.label_ids_path} (the trainIds file was "
+                    "not made from it by createTrainIdLabelImgs.py, e.g. the two were resized "
+                    "separately); read the official labelIds with label_source='label_ids', or "
+                    "trust the trainIds file with cross_check=False"
                 )
         return train_ids.astype(np.uint8)
 

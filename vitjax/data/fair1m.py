@@ -6,6 +6,7 @@ Layout (root = the folder holding the split folders; names configurable via `spl
     train/part2/{images,labelXml}/...                v1.0 training release, part 2
     validation/{images,labelXml}/...                 labelled validation split (v2.0 release)
     test/images/...                                  no labels
+    {images,labelXmls}/...                           2021 release, flat (read as 'train')
 
 The label folder is `labelXml` or `labelXmls` (the archives use both spellings).
 
@@ -18,8 +19,9 @@ the image, so pixel (row r, col c) covers [c, c+1) x [r, r+1). A pixel is painte
 (c + 0.5, r + 0.5) lies inside the polygon (even-odd rule; a centre exactly on an edge belongs to the
 polygon on its right/below side, so two polygons sharing an edge never both paint a pixel). An
 axis-aligned box (x1, y1, x2, y2) with integer corners paints exactly (x2 - x1) * (y2 - y1) pixels.
-Objects are painted in file order; later objects overwrite earlier ones. ([R1] used OpenCV's
-fillPoly on rounded corners, which also paints the pixels the boundary touches.)
+Objects are painted in file order; later objects overwrite earlier ones. (The authors' research code
+[R1], docs/datasets.md §4, used OpenCV's fillPoly on rounded corners, which also paints the pixels
+the boundary touches.)
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ FINE_TO_SUPER.setflags(write=False)
 _FINE_BY_KEY = {name.casefold(): i for i, name in enumerate(FINE_NAMES) if i > 0}
 
 DEFAULT_SPLIT_DIRS: dict[str, tuple[str, ...]] = {
-    "train": ("train/part1", "train/part2", "train"),
+    # "." = the flat layout of the 2021 release (`images/`, `labelXmls/` at the root, as TorchGeo
+    # first mirrored it): its images are training images.
+    "train": ("train/part1", "train/part2", "train", "."),
     "validation": ("validation", "val"),
     "test": ("test",),
 }
@@ -334,8 +338,11 @@ class FAIR1MReader:
             )
         out = []
         for part in parts:
-            image_dir = os.path.join(self.root, part, "images")
-            label_dirs = [os.path.join(self.root, part, d) for d in LABEL_DIR_NAMES]
+            # normpath: the flat layout's part "." must not show up in the paths.
+            image_dir = os.path.normpath(os.path.join(self.root, part, "images"))
+            label_dirs = [
+                os.path.normpath(os.path.join(self.root, part, d)) for d in LABEL_DIR_NAMES
+            ]
             names = [n for n in os.listdir(image_dir) if n.lower().endswith(_IMAGE_SUFFIXES)]
             for name in sorted(names, key=lambda n: _stem_order(os.path.splitext(n)[0])):
                 stem = os.path.splitext(name)[0]

@@ -29,11 +29,13 @@ from vitjax.data import tiling
 from vitjax.errors import ConfigError, DatasetError
 
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
-# [R1]: an ADE20K image qualifies for a class if the class survives nearest downsampling of its
-# mask to the 42 x 28 (W x H) patch grid of the 672 x 448 resized image.
+# The authors' research code ([R1], docs/datasets.md §1, §3): an ADE20K image qualifies for a class
+# if the class survives nearest downsampling of its mask to the 42 x 28 (W x H) patch grid of the
+# 672 x 448 resized image.
 ADE20K_PRESENCE_GRID = (28, 42)
 ADE20K_TRAIN_POOL = 2500
-# [R1] appendix A.4: a FAIR1M tile shows a category if >= 1/3 of one of its instances lies in it.
+# The paper's appendix A.4 (docs/datasets.md §4): a FAIR1M tile shows a category if >= 1/3 of one
+# of its instances lies in it.
 TILE_AREA_THRESHOLD = 1.0 / 3.0
 
 
@@ -241,12 +243,19 @@ def greedy_per_class(
     order = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
     used = np.zeros(n, dtype=bool)
     selection: dict[int, list[int]] = {}
+    short = []
     for cls in class_order:
         candidates = order[presence[order, cls] & ~used[order]][:k]
         used[candidates] = True
         selection[int(cls)] = [int(i) for i in candidates]
         if len(candidates) < k:
-            logging.warning("class %d: only %d of %d items available", cls, len(candidates), k)
+            short.append(f"{cls} ({len(candidates)})")
+    if short:
+        # One line for all of them: a small pool leaves most of 150 classes short.
+        logging.warning(
+            "%d of %d classes have fewer than k=%d items left (class (items)): %s",
+            len(short), len(selection), k, ", ".join(short),
+        )  # fmt: skip
     return selection
 
 

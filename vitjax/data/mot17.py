@@ -149,9 +149,15 @@ def parse_gt(path: str | os.PathLike, num_frames: int | None = None) -> GroundTr
             except ValueError as e:
                 raise DatasetError(f"{path}: line {line_number}: non-numeric value ({e})") from e
             if len(values) != 9:
+                hint = (
+                    "; 10 values is the MOT15 ground-truth / det.txt / tracker-output layout "
+                    "(frame, id, x, y, w, h, conf, x, y, z), which has no class or visibility"
+                    if len(values) == 10
+                    else ""
+                )
                 raise DatasetError(
                     f"{path}: line {line_number} has {len(values)} values; expected 9 (frame, id, "
-                    "bb_left, bb_top, bb_width, bb_height, consider, class, visibility)"
+                    f"bb_left, bb_top, bb_width, bb_height, consider, class, visibility){hint}"
                 )
             frame, track, _, _, w, h, flag, _, vis = values
             if frame < 1 or track < 1 or w < 0 or h < 0 or flag not in (0, 1) or not 0 <= vis <= 1:

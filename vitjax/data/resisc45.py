@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 
-from vitjax.data.scenes import SceneClassReader, SceneSample
+from vitjax.data.scenes import SceneClassReader, SceneSample, visible_entries
 from vitjax.errors import DatasetError
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -55,7 +55,7 @@ class RESISC45Reader(SceneClassReader):
         for folder, path, label in self._class_folders("RESISC45"):
             pattern = re.compile(rf"^{re.escape(folder)}_(\d+)$")
             numbered: dict[int, str] = {}
-            for name in os.listdir(path):
+            for name in visible_entries(path):
                 stem, suffix = os.path.splitext(name)
                 if suffix.lower() not in _SUFFIXES:
                     continue

@@ -7,6 +7,7 @@ import dataclasses
 import os
 
 import numpy as np
+from absl import logging
 
 from vitjax.data import fewshot, images
 from vitjax.errors import ConfigError, DatasetError
@@ -20,6 +21,26 @@ class SceneSample:
     label: int  # index in the dataset's CLASS_NAMES
     stem: str  # e.g. 'airplane07'
     path: str
+
+
+# Entries that archive tools, notebooks and file browsers add beside the data: `.ipynb_checkpoints/`,
+# `.DS_Store`, macOS `__MACOSX/` and its `._<name>` resource forks (which carry the image suffix
+# but are not images). They are skipped (and logged) rather than read or refused as classes.
+_SYSTEM_NAMES = ("__MACOSX",)
+
+
+def is_hidden(name: str) -> bool:
+    """True for a file or folder name that tools add beside the data (dot names, `__MACOSX`)."""
+    return name.startswith(".") or name in _SYSTEM_NAMES
+
+
+def visible_entries(folder: str) -> list[str]:
+    """Sorted names in `folder` without hidden ones (see `is_hidden`); skipped names are logged."""
+    names = sorted(os.listdir(folder))
+    hidden = [n for n in names if is_hidden(n)]
+    if hidden:
+        logging.info("%s: skipping hidden entries %s", folder, ", ".join(hidden))
+    return [n for n in names if not is_hidden(n)]
 
 
 def find_class_root(root: str, candidates: tuple[str, ...], class_names: tuple[str, ...]) -> str:
@@ -44,6 +65,18 @@ def split_samples(
         raise ConfigError(f"split {split!r}; expected 'all', 'train' or 'test'")
     if train_per_class is None:
         raise ConfigError(f"split {split!r} needs train_per_class (k images per class) to be set")
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.class_name] = counts.get(s.class_name, 0) + 1
+    short = {name: n for name, n in counts.items() if n <= train_per_class}
+    if short:
+        # Every image of such a class goes to train, so the test split has none of it.
+        logging.warning(
+            "train_per_class=%d: classes with no more images than that (all go to train, none "
+            "to test): %s",
+            train_per_class,
+            ", ".join(f"{name} ({n})" for name, n in short.items()),
+        )
     train, test = fewshot.split_per_class(samples, train_per_class, seed)
     return train if split == "train" else test
 
@@ -87,8 +120,9 @@ class SceneClassReader:
         raise NotImplementedError
 
     def _class_folders(self, dataset: str):
-        """Yields (folder name, path, class index) of the class folders; unknown folders raise."""
-        for folder in sorted(os.listdir(self.image_root)):
+        """Yields (folder name, path, class index) of the class folders; unknown folders raise,
+        hidden ones (`is_hidden`) are skipped with a logged note."""
+        for folder in visible_entries(self.image_root):
             path = os.path.join(self.image_root, folder)
             if not os.path.isdir(path):
                 continue

@@ -14,6 +14,11 @@ Example:
     source = TFDSSource("uc_merced", "train", data_dir="~/tensorflow_datasets")
     example = source[0]          # {'image': uint8 [H, W, 3], 'label': int, 'filename': str}
     images = source.images       # len() / [i] -> uint8 [H, W, 3], an ImageSource for extraction
+    labels, names = source.labels()  # without decoding the images
+
+TFDS stores the examples in its own (hashed) order: sort by file name for a stable listing.
+Nothing is ever downloaded or prepared here: a dataset missing from `data_dir` is an error, so the
+user's folder is left as it was.
 """
 
 from __future__ import annotations
@@ -87,12 +92,26 @@ class TFDSSource:
         self.name = name
         self.split = split
         data_dir = None if data_dir is None else os.path.expanduser(os.fspath(data_dir))
+        self.data_dir = data_dir
+        self._tfds = tfds
+        self._source = self._open()
+
+    def _open(self, decoders: dict[str, Any] | None = None):
+        # download=False: tfds.data_source would otherwise download and prepare a missing
+        # dataset into the user's data_dir (and preparing needs TensorFlow).
         try:
-            self._source = tfds.data_source(name, split=split, data_dir=data_dir)
+            return self._tfds.data_source(
+                self.name,
+                split=self.split,
+                data_dir=self.data_dir,
+                download=False,
+                decoders=decoders,
+            )
         except Exception as e:  # noqa: BLE001 - tfds raises several types for a missing dataset
             raise DatasetError(
-                f"{data_dir or '(default TFDS dir)'}: cannot open {name!r} split {split!r} as an "
-                f"ArrayRecord data source; prepare it with file_format='array_record' first ({e})"
+                f"{self.data_dir or '(default TFDS dir)'}: cannot open {self.name!r} split "
+                f"{self.split!r} as an ArrayRecord data source; prepare it with "
+                f"file_format='array_record' first ({e})"
             ) from e
 
     def __len__(self) -> int:
@@ -122,6 +141,27 @@ class TFDSSource:
             }
         except KeyError as e:
             raise DatasetError(f"{where}: example lacks feature {e}") from e
+
+    def labels(self) -> tuple[np.ndarray, list[str]]:
+        """(int64 [N] class indices, N file names) of uc_merced / resisc45, images not decoded.
+
+        Raises:
+          ConfigError: a builder without labels (cityscapes).
+        """
+        if self.builder == "cityscapes":
+            raise ConfigError(f"TFDS dataset {self.name!r} has no image-level labels")
+        skip = self._open(decoders={"image": self._tfds.decode.SkipDecoding()})
+        labels, names = [], []
+        for index in range(len(skip)):
+            example = skip[index]
+            try:
+                labels.append(int(example["label"]))
+                names.append(_text(example["filename"]))
+            except KeyError as e:
+                raise DatasetError(
+                    f"{self.name} {self.split}[{index}]: example lacks feature {e}"
+                ) from e
+        return np.asarray(labels, np.int64), names
 
     @property
     def images(self) -> _Images:

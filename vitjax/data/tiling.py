@@ -462,8 +462,9 @@ def stitch_to_pixels(
     Args:
       tile_preds: [T, gh, gw, ...].
       infos: the T TileInfos (one image).
-      original: True: the size before any pre-resize (orig_h, orig_w), as [R1] scored ADE20K
-        against the original masks; False: the tiled image's size.
+      original: True: the size before any pre-resize (orig_h, orig_w), as the research code [R1]
+        scored ADE20K against the original masks (docs/datasets.md §3); False: the tiled image's
+        size.
       rule: nearest rule, see `upsample_to`.
 
     Returns:

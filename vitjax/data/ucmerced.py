@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from vitjax.data.scenes import SceneClassReader, SceneSample
+from vitjax.data.scenes import SceneClassReader, SceneSample, visible_entries
 
 CLASS_NAMES: tuple[str, ...] = (
     "agricultural", "airplane", "baseballdiamond", "beach", "buildings", "chaparral",
@@ -49,7 +49,7 @@ class UCMercedReader(SceneClassReader):
         """
         out = []
         for folder, path, label in self._class_folders("UC Merced"):
-            for name in sorted(os.listdir(path)):
+            for name in visible_entries(path):
                 stem, suffix = os.path.splitext(name)
                 if suffix.lower() in _SUFFIXES:
                     out.append(SceneSample(folder, label, stem, os.path.join(path, name)))

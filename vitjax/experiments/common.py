@@ -1,6 +1,6 @@
 """Shared protocol of the segmentation-side experiments: data, patch features, k-NN, probe, scores.
 
-The pipeline every experiment uses (datasets.md §1 and §10):
+The pipeline every experiment uses (docs/datasets.md §1 and §10; [R1] = the authors' research code):
 
 1. `load_segmentation(config)` reads the few-shot train images and the evaluation images of
    `config.dataset` (Cityscapes, ADE20K, or synthetic scenes), optionally resizes them, and cuts
@@ -276,7 +276,9 @@ def _cityscapes(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSpl
         data_cfg.root, DATA_ROOT_FIELD, "Cityscapes", CITYSCAPES_LAYOUT,
         [("leftImg8bit", "gtFine")], _OTHER_ROOT_NOTE,
     )  # fmt: skip
-    reader = cityscapes.CityscapesReader(root)
+    # labelIds are the official ground truth (and what the evaluation and [R1] use); a derived
+    # `_labelTrainIds.png` beside them may come from another pipeline (e.g. resized separately).
+    reader = cityscapes.CityscapesReader(root, label_source="label_ids")
     if split == "train":
         source, n, field = (
             "train",
@@ -528,8 +530,8 @@ def load_segmentation(
     )
 
 
-# Protocol geometry and few-shot sizes of each real dataset (datasets.md §1), used when a dataset
-# other than `config.dataset` is read (e.g. for the cross-dataset variance overlap).
+# Protocol geometry and few-shot sizes of each real dataset (docs/datasets.md §1), used when a
+# dataset other than `config.dataset` is read (e.g. for the cross-dataset variance overlap).
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "cityscapes": dict(
         resize_hw=(0, 0), tile_size=256, tile_out=224, train_per_group=4, eval_per_group=10,
@@ -1047,28 +1049,6 @@ def predict(
 def model_row(model: experiments.ModelHandle) -> dict[str, Any]:
     """The leading columns of a per-model table row."""
     return {"model": model.name, "family": model.spec.family}
-
-
-def paper_comparable(
-    config: ml_collections.ConfigDict, model: experiments.ModelHandle, method: str
-) -> bool:
-    """Whether a Cityscapes score of `model` and `method` may stand beside the paper's number.
-
-    That needs real weights of the paper's backbone (ViT-B/16; DINOv2 ViT-B/14), Cityscapes with
-    the research code's image lists (`data.splits == 'paper'`) and, for k-NN, [R1]'s classifier:
-    1-NN label, dot-product similarity, void patches kept in the support set.
-    """
-    from vitjax import paper_numbers
-
-    spec = model.spec
-    if model.random_weights or config.dataset != "cityscapes" or config.data.splits != "paper":
-        return False
-    if not paper_numbers.is_paper_backbone(spec.family, spec.size, spec.patch_size):
-        return False
-    if method == "knn":
-        knn_cfg = config.knn
-        return knn_cfg.rule == "1nn" and knn_cfg.metric == "dot" and not knn_cfg.exclude_ignore
-    return method == "linear"
 
 
 def require_fields(

@@ -1,6 +1,6 @@
 """FAIR1M instance identification (Fig. 5, 11) and retrieval from other images (Fig. 6).
 
-Data (datasets.md §1, §4; `select_fair1m_tiles`): the images of a FAIR1M split are cut into
+Data (docs/datasets.md §1, §4; `select_fair1m_tiles`): the images of a FAIR1M split are cut into
 DOTA-style crops (1000 x 1000), every crop into a grid of 224 x 224 tiles (cut, not resized; the
 last row/column zero-padded, padding = background). A tile shows a fine category when at least 1/3
 of one of the category's instances (its area inside the crop) lies in the tile; 8 tiles per
@@ -39,6 +39,18 @@ QUERY_LABELS = ("original", "transformed")
 # Name in config -> (corruption name of `corruptions.apply`, options builder).
 PERTURBATIONS = ("shift", "rotate", "scale", "box_blur", "blur", "noise")
 _OUTCOMES = metrics.RETRIEVAL_OUTCOMES
+# The level of each perturbation that leaves a tile unchanged (where the clean point is drawn),
+# and its axis label with units.
+CLEAN_LEVEL = {"shift": 0.0, "rotate": 0.0, "scale": 1.0, "box_blur": 0.0, "blur": 0.0,
+               "noise": 0.0}  # fmt: skip
+LEVEL_LABELS = {
+    "shift": "shift (px along shift_direction)",
+    "rotate": "rotation (degrees, counter-clockwise)",
+    "scale": "zoom factor (1 = clean)",
+    "box_blur": "box blur kernel side (px; 0 = clean)",
+    "blur": "Gaussian blur kernel side (px; 0 = clean)",
+    "noise": "Gaussian noise sigma (0-255 scale)",
+}
 _REQUIRED = (
     "dataset", "root", "split", "max_images", "crop_size", "tile_size", "tile_pad",
     "per_category", "area_threshold", "patch_label_rule", "query_labels", "perturbations",
@@ -564,25 +576,38 @@ def _result(
     ctx, cfg, tiles: ObjectTiles, rows: list[dict[str, Any]], skipped: list[str]
 ) -> experiments.Result:
     figures = {}
+    families = {m.name: m.spec.family for m in ctx.models}
+    perturbations = [p for p in dict.fromkeys(r["perturbation"] for r in rows) if p != "clean"]
     for mode, outcomes in (
         ("identification", ("same_patch_frac", "at_least_fine_frac")),
         ("retrieval", ("at_least_fine_frac", "at_least_super_frac")),
     ):
         panels: dict[str, dict] = {}
-        styles = {}
+        keys = {}
         for r in rows:
-            if r["mode"] != mode or r["removed"] != 0 or r["perturbation"] == "clean":
+            if r["mode"] != mode or r["removed"] != 0:
                 continue
-            panel = panels.setdefault(r["perturbation"], {})
-            for outcome, style in zip(outcomes, ("-", "--")):
-                label = f"{r['model']} {outcome.removesuffix('_frac')}"
-                xs, ys = panel.setdefault(label, ([], []))
-                xs.append(r["level"])
-                ys.append(r[outcome])
-                styles[label] = style
+            # The clean tiles are every perturbation's starting point (its identity level).
+            names = perturbations if r["perturbation"] == "clean" else [r["perturbation"]]
+            for name in names:
+                panel = panels.setdefault(name, {})
+                for outcome in outcomes:
+                    label = f"{r['model']} {outcome.removesuffix('_frac')}"
+                    xs, ys = panel.setdefault(label, ([], []))
+                    xs.append(CLEAN_LEVEL[name] if r["perturbation"] == "clean" else r["level"])
+                    ys.append(r[outcome])
+                    keys[label] = (families.get(r["model"], r["model"]), r["model"], outcome)
+        for series in (s for panel in panels.values() for s in panel.values()):
+            order = np.argsort(series[0], kind="stable")
+            series[0][:] = [series[0][i] for i in order]
+            series[1][:] = [series[1][i] for i in order]
         path = ctx.figure_path(mode)
-        plotting.line_plot(path, panels, xlabel="level", ylabel="fraction of query patches",
-                           styles=styles)  # fmt: skip
+        plotting.line_plot(
+            path, {n: panels[n] for n in perturbations if n in panels},
+            xlabel={n: LEVEL_LABELS.get(n, "level") for n in perturbations},
+            ylabel="fraction of query patches (0-1)", keys=keys,
+            mark=plotting.random_weights_mark(ctx.models),
+        )  # fmt: skip
         figures[mode] = path
     per_category = np.bincount(tiles.category, minlength=len(tiles.fine_names))
     return experiments.Result(
@@ -603,12 +628,22 @@ def _result(
             "same-patch upper bound, cumulative fractions; mode 'identification' searches all "
             f"original patches, 'retrieval' excludes the query's own {cfg.exclude}; 'removed' "
             "= highest-variance dims dropped from the similarity.",
-            "identification": "Fig. 5: fraction of query patches whose nearest original patch "
-            "is the same patch (solid) or at least the same fine category (dashed), per level.",
-            "retrieval": "Fig. 6: with the query's own tile excluded, fraction whose nearest "
-            "patch has the same fine category (solid) or supercategory (dashed).",
+            "identification": plotting.caption(
+                "Fig. 5: measured fraction of query patches whose nearest original patch is "
+                "the same patch (solid) or at least the same fine category (dashed), per "
+                "perturbation level; the clean tiles are the point at the identity level.",
+                None,
+                ctx.models,
+            ),
+            "retrieval": plotting.caption(
+                "Fig. 6: with the query's own tile excluded, measured fraction whose nearest "
+                "patch has the same fine category (solid) or supercategory (dashed).",
+                None,
+                ctx.models,
+            ),
         },
         scalars={
+            "datasets": [str(cfg.dataset)],
             "tiles": len(tiles),
             "tiles_per_category": {
                 tiles.fine_names[c]: int(n) for c, n in enumerate(per_category) if c and n

@@ -183,4 +183,5 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             f"variance dimensions removed, only the top-{cfg.top_n}, or {cfg.top_n} random ones; "
             "higher = more image-level information.",
         },
+        scalars={"datasets": [ctx.config.dataset]},
     )

@@ -5,7 +5,7 @@ with no masking and with MAE's 75 % random masking (the same masks for every var
 encoder's output tokens (final LayerNorm) are passed to the decoder either whole, with the N
 highest-variance feature dims set to zero, or with N random dims set to zero (the control), and
 the reconstructions are scored. The variance is that of the final-LayerNorm patch tokens of the
-TRAINING tiles of `config.dataset` (datasets.md §1; the few-shot train split of
+TRAINING tiles of `config.dataset` (docs/datasets.md §1; the few-shot train split of
 `common.load_segmentation`, the train scenes for `synthetic`), never of the tiles reconstructed:
 
 * `mse`: MAE's loss, the mean squared error in the decoder's target space (ImageNet-normalised
@@ -260,14 +260,21 @@ def _result(ctx, cfg, rows, num_models: int, num_images: int) -> experiments.Res
     figures = {}
     if rows:
         panels: dict[str, dict] = {"mse (target space)": {}, "PSNR (dB)": {}, "SSIM": {}}
+        families = {m.name: m.spec.family for m in ctx.models}
+        keys = {}
         for r in rows:
             label = f"{r['model']} {r['features']}"
+            keys[label] = (families.get(r["model"], r["model"]), r["model"], r["features"])
             for panel, column in zip(panels, ("mse", "psnr", "ssim")):
                 xs, ys = panels[panel].setdefault(label, ([], []))
                 xs.append(r["mask_ratio"])
                 ys.append(r[column])
         path = ctx.figure_path("scores")
-        plotting.line_plot(path, panels, xlabel="mask ratio", ylabel="score")
+        plotting.line_plot(
+            path, panels, xlabel="mask ratio (fraction of patches masked)",
+            ylabel="score (unit in panel title)", keys=keys,
+            mark=plotting.random_weights_mark(ctx.models),
+        )  # fmt: skip
         figures["scores"] = path
     none = "" if num_models else " No model has an MAE decoder (an `mae` model converted with "
     none += "" if num_models else "its decoder is needed), so nothing was reconstructed."
@@ -281,6 +288,12 @@ def _result(ctx, cfg, rows, num_models: int, num_images: int) -> experiments.Res
             "reconstruction": "mse: MAE's loss in the decoder's target space (masked patches "
             "when masking); psnr/ssim: the reconstructed image against the original (0-255, "
             "visible patches pasted back when masking), mean over images.",
-            "scores": "Tab. 4: reconstruction scores per mask ratio and feature variant.",
+            "scores": plotting.caption(
+                "Tab. 4: measured reconstruction scores per mask ratio and feature variant "
+                "(line style).",
+                None,
+                ctx.models,
+            ),
         },
+        scalars={"datasets": [ctx.config.dataset]},
     )

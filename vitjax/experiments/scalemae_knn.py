@@ -28,6 +28,8 @@ from vitjax.experiments import common
 
 DATASETS = ("ucmerced", "resisc45", "synthetic")
 REPRESENTATIONS = ("cls", "mean_patch")
+# TFDS builders of the real datasets (`tfds_data_dir`).
+TFDS_NAMES = {"ucmerced": "uc_merced", "resisc45": "resisc45"}
 # Folder layouts of the real datasets (`common.check_root` messages).
 LAYOUTS = {
     "ucmerced": "<root>/Images/<class>/<class><NN>.tif (or <root>/<class>/ or "
@@ -139,6 +141,8 @@ def load_split(name: str, cfg: ml_collections.ConfigDict, seed: int) -> SceneSpl
             labels[test_idx].astype(np.int32),
             lambda i: images[train_idx[i]], lambda i: images[test_idx[i]], identity,
         )  # fmt: skip
+    if dcfg.get("tfds_data_dir"):
+        return _tfds_split(name, dcfg, size, seed)
     root = common.check_root(dcfg.root, f"config.scalemae_knn.{name}.root", name, LAYOUTS[name])
     if name == "ucmerced":
         from vitjax.data import ucmerced
@@ -166,6 +170,52 @@ def load_split(name: str, cfg: ml_collections.ConfigDict, seed: int) -> SceneSpl
         np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
         lambda i: reader.load_image(train[i]), lambda i: reader.load_image(test[i]),
         {"root": os.path.realpath(root), "train": experiments.stable_hash([s.stem for s in train]),
+         "test": experiments.stable_hash([s.stem for s in test])},
+    )  # fmt: skip
+
+
+def _tfds_split(name: str, dcfg: ml_collections.ConfigDict, size: int, seed: int) -> SceneSplit:
+    """`load_split` from a TFDS data_dir prepared as ArrayRecord (`dcfg.tfds_data_dir`).
+
+    The examples are sorted by (label, file name), as the raw readers list them, so the seeded
+    split and the images (resized to `size` the same way) are the raw-file route's.
+    """
+    from vitjax.data import images, resisc45, scenes, tfds_source, ucmerced
+
+    class_names = ucmerced.CLASS_NAMES if name == "ucmerced" else resisc45.CLASS_NAMES
+    data_dir = os.path.expanduser(str(dcfg.tfds_data_dir))
+    source = tfds_source.TFDSSource(TFDS_NAMES[name], "train", data_dir=data_dir)
+    labels, file_names = source.labels()
+    bad = [int(v) for v in labels if not 0 <= v < len(class_names)]
+    if bad:
+        raise errors.DatasetError(
+            f"{data_dir}: {TFDS_NAMES[name]} labels {sorted(set(bad))}; expected 0-"
+            f"{len(class_names) - 1} ({name} has {len(class_names)} classes)"
+        )
+    # SceneSample.path holds the example's index in the TFDS source.
+    samples = [
+        scenes.SceneSample(class_names[label], int(label), os.path.splitext(file)[0], str(i))
+        for i, (label, file) in enumerate(zip(labels, file_names))
+    ]
+    samples.sort(key=lambda s: (s.label, s.stem))
+    k = int(dcfg.train_per_class)
+    train = scenes.split_samples(samples, "train", k, seed)
+    test = scenes.split_samples(samples, "test", k, seed)
+    test = [
+        test[i] for i in _cap_per_class(test, [s.label for s in test], int(dcfg.test_per_class))
+    ]
+    if not train or not test:
+        raise errors.DatasetError(f"{data_dir}: {TFDS_NAMES[name]} has no train or no test image")
+
+    def load(sample: scenes.SceneSample) -> np.ndarray:
+        return images.apply_size_policy(source[int(sample.path)]["image"], (size, size), "resize")
+
+    return SceneSplit(
+        name, list(class_names),
+        np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
+        lambda i: load(train[i]), lambda i: load(test[i]),
+        {"tfds": TFDS_NAMES[name], "tfds_data_dir": os.path.realpath(data_dir),
+         "train": experiments.stable_hash([s.stem for s in train]),
          "test": experiments.stable_hash([s.stem for s in test])},
     )  # fmt: skip
 
@@ -290,17 +340,21 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
 
 def _result(ctx, cfg, rows) -> experiments.Result:
     panels: dict[str, dict] = {}
-    styles = {}
+    families = {m.name: m.spec.family for m in ctx.models}
+    keys = {}
     for r in rows:
         panel = panels.setdefault(f"{r['dataset']} ({r['representation']})", {})
         label = f"{r['model']} -{r['removed']}" if r["removed"] else r["model"]
         xs, ys = panel.setdefault(label, ([], []))
         xs.append(r["relative_gsd"])
         ys.append(r["accuracy"])
-        styles[label] = "--" if r["removed"] else "-"
+        keys[label] = (families.get(r["model"], r["model"]), r["model"], f"-{r['removed']}")
     path = ctx.figure_path("accuracy_vs_gsd")
-    plotting.line_plot(path, panels, xlabel="relative GSD (input size / image size)",
-                       ylabel="k-NN accuracy", logx=True, styles=styles)  # fmt: skip
+    plotting.line_plot(
+        path, panels, xlabel="relative GSD (input size / image size; 1 = native)",
+        ylabel="k-NN accuracy (0-1)", logx=True, keys=keys,
+        mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
     return experiments.Result(
         tables={"knn": rows},
         figures={"accuracy_vs_gsd": path},
@@ -310,7 +364,12 @@ def _result(ctx, cfg, rows) -> experiments.Result:
             "knn": "Accuracy per model, dataset, image size (content of a GSD input_size/size "
             "times coarser), representation (CLS or mean patch token) and number of "
             "highest-variance dims removed; gsd_ratio_given is what Scale-MAE was told (0 = none).",
-            "accuracy_vs_gsd": "Fig. 8: k-NN accuracy as the GSD grows; dashed = top-variance "
-            "dims removed.",
+            "accuracy_vs_gsd": plotting.caption(
+                "Fig. 8: measured k-NN accuracy against the relative GSD; dashed = "
+                "top-variance dims removed.",
+                None,
+                ctx.models,
+            ),
         },
+        scalars={"datasets": [d.strip() for d in str(cfg.datasets).split(",") if d.strip()]},
     )

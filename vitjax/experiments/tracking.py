@@ -560,15 +560,21 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
 def _result(ctx, cfg, videos, rows, skipped) -> experiments.Result:
     panels: dict[str, dict] = {"instance accuracy": {}, "category accuracy": {}}
     multi = len({r["geometry"] for r in rows}) > 1
+    families = {m.name: m.spec.family for m in ctx.models}
+    keys = {}
     for r in rows:
         label = f"{r['model']} {r['geometry']}" if multi else r["model"]
+        keys[label] = (families.get(r["model"], r["model"]), r["model"], r["geometry"])
         for panel, column in (("instance accuracy", "instance_acc"),
                               ("category accuracy", "category_acc")):  # fmt: skip
             xs, ys = panels[panel].setdefault(label, ([], []))
             xs.append(r["gap"])
             ys.append(r[column])
     path = ctx.figure_path("accuracy_vs_gap")
-    plotting.line_plot(path, panels, xlabel="frame gap", ylabel="accuracy", logx=True)
+    plotting.line_plot(
+        path, panels, xlabel="frame gap (frames)", ylabel="accuracy (0-1)", logx=True, keys=keys,
+        integer_x=True, mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
     note = f" Skipped (input size the model cannot take): {', '.join(skipped)}." if skipped else ""
     return experiments.Result(
         tables={"association": rows},
@@ -581,7 +587,12 @@ def _result(ctx, cfg, videos, rows, skipped) -> experiments.Result:
             "whole frame resized) and gap: share of instances of frame t matched to the same "
             "track (instance_acc) or a box of the same category (category_acc) in frame t+gap; "
             "ignored boxes (distractors, crowd, MOT17 non-considered) are left out.",
-            "accuracy_vs_gap": "Fig. 7/9/12: association accuracy as the frame gap grows.",
+            "accuracy_vs_gap": plotting.caption(
+                "Fig. 7/9/12: measured association accuracy against the frame gap (log axis); "
+                "line style = frame geometry.",
+                None,
+                ctx.models,
+            ),
         },
-        scalars={"videos": [v.name for v in videos]},
+        scalars={"videos": [v.name for v in videos], "datasets": [str(cfg.dataset)]},
     )

@@ -8,7 +8,7 @@ Examples:
   >>> out["patch"][1].shape                                          # (B, 14, 14, 192)
 """
 
-from vitjax.models.io import load, load_decoder, load_spec, save
+from vitjax.models.io import check_checkpoint_dir, load, load_decoder, load_spec, save
 from vitjax.models.mae_decoder import MAEDecoder, patchify, place_tokens, unpatchify
 from vitjax.models.vit import VisionTransformer, resolve_layers
 from vitjax.models.zoo import (
@@ -25,6 +25,7 @@ from vitjax.models.zoo import (
     init_params,
     list_variants,
     param_shapes,
+    params_digest,
     preprocess,
     random_model,
     randomize_params,
@@ -36,6 +37,7 @@ __all__ = [
     "ModelSpec",
     "Preprocessing",
     "VisionTransformer",
+    "check_checkpoint_dir",
     "count_params",
     "create_decoder",
     "create_model",
@@ -49,6 +51,7 @@ __all__ = [
     "load_decoder",
     "load_spec",
     "param_shapes",
+    "params_digest",
     "patchify",
     "place_tokens",
     "preprocess",

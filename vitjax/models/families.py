@@ -56,7 +56,7 @@ def checked_fields(cls, data: Any, where: str) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
-    """How the family's evaluation code prepares images (checkpoints.md section 11).
+    """How the family's evaluation code prepares images (docs/checkpoints.md section 7).
 
     Only `mean`/`std` are applied by `preprocess`; resizing and cropping are the caller's.
 

@@ -77,6 +77,10 @@ class ModelSpec:
       name: e.g. 'dino_vits16'; overrides are appended ('dino_vits16-depth2').
       weights_hash: 'random-seed<k>' for random weights, else the converter's sha256 of the
         source file ('' when no weights are attached yet).
+      params_sha256: `params_digest` of the parameters themselves ('' when not computed yet);
+        set by `random_model`, `models.save` and `models.load`. Features and results are keyed on
+        it, so weights changed under an unchanged spec and `weights_hash` are never served the
+        old weights' features.
     """
 
     family: str
@@ -108,6 +112,7 @@ class ModelSpec:
     preprocessing: Preprocessing = Preprocessing()
     name: str = ""
     weights_hash: str = ""
+    params_sha256: str = ""
 
     def __post_init__(self):
         if isinstance(self.preprocessing, dict):
@@ -281,7 +286,8 @@ def get_spec(family: str, size: str, patch_size: int | None = None, **overrides:
         tags = [
             _override_tag(k, v)
             for k, v in sorted(overrides.items())
-            if k != "weights_hash" and getattr(spec, k) != (tuple(v) if isinstance(v, list) else v)
+            if k not in ("weights_hash", "params_sha256")
+            and getattr(spec, k) != (tuple(v) if isinstance(v, list) else v)
         ]
         name = "-".join([spec.name, *tags])
     return dataclasses.replace(spec, name=name, **overrides)
@@ -359,9 +365,25 @@ def _param_shapes(spec: ModelSpec, decoder: bool) -> tuple[tuple[str, tuple[int,
         tokens = jax.ShapeDtypeStruct((1, num_tokens, spec.width), jnp.float32)
         tree = jax.eval_shape(create_decoder(spec).init, jax.random.key(0), tokens)
     else:
+        # Every block of the encoder is built with the same arguments, so a two-block trace
+        # gives every shape; tracing 24-40 blocks of the large variants costs seconds each.
+        traced = dataclasses.replace(spec, depth=min(spec.depth, 2))
         images = jax.ShapeDtypeStruct((1, *spec.native_image_size, 3), jnp.float32)
-        tree = jax.eval_shape(create_model(spec).init, jax.random.key(0), images)
+        tree = jax.eval_shape(create_model(traced).init, jax.random.key(0), images)
+        return _repeat_last_block(flatten_params(tree["params"]), traced.depth, spec.depth)
     return tuple((k, tuple(v.shape)) for k, v in flatten_params(tree["params"]).items())
+
+
+def _repeat_last_block(flat: dict, traced_depth: int, depth: int):
+    """(path, shape) pairs of a `depth`-block encoder from a `traced_depth`-block trace, in the
+    order `module.init`'s tree flattens in (keys sorted at every level, as JAX sorts dicts)."""
+    last = f"block_{traced_depth - 1}/"
+    out = {path: tuple(leaf.shape) for path, leaf in flat.items()}
+    for i in range(traced_depth, depth):
+        for path, leaf in flat.items():
+            if path.startswith(last):
+                out[f"block_{i}/" + path[len(last) :]] = tuple(leaf.shape)
+    return tuple(sorted(out.items(), key=lambda item: tuple(item[0].split("/"))))
 
 
 def param_shapes(spec: ModelSpec, decoder: bool = False) -> dict[str, tuple[int, ...]]:
@@ -447,6 +469,27 @@ def flatten_params(params: dict) -> dict[str, Any]:
     return {"/".join(path): leaf for path, leaf in flax.traverse_util.flatten_dict(params).items()}
 
 
+def params_digest(params: dict) -> str:
+    """sha256 (hex) of a parameter tree: every leaf's path, dtype, shape and float32 bytes.
+
+    Leaves are taken in sorted path order and as little-endian C-order float32 (the dtype
+    checkpoints store), so the digest is the same for host and device copies of the same values.
+    A "decoder" entry (MAE) is part of the tree like any other.
+
+    Args:
+      params: nested dict of arrays (numpy or JAX).
+
+    Returns:
+      64 hex characters.
+    """
+    digest = hashlib.sha256(b"vitjax-params/1\n")
+    for path, leaf in sorted(flatten_params(params).items()):
+        array = np.ascontiguousarray(np.asarray(jax.device_get(leaf), dtype="<f4"))
+        digest.update(f"{path}|{array.dtype.str}|{list(array.shape)}\n".encode())
+        digest.update(memoryview(array.reshape(-1)).cast("B"))
+    return digest.hexdigest()
+
+
 def count_params(spec: ModelSpec, decoder: bool = False) -> int:
     """Number of float parameters of the encoder (or decoder) tree of `spec`."""
     return int(sum(np.prod(shape) for shape in param_shapes(spec, decoder).values()))
@@ -505,4 +548,5 @@ def random_model(
     overrides["weights_hash"] = f"random-seed{seed}"
     spec = get_spec(family, size, patch_size, **overrides)
     params = randomize_params(init_params(spec, seed), spec, seed)
+    spec = dataclasses.replace(spec, params_sha256=params_digest(params))
     return create_model(spec, dtype), params, spec
