@@ -33,6 +33,12 @@ DEMO_MODELS = ",".join(
         "dinov2_reg:ti:14:none",
         "torchvision:ti:16:none",
         "scalemae:ti:16:none",
+        # The newer families: CLIP (open_clip layout, QuickGELU / GELU; transformers layout)
+        # and a timm ViT.
+        "clip:ti:16:none",
+        "openclip:ti:16:none",
+        "clip_hf:ti:16:none",
+        "timm:ti:16:none",
     ]
 )
 
