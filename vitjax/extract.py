@@ -1039,9 +1039,10 @@ def extract(
     work = _remaining_work(job, entries, store is not None)
     executable = _compile(module, params, spec, job, work.pending) if work.pending else None
     peak = _peak_device_bytes(executable, spec, job) if executable else (0, "nothing to run")
-    logging.info(
-        "Extraction plan for %s: %s", spec.name, _make_plan(job, work, store is not None, peak)
-    )
+    the_plan = _make_plan(job, work, store is not None, peak)
+    # Debug level only (--verbose): a run of many experiments makes hundreds of (mostly cached)
+    # extraction calls, and the progress line below already logs each one that runs.
+    logging.debug("Extraction plan for %s: %s", spec.name, the_plan)
     agreed = _agree(work, job)
     if agreed.pending != work.pending:
         executable = _compile(module, params, spec, job, agreed.pending) if agreed.pending else None

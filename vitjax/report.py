@@ -290,6 +290,18 @@ def table_block(name: str, table: str, rows: Sequence[dict[str, Any]]) -> list[s
     return [f"Full table ({len(rows)} rows x {len(columns)} columns): [`{path}`]({path})", ""]
 
 
+def warnings_section(results: dict[str, Any]) -> list[str]:
+    """Lines of the report's "Warnings" section (every experiment's `warnings`), or []."""
+    lines = [
+        f"- `{name}`: {warning}"
+        for name, entry in results.get("experiments", {}).items()
+        for warning in entry.get("warnings") or ()
+    ]
+    if not lines:
+        return []
+    return ["## Warnings", "", "Parts of the results below are missing or partial:", "", *lines, ""]
+
+
 def build_report(results: dict[str, Any]) -> str:
     """The text of report.md for a results dict (as written to results.json).
 
@@ -312,6 +324,7 @@ def build_report(results: dict[str, Any]) -> str:
         + ", ".join(f"`{n}`" for n in entries)
         + ". Every number is also in `results.json`, and every table in `tables/*.csv`.",
         "",
+        *warnings_section(results),
         "## Summary",
         "",
         to_markdown(

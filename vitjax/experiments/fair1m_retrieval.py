@@ -504,6 +504,21 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
         )
 
 
+def _check_queries(ctx, cfg, tables: dict[str, PatchTable], num_tiles: int, where: str) -> None:
+    """Raises when no model has a query patch on the clean tiles; warns for each model without."""
+    counts = {name: int(np.count_nonzero(table.fine)) for name, table in tables.items()}
+    if not any(counts.values()):
+        raise errors.DatasetError(
+            f"fair1m_retrieval: no query patch: in none of the {num_tiles} tiles of {where} does "
+            f"a patch's label pixel (patch_label_rule={cfg.patch_label_rule}) lie on an object, "
+            "e.g. because the objects are smaller than a patch; queries are the patches labelled "
+            "with an object category (try patch_label_rule=mode or larger objects/tiles)"
+        )
+    for name, count in counts.items():
+        if not count:
+            ctx.warn(f"{name}: no patch of the clean tiles lies on an object: it has no queries")
+
+
 def _row(model, mode, name, level, removed, counts) -> dict[str, Any]:
     row = {**common.model_row(model), "mode": mode, "perturbation": name, "level": level,
            "removed": int(removed), **counts}  # fmt: skip
@@ -521,6 +536,13 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     tiles.images.flags.writeable = False
     size = int(cfg.tile_size)
     ctx.log(f"{len(tiles)} tiles of {size} px from {cfg.dataset}")
+    where = f"{cfg.dataset} {cfg.root}/{cfg.split}" if cfg.dataset == "fair1m" else cfg.dataset
+    if not len(tiles):
+        raise errors.DatasetError(
+            f"fair1m_retrieval: no {size} px tile of {where} holds at least "
+            f"{float(cfg.area_threshold):.2f} of an object (config.fair1m_retrieval.area_threshold"
+            "), so there is nothing to query; check the root, split and max_images"
+        )
     cases = perturbation_cases(cfg)
     base_key = {
         "dataset": f"fair1m_retrieval/{cfg.dataset}",
@@ -531,11 +553,19 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     skipped = [m.name for m in ctx.models if m not in models]
     if skipped:
         ctx.log(f"skipping {skipped}: they cannot take {size} px tiles")
+    if not models:
+        raise errors.ConfigError(
+            f"fair1m_retrieval: no model of config.models can take {size} px tiles "
+            f"(config.fair1m_retrieval.tile_size); skipped {skipped}"
+        )
     layer = int(cfg.layer)
     tables, databases, orders = {}, {}, {}
     for model in models:
         grid = common.grid_of(model, (size, size))
         tables[model.name] = patch_table(tiles, grid, cfg.patch_label_rule, cfg.exclude)
+    # Before any extraction: tiles without query patches must not cost a forward pass.
+    _check_queries(ctx, cfg, tables, len(tiles), where)
+    for model in models:
         clean_key = dict(base_key, perturbation="clean", level=0.0)
         databases[model.name] = flat_patches(ctx, model, tiles.images, clean_key, layer)
         orders[model.name] = common.variance_order(databases[model.name])
@@ -554,12 +584,27 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 features = flat_patches(ctx, model, perturbed, key, layer)
             cmap = correspondence(name, level, size, int(model.spec.patch_size), cfg)
             q_rows, label_rows, targets = query_selection(table, cmap, cfg.query_labels)
+            if not q_rows.size:
+                # A row of zero counts would read as "never found"; leave it out, say so.
+                ctx.warn(
+                    f"{model.name}, {name} level {level}: no query patch (query_labels="
+                    f"{cfg.query_labels}); its rows are left out"
+                )
+                continue
             queries = np.asarray(features[q_rows], np.float32)
-            for removed in cfg.removed:
-                if removed >= database.shape[1]:
-                    continue
+            removal = ctx.removal_counts(
+                cfg.removed, database.shape[1], "config.fair1m_retrieval.removed", model.name
+            )
+            for removed in removal:
                 drop = orders[model.name][: int(removed)] if removed else None
                 for mode in MODES:
+                    if mode == "retrieval" and len(np.unique(table.group)) < 2:
+                        ctx.warn(
+                            f"retrieval: every tile of {model.name} is in one "
+                            f"{cfg.exclude} (config.fair1m_retrieval.exclude), so there is no "
+                            "candidate from another one; only identification is reported"
+                        )
+                        continue
                     groups = (
                         (table.group[q_rows], table.group) if mode == "retrieval" else (None, None)
                     )

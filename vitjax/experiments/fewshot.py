@@ -10,8 +10,9 @@ are the paper's real ViT-B checkpoints on Cityscapes with its protocol.
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
-from vitjax import experiments, paper_numbers, plotting
+from vitjax import errors, experiments, paper_numbers, plotting
 from vitjax.experiments import common
 
 
@@ -27,6 +28,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
             queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
             labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
+            _check_sets(data, labels, int(shots))
             for method in method_names:
                 pred = common.predict(
                     method, ctx, model, support, labels, queries, data.num_classes
@@ -86,6 +88,20 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         },
         scalars={"num_classes": data.num_classes, "datasets": [ctx.config.dataset]},
     )
+
+
+def _check_sets(data: common.SegData, labels: np.ndarray, shots: int) -> None:
+    """Raises when the support set (labelled train patches) or the evaluation set is empty."""
+    if not len(data.eval.tiles):
+        raise errors.DatasetError(
+            f"fewshot: the evaluation set of {data.name} is empty (config.data.eval_per_group)"
+        )
+    if not np.any(np.asarray(labels) != common.IGNORE):
+        raise errors.DatasetError(
+            f"fewshot: shots={shots}: none of the {data.train.num_images} train images of "
+            f"{data.name} has a labelled patch (every patch is ignore/void under "
+            "config.data.patch_label_rule), so the k-NN support set is empty"
+        )
 
 
 def tab2(ctx: experiments.Context, rows, shots: int, method_names) -> list[dict]:

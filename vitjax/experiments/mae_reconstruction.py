@@ -208,6 +208,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         images = data.eval.tiles
         if int(cfg.num_images) > 0:
             images = images[: int(cfg.num_images)]
+        if not len(images):
+            raise errors.DatasetError(
+                f"mae_reconstruction: no evaluation tiles in {data.name} to reconstruct "
+                "(check config.data and config.mae_reconstruction.num_images)"
+            )
         ctx.log(f"{len(images)} tiles of {images.shape[1]}x{images.shape[2]} from {data.name}")
     n = int(cfg.zeroed)
     zeroed_dims = {}
@@ -216,6 +221,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         grid = common.grid_of(model, images.shape[1:3])
         num_patches = grid[0] * grid[1]
         variants = [("full", None)]
+        if n >= spec.width:
+            ctx.warn(
+                f"config.mae_reconstruction.zeroed: {n} not run for {model.name}: at or above its "
+                f"feature width {spec.width}"
+            )
         if 0 < n < spec.width:
             order = train_variance_order(ctx, model, data)
             rng = ctx.rng(model.name, "random_dims")

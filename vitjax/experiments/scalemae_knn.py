@@ -300,6 +300,22 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     for name in names:
         split = load_split(name, cfg, ctx.seed)
         ctx.log(f"{name}: {len(split.train_labels)} train, {len(split.test_labels)} test images")
+        empty = [
+            part
+            for part, labels in (
+                ("train (candidate)", split.train_labels),
+                ("test (query)", split.test_labels),
+            )
+            if not len(labels)
+        ]
+        if empty:
+            # A k-NN accuracy over no queries or no candidates would be a meaningless 0 or NaN.
+            raise errors.DatasetError(
+                f"config.scalemae_knn.{name}: the {' and '.join(empty)} set is empty "
+                f"({len(split.train_labels)} train, {len(split.test_labels)} test images over "
+                f"{len(split.class_names)} classes); the dataset needs at least two images per "
+                "class, one for each side (check its root or the per-class counts)"
+            )  # fmt: skip
         for model in ctx.models:
             if not common.runs_at(model, (input_size, input_size)):
                 ctx.log(f"skipping {model.name}: cannot take {input_size} px inputs")
@@ -321,9 +337,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 for rep in reps:
                     train, test = feats["train"][rep], feats["test"][rep]
                     order = common.variance_order(train)
-                    for removed in cfg.removed:
-                        if removed >= train.shape[1]:
-                            continue
+                    removal = ctx.removal_counts(
+                        cfg.removed, train.shape[1], "config.scalemae_knn.removed",
+                        f"{model.name} ({rep})",
+                    )  # fmt: skip
+                    for removed in removal:
                         acc = knn_accuracy(
                             train, split.train_labels, test, split.test_labels,
                             len(split.class_names), int(cfg.k), float(cfg.temperature),

@@ -57,9 +57,8 @@ def removal_sweep(
     rows = []
     dim = support.shape[1]
     rng = ctx.rng(model.name, method)
-    for n in counts:
-        if n >= dim:
-            continue
+    field = "config.variance." + ("removed" if method == "knn" else "linear_removed")
+    for n in ctx.removal_counts(counts, dim, field, model.name):
         controls = [("top-variance", order[:n])]
         if random_control and n > 0:
             controls.append(("random", random_dims(rng, dim, n)))
@@ -159,6 +158,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                     {**common.model_row(model), "method": method, "features": "batchnorm",
                      "miou": s["miou"], "acc": s["acc"]}
                 )  # fmt: skip
+        if top_n >= support.shape[1]:
+            ctx.warn(
+                f"config.variance.top_n: {top_n} is at or above {model.name}'s feature width "
+                f"{support.shape[1]}: its overview has no top-{top_n} columns"
+            )
         row = {
             **common.model_row(model),
             "dims": int(support.shape[1]),
