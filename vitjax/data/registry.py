@@ -1,7 +1,7 @@
 """One `name -> loader` registry of every dataset the experiments read.
 
-A dataset is registered once, by the module that reads it (`vitjax/data/loaders/*.py`, or a
-module of your own imported before the run), under a name and a *kind*; the kind fixes the
+A dataset is registered once, by the module that reads it (`vitjax/data/loaders/<name>.py`: every
+module there is imported on the first lookup), under a name and a *kind*; the kind fixes the
 loader's signature and the split type it returns (`vitjax/data/types.py`):
 
   kind            loader signature                               returns
@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import pkgutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +35,8 @@ SCENES = "scenes"
 OBJECT_TILES = "object_tiles"
 KINDS = (SEGMENTATION, IMAGES, TRACKING, SCENES, OBJECT_TILES)
 
-# The modules that register the built-in datasets (imported on first lookup).
+# The package whose every module registers datasets (all imported on the first lookup): a new
+# dataset is one module dropped there.
 _BUILTIN = "vitjax.data.loaders"
 
 
@@ -122,8 +124,10 @@ def _ensure_builtin() -> None:
     # Imported on first use rather than at module import: the loader modules import this one.
     global _loaded_builtin
     if not _loaded_builtin:
-        importlib.import_module(_BUILTIN)
         _loaded_builtin = True
+        package = importlib.import_module(_BUILTIN)
+        for module in sorted(m.name for m in pkgutil.iter_modules(package.__path__)):
+            importlib.import_module(f"{_BUILTIN}.{module}")
 
 
 def list_datasets(kind: str | None = None) -> list[str]:

@@ -1,5 +1,5 @@
-"""The built-in datasets: importing this package registers them (`vitjax.data.registry`)."""
+"""The built-in datasets, one module per family of loaders.
 
-from vitjax.data.loaders import object_tiles, scenes, segmentation, tracking
-
-__all__ = ["object_tiles", "scenes", "segmentation", "tracking"]
+`vitjax.data.registry` imports every module of this package on its first lookup, so a module
+added here registers its datasets without being named anywhere else.
+"""
