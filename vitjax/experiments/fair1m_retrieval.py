@@ -1,8 +1,8 @@
 """FAIR1M instance identification (Fig. 5, 11) and retrieval from other images (Fig. 6).
 
-Data (docs/datasets.md §1, §4; `select_fair1m_tiles`): the images of a FAIR1M split are cut into
-DOTA-style crops (1000 x 1000), every crop into a grid of 224 x 224 tiles (cut, not resized; the
-last row/column zero-padded, padding = background). A tile shows a fine category when at least 1/3
+Data (docs/datasets.md §1, §4; `vitjax/data/loaders/object_tiles.py`): the images of a FAIR1M
+split are cut into DOTA-style crops (1000 x 1000), every crop into a grid of 224 x 224 tiles (cut,
+not resized; the last row/column zero-padded, padding = background). A tile shows a fine category when at least 1/3
 of one of the category's instances (its area inside the crop) lies in the tile; 8 tiles per
 category are then drawn greedily without reuse (`fewshot.select_tiles_per_category`). Each patch
 gets the fine class, supercategory and instance under its centre (`patch_label_rule`).
@@ -30,12 +30,8 @@ import numpy as np
 
 from vitjax import corruptions, errors, experiments, metrics, plotting
 from vitjax.data import patch_labels, registry
-from vitjax.data.loaders.object_tiles import select_fair1m_tiles, select_synthetic_tiles
 from vitjax.data.types import ObjectTiles
 from vitjax.experiments import common
-
-# The tile selections live with the datasets; re-exported for callers of this module.
-__all__ = ["ObjectTiles", "select_fair1m_tiles", "select_synthetic_tiles"]
 
 MODES = ("identification", "retrieval")
 QUERY_LABELS = ("original", "transformed")
