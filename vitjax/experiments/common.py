@@ -3,7 +3,8 @@
 The pipeline every experiment uses (docs/datasets.md §1 and §10; [R1] = the authors' research code):
 
 1. `load_segmentation(config)` reads the few-shot train images and the evaluation images of
-   `config.dataset` (Cityscapes, ADE20K, or synthetic scenes), optionally resizes them, and cuts
+   `config.dataset` through its registered loader (`vitjax.data.registry`, kind "segmentation":
+   Cityscapes, ADE20K, synthetic scenes, ...), optionally resizes them, and cuts
    them into tiles (`SegSplit`): image tiles at the model's input size and label tiles at source
    resolution (padding = ignore).
 2. `patch_features(ctx, model, split, key)` extracts the final-norm patch tokens of every tile
