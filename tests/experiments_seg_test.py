@@ -27,6 +27,7 @@ from configs import common as common_config
 from configs import demo as demo_config
 from vitjax import errors, experiments, models, probes, run
 from vitjax.data import tiling
+from vitjax.data.loaders import segmentation as segmentation_loaders
 from vitjax.experiments import (
     common,
     fewshot,
@@ -938,7 +939,9 @@ class ADE20KSelectionTest(parameterized.TestCase):
         config = self._config("paper", 4)
         config.data.ade20k_presence_grid = (16, 24)
         with (
-            mock.patch.object(common, "_ade20k_presence", wraps=common._ade20k_presence) as pools,
+            mock.patch.object(
+                segmentation_loaders, "ade20k_presence", wraps=segmentation_loaders.ade20k_presence
+            ) as pools,
             mock.patch.object(
                 fewshot_data, "greedy_per_class", wraps=fewshot_data.greedy_per_class
             ) as greedy,

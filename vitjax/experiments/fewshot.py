@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from vitjax import errors, experiments, paper_numbers, plotting
+from vitjax.data import registry
 from vitjax.experiments import common
 
 
@@ -59,7 +60,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         }
         for method in method_names
     }
-    unit = {"ade20k": "class", "cityscapes": "city"}.get(ctx.config.dataset, "group")
+    unit = registry.get_dataset(ctx.config.dataset, registry.SEGMENTATION).group_unit
     plotting.line_plot(
         path, panels, xlabel=f"train images per {unit}", ylabel="mIoU (0-1)",
         keys=plotting.model_keys(ctx.models), integer_x=True,

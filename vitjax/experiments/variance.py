@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from vitjax import errors, experiments, paper_numbers, plotting, probes
+from vitjax.data import registry
 from vitjax.experiments import common
 
 
@@ -93,7 +94,8 @@ def overlap_plan(config: ml_collections.ConfigDict, names: list[str]) -> dict[st
     Raises:
       ConfigError: an unknown dataset name, or a real dataset without an `other_roots` entry.
     """
-    known = {"synthetic", "synthetic_aerial", *common.DATASET_PRESETS}
+    segmentation = registry.list_datasets(registry.SEGMENTATION)
+    known = {*segmentation, *registry.list_datasets(registry.IMAGES)}
     skipped = {}
     for name in names:
         if name not in known:
@@ -101,7 +103,8 @@ def overlap_plan(config: ml_collections.ConfigDict, names: list[str]) -> dict[st
                 f"config.variance.overlap_datasets: unknown dataset {name!r}; expected some of "
                 f"{', '.join(sorted(known))}"
             )
-        if name in common.DATASET_PRESETS and name != config.dataset:
+        preset = name in segmentation and registry.get_dataset(name, registry.SEGMENTATION).preset
+        if preset and name != config.dataset:
             root = common.other_root(config, name)
             if not os.path.isdir(root):
                 skipped[name] = f"root {root!r} (config.data.other_roots) does not exist"
