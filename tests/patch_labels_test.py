@@ -10,17 +10,17 @@ import time
 from fractions import Fraction
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from absl import logging
 from absl.testing import absltest, parameterized
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tests import test_util  # noqa: F401
 from vitjax import errors
 from vitjax.data import patch_labels as pl
 from vitjax.data import synthetic
+
+torch = test_util.optional_import("torch")
+F = test_util.optional_import("torch.nn.functional")
+given, settings, st = test_util.hypothesis_api()
 
 # Patch footprints of a 256 px tile under a 14-patch grid, worked out by hand: patch boundaries at
 # i * 256 / 14 = 0, 18.29, 36.57, 54.86, 73.14, 91.43, 109.71, 128, 146.29, ...; pixel y belongs to
@@ -111,6 +111,7 @@ class PatchLabelsTest(parameterized.TestCase):
         seed=st.integers(0, 2**16),
     )
     @settings(max_examples=50, deadline=None, derandomize=True)
+    @test_util.requires("torch")
     def test_against_brute_force_and_torch(self, h, w, gh, gw, num_labels, ignore_votes, seed):
         rng = np.random.default_rng(seed)
         values = np.array([0, 2, 9, 255])[:num_labels]
@@ -123,6 +124,7 @@ class PatchLabelsTest(parameterized.TestCase):
             np.testing.assert_array_equal(centre, _torch_nearest_exact(lab, (gh, gw)))
 
     @parameterized.parameters((14,), (16,))
+    @test_util.requires("torch")
     def test_centre_matches_torch_on_paper_tiles(self, grid):
         lab = np.random.default_rng(grid).integers(0, 34, (8, 256, 256)).astype(np.uint8)
         got = pl.patch_labels_batch(lab, (grid, grid), rule="centre")

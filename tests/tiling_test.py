@@ -11,16 +11,16 @@ import random
 from fractions import Fraction
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from absl.testing import absltest, parameterized
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from tests import test_util  # noqa: F401
 from vitjax import errors
 from vitjax.data import tiling
+
+torch = test_util.optional_import("torch")
+F = test_util.optional_import("torch.nn.functional")
+given, settings, st = test_util.hypothesis_api()
 
 
 def _torch_resize(array: np.ndarray, size, mode: str) -> np.ndarray:
@@ -99,6 +99,7 @@ class TilingTest(parameterized.TestCase):
         shuffled = tiling.stitch(tiles[order], [infos[k] for k in order])
         np.testing.assert_array_equal(shuffled, tiling.stitch(tiles, infos))
 
+    @test_util.requires("torch")
     def test_cityscapes_8x4_grid(self):
         rng = np.random.default_rng(0)
         image = rng.integers(0, 256, (1024, 2048, 3)).astype(np.uint8)
@@ -133,6 +134,7 @@ class TilingTest(parameterized.TestCase):
         pixels = tiling.stitch_to_pixels(preds, infos)
         np.testing.assert_array_equal(pixels, _torch_resize(full, (1024, 2048), "nearest-exact"))
 
+    @test_util.requires("torch")
     def test_ade20k_resize_then_3x2_tiles(self):
         rng = np.random.default_rng(1)
         image = rng.integers(0, 256, (512, 683, 3)).astype(np.uint8)
@@ -198,6 +200,7 @@ class TilingTest(parameterized.TestCase):
 
     @given(n_in=st.integers(1, 400), n_out=st.integers(1, 300))
     @_SETTINGS
+    @test_util.requires("torch")
     def test_nearest_rules_match_torch(self, n_in, n_out):
         ours = tiling.nearest_indices(n_in, n_out)
         np.testing.assert_array_equal(ours, _exact_oracle(n_in, n_out))
@@ -209,6 +212,7 @@ class TilingTest(parameterized.TestCase):
 
     @given(h=st.integers(1, 40), w=st.integers(1, 40), oh=st.integers(1, 90), ow=st.integers(1, 90))
     @_SETTINGS
+    @test_util.requires("torch")
     def test_resize_nearest_and_upsample(self, h, w, oh, ow):
         # Encode each pixel's position as its value, so the result says where it read from.
         source = np.arange(h * w, dtype=np.int64).reshape(h, w)
@@ -222,6 +226,7 @@ class TilingTest(parameterized.TestCase):
         legacy = _torch_resize(source, (oh, ow), "nearest")
         np.testing.assert_array_equal(tiling.upsample_to(source, (oh, ow), rule="legacy"), legacy)
 
+    @test_util.requires("torch")
     def test_bicubic_float_and_grey(self):
         rng = np.random.default_rng(3)
         image = rng.uniform(0, 255, (40, 60, 2)).astype(np.float32)
