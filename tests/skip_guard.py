@@ -19,8 +19,10 @@ def _active() -> bool:
 def _reason(report) -> str:
     # A skip report's longrepr is (path, line, "Skipped: reason").
     if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
-        return str(report.longrepr[2])
-    return str(report.longrepr)
+        reason = str(report.longrepr[2])
+    else:
+        reason = str(report.longrepr)
+    return reason.removeprefix("Skipped: ")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -31,7 +33,7 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = (
             f"{item.nodeid} was skipped under {ENV}=1, where every test must run "
-            f"(install everything: pip install -e '.[test]', and set VITJAX_FIXTURES). "
+            f"(install everything: pip install -e '.[test]', and set VITJAX_FIXTURES): "
             f"{_reason(report)}"
         )
 
