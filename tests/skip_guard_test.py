@@ -58,6 +58,19 @@ class RequiresTest(absltest.TestCase):
         self.assertEqual(part.testsRun, 2)
         self.assertEqual(ran, ["has"])
 
+    def test_skip_unless_installed_skips_from_inside_a_test(self):
+        class Case(unittest.TestCase):
+            def test_helper(self):
+                test_util.skip_unless_installed("json")
+                test_util.skip_unless_installed(ABSENT, "json")
+                raise AssertionError("not reached")
+
+        result = _run(Case)
+        self.assertEqual(result.failures + result.errors, [])
+        self.assertEqual(
+            [why for _, why in result.skipped], [f"needs {ABSENT} (pip install -e '.[test]')"]
+        )
+
     def test_hypothesis_stand_ins_skip_given_tests(self):
         given, settings, st = test_util._hypothesis_stand_ins()
 

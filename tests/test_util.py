@@ -109,6 +109,18 @@ def torch_reference():
     return importlib.import_module("tests.torch_reference")
 
 
+def skip_unless_installed(*modules: str) -> None:
+    """Raises unittest.SkipTest (reason as `requires`) when one of `modules` is missing.
+
+    For the oracle helpers of hypothesis tests: with `derandomize=True` hypothesis seeds its
+    examples from the test's source, decorator lines included, so a `requires` line there would
+    change which examples run.
+    """
+    missing = missing_modules(*modules)
+    if missing:
+        raise unittest.SkipTest(skip_reason(missing))
+
+
 class _AnyStrategy:
     """Stand-in for `hypothesis.strategies`: every strategy is None (the test is skipped anyway)."""
 

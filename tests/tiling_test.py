@@ -25,6 +25,7 @@ given, settings, st = test_util.hypothesis_api()
 
 def _torch_resize(array: np.ndarray, size, mode: str) -> np.ndarray:
     """[H, W] or [H, W, C] numpy -> resized with torch (float64, so labels survive exactly)."""
+    test_util.skip_unless_installed("torch")  # a decorator would reseed hypothesis
     x = torch.from_numpy(np.asarray(array, np.float64))
     x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
     if mode == "bicubic-aa":
@@ -200,7 +201,6 @@ class TilingTest(parameterized.TestCase):
 
     @given(n_in=st.integers(1, 400), n_out=st.integers(1, 300))
     @_SETTINGS
-    @test_util.requires("torch")
     def test_nearest_rules_match_torch(self, n_in, n_out):
         ours = tiling.nearest_indices(n_in, n_out)
         np.testing.assert_array_equal(ours, _exact_oracle(n_in, n_out))
@@ -212,7 +212,6 @@ class TilingTest(parameterized.TestCase):
 
     @given(h=st.integers(1, 40), w=st.integers(1, 40), oh=st.integers(1, 90), ow=st.integers(1, 90))
     @_SETTINGS
-    @test_util.requires("torch")
     def test_resize_nearest_and_upsample(self, h, w, oh, ow):
         # Encode each pixel's position as its value, so the result says where it read from.
         source = np.arange(h * w, dtype=np.int64).reshape(h, w)
