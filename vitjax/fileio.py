@@ -51,10 +51,12 @@ def fsync_dir(path: str | os.PathLike) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> None:
     """Writes `data` to `path` through a temporary sibling and `os.replace`.
 
-    The file gets the mode a plain `open(path, "wb")` would give (0o666 minus the umask).
+    The file gets the mode a plain `open(path, "wb")` would give (0o666 minus the umask); missing
+    parent folders are created.
     With `fsync`, the data and the directory entry are flushed to disk before returning.
     """
     path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = _tmp_sibling(path, "tmp")
     # O_EXCL: never write through a file or link someone else put at the temporary name.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

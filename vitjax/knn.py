@@ -20,9 +20,10 @@ exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -365,6 +366,298 @@ def _check_vector(name: str, array: Any, length: int) -> np.ndarray:
     return array
 
 
+def _check_options(
+    metric: str,
+    sizes: Sequence[tuple[str, Any]],
+    group_size: int,
+) -> None:
+    """Raises ConfigError on an unknown metric, a non-positive size or a negative group width."""
+    if metric not in METRICS:
+        raise errors.ConfigError(f"knn.search: metric must be one of {METRICS}, got {metric!r}")
+    for name, value in sizes:
+        if int(value) != value or value < 1:
+            raise errors.ConfigError(f"knn.search: `{name}` must be a positive int, got {value!r}")
+    if group_size < 0:
+        raise errors.ConfigError(f"knn.search: `group_size` must be >= 0, got {group_size}")
+
+
+def _check_shapes(queries: Any, database: Any) -> tuple[int, int, int]:
+    """(Q, N, D) of [Q, D] queries and an [N, D] database; ConfigError if D differs."""
+    num_queries, dim = _as_2d_float("queries", queries)
+    num_db, db_dim = _as_2d_float("database", database)
+    if db_dim != dim:
+        raise errors.ConfigError(
+            f"knn.search: `queries` have D={dim} but `database` has D={db_dim}"
+        )
+    return num_queries, num_db, dim
+
+
+def _compact_groups(
+    query_groups: Any, db_groups: Any, num_queries: int, num_db: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """int32 [Q] and [N] group ids numbered 0.. (None without groups); checks both or neither."""
+    if (query_groups is None) != (db_groups is None):
+        raise errors.ConfigError("knn.search: give both `query_groups` and `db_groups`, or neither")
+    if query_groups is None:
+        return None
+    query_groups = _check_vector("query_groups", query_groups, num_queries)
+    db_groups = _check_vector("db_groups", db_groups, num_db)
+    # Compact ids: any hashable-by-value group labels (e.g. int64 image ids) fit in int32.
+    _, compact = np.unique(np.concatenate([query_groups, db_groups]), return_inverse=True)
+    return compact[:num_queries].astype(np.int32), compact[num_queries:].astype(np.int32)
+
+
+def _dim_mask(drop_dims: Sequence[int] | np.ndarray | None, dim: int) -> np.ndarray | None:
+    """float32 [D] mask, 0 at the dropped dimensions (None when nothing is dropped)."""
+    if drop_dims is None or not len(drop_dims):
+        return None
+    drop = np.asarray(drop_dims).astype(np.int64).ravel()
+    if drop.min() < -dim or drop.max() >= dim:
+        raise errors.ConfigError(
+            f"knn.search: `drop_dims` must index features in [0, {dim}), got {drop.tolist()}"
+        )
+    dim_mask = np.ones(dim, np.float32)
+    dim_mask[drop] = 0.0
+    return dim_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """Block and chunk sizes of one search, shrunk to its inputs.
+
+    Attributes:
+      q_block, x_block: rows of a query block and of a (per-device) database block.
+      q_chunk: queries per pass over the database, a multiple of q_block.
+      chunk: database rows per kernel call, a multiple of x_block x devices.
+    """
+
+    q_block: int
+    x_block: int
+    q_chunk: int
+    chunk: int
+
+    @classmethod
+    def of(
+        cls,
+        num_queries: int,
+        num_db: int,
+        num_devices: int,
+        query_block: int,
+        db_block: int,
+        query_chunk_rows: int,
+        chunk_rows: int,
+        group_size: int,
+    ) -> _Layout:
+        q_block = min(query_block, _round_up(num_queries, 8))
+        # A shrunk block stays a multiple of the group width so the candidate pre-selection applies.
+        x_block = min(db_block, _round_up(-(-num_db // num_devices), max(16, group_size)))
+        q_chunk = max(1, query_chunk_rows // q_block) * q_block
+        q_chunk = min(q_chunk, _round_up(num_queries, q_block))
+        rows_per_step = x_block * num_devices
+        chunk = max(1, chunk_rows // rows_per_step) * rows_per_step
+        chunk = min(chunk, _round_up(num_db, rows_per_step))
+        return cls(q_block, x_block, q_chunk, chunk)
+
+
+class _Stream:
+    """The host side of one search: pads and places chunks, runs the kernel, copies results out.
+
+    Queries stream in chunks of `layout.q_chunk` rows; for each, the database streams in chunks of
+    `layout.chunk` rows through the jitted chunk kernel `fn` (see `_chunk_fn`), which carries the
+    running top-k of the query chunk on the device.
+    """
+
+    def __init__(
+        self,
+        queries: Any,
+        database: Any,
+        *,
+        k: int,
+        metric: str,
+        layout: _Layout,
+        dim_mask: np.ndarray | None,
+        groups: tuple[np.ndarray, np.ndarray] | None,
+        db_valid: np.ndarray | None,
+        shift: np.ndarray,
+        check_finite: bool,
+        mesh: Mesh | None,
+        fn: Callable[..., Any],
+    ):
+        self.queries, self.database = queries, database
+        self.k, self.metric, self.layout = k, metric, layout
+        self.dim_mask, self.groups, self.db_valid = dim_mask, groups, db_valid
+        self.check_finite, self.fn = check_finite, fn
+        self.num_queries, self.dim = int(queries.shape[0]), int(queries.shape[1])
+        self.num_db = int(database.shape[0])
+        if mesh is None:
+            self.replicated = self.sharded = None
+        else:
+            self.replicated = NamedSharding(mesh, P())
+            self.sharded = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+        self.shift = shift
+        mask_arg = np.ones(self.dim, np.float32) if dim_mask is None else dim_mask
+        self.mask_dev = self.put(mask_arg, self.replicated)
+        self.shift_dev = self.put(shift, self.replicated)
+        self.scores = np.full((self.num_queries, k), -np.inf, np.float32)
+        self.indices = np.full((self.num_queries, k), -1, np.int32)
+
+    @staticmethod
+    def put(array: np.ndarray, sharding: NamedSharding | None) -> jax.Array:
+        return jnp.asarray(array) if sharding is None else jax.device_put(array, sharding)
+
+    def query_chunk(self, q_start: int, q_stop: int) -> tuple[jax.Array, jax.Array, np.ndarray]:
+        """One query chunk, padded to `q_chunk` rows so every chunk has the same shapes.
+
+        Queries are shifted (l2), masked, then normalised (cosine) or doubled (l2), with norms in
+        float64; only this chunk is ever copied, so Q is bounded by the host array (or memmap)
+        alone. A NaN or inf makes its row's norm non-finite (also in a dropped dimension: the
+        mask multiplies), so the finiteness check costs one test per query.
+
+        Returns:
+          (queries float32 [q_chunk / q_block, q_block, D], groups int32 [same, without D],
+          float64 [rows] squared norms of the shifted, masked queries).
+        """
+        q_chunk, q_block, dim = self.layout.q_chunk, self.layout.q_block, self.dim
+        rows = q_stop - q_start
+        q = np.zeros((q_chunk, dim), np.float32)
+        q[:rows] = np.asarray(self.queries[q_start:q_stop], dtype=np.float32)
+        if self.metric == "l2":
+            q[:rows] -= self.shift
+        if self.dim_mask is not None:
+            q *= self.dim_mask
+        wide = q[:rows].astype(np.float64)
+        sq_norm = np.einsum("ij,ij->i", wide, wide)
+        if self.check_finite and not np.isfinite(sq_norm).all():
+            metrics.check_finite("knn.search", "queries", self.queries)
+        if self.metric == "cosine":
+            norm = np.sqrt(sq_norm)
+            q[:rows] = wide / np.where(norm > 0, norm, 1.0)[:, None]
+        elif self.metric == "l2":
+            q *= 2.0
+        q_groups = np.zeros(q_chunk, np.int32)
+        if self.groups is not None:
+            q_groups[:rows] = self.groups[0][q_start:q_stop]
+        blocks = q_chunk // q_block
+        return (
+            self.put(q.reshape(blocks, q_block, dim), self.replicated),
+            self.put(q_groups.reshape(blocks, q_block), self.replicated),
+            sq_norm,
+        )
+
+    def database_chunk(self, start: int, stop: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Rows [start, stop) padded to `chunk` rows: (float32 [chunk, D], bias [chunk], groups).
+
+        The bias is 0 for candidates and -inf for padding and rows excluded by `db_valid`.
+        """
+        chunk, rows = self.layout.chunk, stop - start
+        x = np.asarray(self.database[start:stop], dtype=np.float32)
+        if rows < chunk:
+            x = np.concatenate([x, np.zeros((chunk - rows, self.dim), np.float32)])
+        bias = np.full(chunk, -np.inf, np.float32)
+        bias[:rows] = 0.0
+        if self.db_valid is not None:
+            bias[:rows][~self.db_valid[start:stop]] = -np.inf
+        x_groups = np.zeros(chunk, np.int32)
+        if self.groups is not None:
+            x_groups[:rows] = self.groups[1][start:stop]
+        return (
+            self.put(x, self.sharded),
+            self.put(bias, self.sharded),
+            self.put(x_groups, self.sharded),
+        )
+
+    def check_chunk(self, bad_rows: jax.Array, start: int, stop: int) -> None:
+        """Raises if the kernel counted non-finite rows in database[start:stop]."""
+        if self.check_finite and int(bad_rows):
+            metrics.check_finite("knn.search", "database", self.database)
+            # Not reached unless the database changed under us; never return wrong neighbours.
+            raise errors.InputError(
+                f"knn.search: `database` rows {start}-{stop - 1} held non-finite values"
+            )
+
+    def finish(self, q_start: int, q_stop: int, sq_norm: np.ndarray, carry_v, carry_i) -> None:
+        """Copies one query chunk's running top-k into the outputs."""
+        q_chunk, k = self.layout.q_chunk, self.k
+        rows = q_stop - q_start
+        values = np.asarray(carry_v).reshape(q_chunk, k)[:rows]
+        indices = np.asarray(carry_i).reshape(q_chunk, k)[:rows]
+        found = np.isfinite(values)
+        if self.metric == "l2":
+            values = values - sq_norm.astype(np.float32)[:, None]
+        self.scores[q_start:q_stop] = np.where(found, values, -np.inf)
+        self.indices[q_start:q_stop] = np.where(found, indices, -1)
+
+    def run(self) -> Neighbours:
+        """Streams every query chunk against every database chunk; the merged top-k of all."""
+        q_chunk, chunk = self.layout.q_chunk, self.layout.chunk
+        carry_shape = (q_chunk // self.layout.q_block, self.layout.q_block, self.k)
+        empty_v = np.full(carry_shape, -np.inf, np.float32)
+        empty_i = np.full(carry_shape, -1, np.int32)
+        progress = _Progress(-(-self.num_queries // q_chunk), -(-self.num_db // chunk), self.num_db)
+        in_flight = pending = None
+        for q_index, q_start in enumerate(range(0, self.num_queries, q_chunk)):
+            q_stop = min(q_start + q_chunk, self.num_queries)
+            q_dev, q_groups_dev, q_sq_norm = self.query_chunk(q_start, q_stop)
+            carry_v = self.put(empty_v, self.replicated)
+            carry_i = self.put(empty_i, self.replicated)
+            for chunk_index, start in enumerate(range(0, self.num_db, chunk)):
+                stop = min(start + chunk, self.num_db)
+                x, bias, x_groups = self.database_chunk(start, stop)
+                carry_v, carry_i, bad_rows = self.fn(
+                    q_dev,
+                    q_groups_dev,
+                    x,
+                    bias,
+                    x_groups,
+                    self.mask_dev,
+                    self.shift_dev,
+                    jnp.int32(start),
+                    carry_v,
+                    carry_i,
+                )
+                # Dispatch is asynchronous: the next chunk is read from disk while this one
+                # computes. Waiting for the previous chunk keeps at most two chunks alive, so host
+                # memory stays bounded however fast the reads are.
+                if in_flight is not None:
+                    jax.block_until_ready(in_flight[0])
+                    self.check_chunk(*in_flight[1:])
+                    progress.log(q_index, chunk_index, start)
+                in_flight = (carry_v, bad_rows, start, stop)
+            # The previous query chunk is copied out only now, so its copy overlaps this one's
+            # work; at most two query chunks' carries are alive at once.
+            if pending is not None:
+                self.finish(*pending)
+            pending = (q_start, q_stop, q_sq_norm, carry_v, carry_i)
+        self.check_chunk(*in_flight[1:])
+        self.finish(*pending)
+        return Neighbours(self.scores, self.indices, self.metric)
+
+
+class _Progress:
+    """Rate-limited progress lines of the streamed loop (query chunks x database rows)."""
+
+    def __init__(self, num_q_chunks: int, num_chunks: int, num_db: int):
+        self.num_q_chunks, self.num_chunks, self.num_db = num_q_chunks, num_chunks, num_db
+        self.total_work = num_q_chunks * num_db
+        self.start_time = time.perf_counter()
+
+    def log(self, q_index: int, chunk_index: int, start: int) -> None:
+        done = q_index * self.num_db + start
+        rate = done / max(time.perf_counter() - self.start_time, 1e-9)
+        logging.log_every_n_seconds(
+            logging.INFO,
+            "knn.search: query chunk %d/%d, database chunk %d/%d, %.0f query-chunk x "
+            "database rows/s, ETA %.0fs",
+            10,
+            q_index + 1,
+            self.num_q_chunks,
+            chunk_index,
+            self.num_chunks,
+            rate,
+            (self.total_work - done) / max(rate, 1e-9),
+        )
+
+
 def search(
     queries: Any,
     database: Any,
@@ -425,208 +718,65 @@ def search(
       >>> idx.tolist()
       [[0, 1], [1, 0]]
     """
-    if metric not in METRICS:
-        raise errors.ConfigError(f"knn.search: metric must be one of {METRICS}, got {metric!r}")
-    for name, value in (
-        ("k", k),
-        ("query_block", query_block),
-        ("db_block", db_block),
-        ("chunk_rows", chunk_rows),
-        ("query_chunk_rows", query_chunk_rows),
-    ):
-        if int(value) != value or value < 1:
-            raise errors.ConfigError(f"knn.search: `{name}` must be a positive int, got {value!r}")
-    if group_size < 0:
-        raise errors.ConfigError(f"knn.search: `group_size` must be >= 0, got {group_size}")
-    num_queries, dim = _as_2d_float("queries", queries)
-    num_db, db_dim = _as_2d_float("database", database)
-    if db_dim != dim:
-        raise errors.ConfigError(
-            f"knn.search: `queries` have D={dim} but `database` has D={db_dim}"
-        )
-    if (query_groups is None) != (db_groups is None):
-        raise errors.ConfigError("knn.search: give both `query_groups` and `db_groups`, or neither")
-    has_groups = query_groups is not None
-    if has_groups:
-        query_groups = _check_vector("query_groups", query_groups, num_queries)
-        db_groups = _check_vector("db_groups", db_groups, num_db)
-        # Compact ids: any hashable-by-value group labels (e.g. int64 image ids) fit in int32.
-        _, compact = np.unique(np.concatenate([query_groups, db_groups]), return_inverse=True)
-        query_groups = compact[:num_queries].astype(np.int32)
-        db_groups = compact[num_queries:].astype(np.int32)
+    _check_options(
+        metric,
+        (
+            ("k", k),
+            ("query_block", query_block),
+            ("db_block", db_block),
+            ("chunk_rows", chunk_rows),
+            ("query_chunk_rows", query_chunk_rows),
+        ),
+        group_size,
+    )
+    num_queries, num_db, dim = _check_shapes(queries, database)
+    groups = _compact_groups(query_groups, db_groups, num_queries, num_db)
     if db_valid is not None:
         db_valid = _check_vector("db_valid", db_valid, num_db).astype(bool)
-
-    dim_mask = None
-    if drop_dims is not None and len(drop_dims):
-        drop = np.asarray(drop_dims).astype(np.int64).ravel()
-        if drop.min() < -dim or drop.max() >= dim:
-            raise errors.ConfigError(
-                f"knn.search: `drop_dims` must index features in [0, {dim}), got {drop.tolist()}"
-            )
-        dim_mask = np.ones(dim, np.float32)
-        dim_mask[drop] = 0.0
-
-    out_scores = np.full((num_queries, k), -np.inf, np.float32)
-    out_indices = np.full((num_queries, k), -1, np.int32)
+    dim_mask = _dim_mask(drop_dims, dim)
     if num_queries == 0 or num_db == 0:
-        return Neighbours(out_scores, out_indices, metric)
+        empty_scores = np.full((num_queries, k), -np.inf, np.float32)
+        return Neighbours(empty_scores, np.full((num_queries, k), -1, np.int32), metric)
 
     num_devices = 1 if mesh is None else int(mesh.devices.size)
-    q_block = min(query_block, _round_up(num_queries, 8))
-    # A shrunk block stays a multiple of the group width so the candidate pre-selection applies.
-    x_block = min(db_block, _round_up(-(-num_db // num_devices), max(16, group_size)))
-    q_chunk = max(1, query_chunk_rows // q_block) * q_block
-    q_chunk = min(q_chunk, _round_up(num_queries, q_block))
-    rows_per_step = x_block * num_devices
-    chunk = max(1, chunk_rows // rows_per_step) * rows_per_step
-    chunk = min(chunk, _round_up(num_db, rows_per_step))
-    mask_arg = np.ones(dim, np.float32) if dim_mask is None else dim_mask
+    layout = _Layout.of(
+        num_queries,
+        num_db,
+        num_devices,
+        query_block,
+        db_block,
+        query_chunk_rows,
+        chunk_rows,
+        group_size,
+    )
     check_finite = bool(_CHECK_FINITE)
     shift = _l2_shift(database, dim_mask) if metric == "l2" else np.zeros(dim, np.float32)
-
     fn = _chunk_fn(
         mesh,
         metric,
         int(k),
-        int(x_block),
+        int(layout.x_block),
         int(group_size),
         jnp.dtype(compute_dtype),
-        has_groups,
+        groups is not None,
         dim_mask is not None,
         check_finite,
     )
-    if mesh is None:
-        replicated = sharded = None
-    else:
-        replicated = NamedSharding(mesh, P())
-        sharded = NamedSharding(mesh, P(tuple(mesh.axis_names)))
-
-    def put(array, sharding):
-        return jnp.asarray(array) if sharding is None else jax.device_put(array, sharding)
-
-    def prepare_queries(q_start: int, q_stop: int):
-        """One query chunk, padded to `q_chunk` rows so every chunk has the same shapes.
-
-        Queries are shifted (l2), masked, then normalised (cosine) or doubled (l2), with norms in
-        float64; only this chunk is ever copied, so Q is bounded by the host array (or memmap)
-        alone. A NaN or inf makes its row's norm non-finite (also in a dropped dimension: the
-        mask multiplies), so the finiteness check costs one test per query.
-        """
-        rows = q_stop - q_start
-        q = np.zeros((q_chunk, dim), np.float32)
-        q[:rows] = np.asarray(queries[q_start:q_stop], dtype=np.float32)
-        if metric == "l2":
-            q[:rows] -= shift
-        if dim_mask is not None:
-            q *= dim_mask
-        wide = q[:rows].astype(np.float64)
-        sq_norm = np.einsum("ij,ij->i", wide, wide)
-        if check_finite and not np.isfinite(sq_norm).all():
-            metrics.check_finite("knn.search", "queries", queries)
-        if metric == "cosine":
-            norm = np.sqrt(sq_norm)
-            q[:rows] = wide / np.where(norm > 0, norm, 1.0)[:, None]
-        elif metric == "l2":
-            q *= 2.0
-        q_groups = np.zeros(q_chunk, np.int32)
-        if has_groups:
-            q_groups[:rows] = query_groups[q_start:q_stop]
-        blocks = q_chunk // q_block
-        return (
-            put(q.reshape(blocks, q_block, dim), replicated),
-            put(q_groups.reshape(blocks, q_block), replicated),
-            sq_norm,
-        )
-
-    def finish(q_start: int, q_stop: int, sq_norm: np.ndarray, carry_v, carry_i) -> None:
-        """Copies one query chunk's running top-k into the outputs."""
-        rows = q_stop - q_start
-        values = np.asarray(carry_v).reshape(q_chunk, k)[:rows]
-        indices = np.asarray(carry_i).reshape(q_chunk, k)[:rows]
-        found = np.isfinite(values)
-        if metric == "l2":
-            values = values - sq_norm.astype(np.float32)[:, None]
-        out_scores[q_start:q_stop] = np.where(found, values, -np.inf)
-        out_indices[q_start:q_stop] = np.where(found, indices, -1)
-
-    mask_dev = put(mask_arg, replicated)
-    shift_dev = put(shift, replicated)
-
-    def check_chunk(bad_rows, start: int, stop: int) -> None:
-        """Raises if the kernel counted non-finite rows in database[start:stop]."""
-        if check_finite and int(bad_rows):
-            metrics.check_finite("knn.search", "database", database)
-            # Not reached unless the database changed under us; never return wrong neighbours.
-            raise errors.InputError(
-                f"knn.search: `database` rows {start}-{stop - 1} held non-finite values"
-            )
-
-    empty_v = np.full((q_chunk // q_block, q_block, k), -np.inf, np.float32)
-    empty_i = np.full((q_chunk // q_block, q_block, k), -1, np.int32)
-    num_q_chunks = -(-num_queries // q_chunk)
-    num_chunks = -(-num_db // chunk)
-    total_work = num_q_chunks * num_db
-    start_time = time.perf_counter()
-    in_flight = pending = None
-    for q_index, q_start in enumerate(range(0, num_queries, q_chunk)):
-        q_stop = min(q_start + q_chunk, num_queries)
-        q_dev, q_groups_dev, q_sq_norm = prepare_queries(q_start, q_stop)
-        carry_v, carry_i = put(empty_v, replicated), put(empty_i, replicated)
-        for chunk_index, start in enumerate(range(0, num_db, chunk)):
-            stop = min(start + chunk, num_db)
-            rows = stop - start
-            x = np.asarray(database[start:stop], dtype=np.float32)
-            if rows < chunk:
-                x = np.concatenate([x, np.zeros((chunk - rows, dim), np.float32)])
-            bias = np.full(chunk, -np.inf, np.float32)
-            bias[:rows] = 0.0
-            if db_valid is not None:
-                bias[:rows][~db_valid[start:stop]] = -np.inf
-            x_groups = np.zeros(chunk, np.int32)
-            if has_groups:
-                x_groups[:rows] = db_groups[start:stop]
-            carry_v, carry_i, bad_rows = fn(
-                q_dev,
-                q_groups_dev,
-                put(x, sharded),
-                put(bias, sharded),
-                put(x_groups, sharded),
-                mask_dev,
-                shift_dev,
-                jnp.int32(start),
-                carry_v,
-                carry_i,
-            )
-            # Dispatch is asynchronous: the next chunk is read from disk while this one computes.
-            # Waiting for the previous chunk keeps at most two chunks alive, so host memory stays
-            # bounded however fast the reads are.
-            if in_flight is not None:
-                jax.block_until_ready(in_flight[0])
-                check_chunk(*in_flight[1:])
-                done = q_index * num_db + start
-                rate = done / max(time.perf_counter() - start_time, 1e-9)
-                logging.log_every_n_seconds(
-                    logging.INFO,
-                    "knn.search: query chunk %d/%d, database chunk %d/%d, %.0f query-chunk x "
-                    "database rows/s, ETA %.0fs",
-                    10,
-                    q_index + 1,
-                    num_q_chunks,
-                    chunk_index,
-                    num_chunks,
-                    rate,
-                    (total_work - done) / max(rate, 1e-9),
-                )
-            in_flight = (carry_v, bad_rows, start, stop)
-        # The previous query chunk is copied out only now, so its copy overlaps this one's work;
-        # at most two query chunks' carries are alive at once.
-        if pending is not None:
-            finish(*pending)
-        pending = (q_start, q_stop, q_sq_norm, carry_v, carry_i)
-    check_chunk(*in_flight[1:])
-    finish(*pending)
-    return Neighbours(out_scores, out_indices, metric)
+    stream = _Stream(
+        queries,
+        database,
+        k=k,
+        metric=metric,
+        layout=layout,
+        dim_mask=dim_mask,
+        groups=groups,
+        db_valid=db_valid,
+        shift=shift,
+        check_finite=check_finite,
+        mesh=mesh,
+        fn=fn,
+    )
+    return stream.run()
 
 
 def classify(

@@ -140,6 +140,30 @@ def _roi_align(
     return pooled / count[:, None, None, None], bad_cells
 
 
+def _sample_slots(
+    boxes: Any,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    max_samples_per_bin: int | None,
+) -> int:
+    """Static number of sample slots per bin and axis (see `roi_align`'s arguments)."""
+    if sampling_ratio > 0:
+        return int(sampling_ratio)
+    if max_samples_per_bin is not None:
+        return max(int(max_samples_per_bin), 1)
+    if _is_traced(boxes):
+        raise errors.ConfigError(
+            "roi_align: boxes are traced and sampling_ratio <= 0 (adaptive); pass a static "
+            "max_samples_per_bin (e.g. ceil(largest box side * spatial_scale / output size))"
+        )
+    needed = adaptive_samples(boxes, output_size, spatial_scale, aligned)
+    # Round up to a power of two so that batches of similar boxes share one compilation.
+    most = max(int(needed.max()), 1)
+    return 1 << math.ceil(math.log2(most))
+
+
 def roi_align(
     feature_map: Any,
     boxes: Any,
@@ -209,20 +233,9 @@ def roi_align(
                 f"[{batch_index.min()}, {batch_index.max()}]"
             )
     fixed_grid = sampling_ratio > 0
-    if fixed_grid:
-        slots_y = slots_x = int(sampling_ratio)
-    elif max_samples_per_bin is not None:
-        slots_y = slots_x = max(int(max_samples_per_bin), 1)
-    elif _is_traced(boxes):
-        raise errors.ConfigError(
-            "roi_align: boxes are traced and sampling_ratio <= 0 (adaptive); pass a static "
-            "max_samples_per_bin (e.g. ceil(largest box side * spatial_scale / output size))"
-        )
-    else:
-        needed = adaptive_samples(boxes, output_size, spatial_scale, aligned)
-        # Round up to a power of two so that batches of similar boxes share one compilation.
-        most = max(int(needed.max()), 1)
-        slots_y = slots_x = 1 << math.ceil(math.log2(most))
+    slots_y = slots_x = _sample_slots(
+        boxes, output_size, spatial_scale, sampling_ratio, aligned, max_samples_per_bin
+    )
     pooled, bad_cells = _roi_align(
         feature_map,
         jnp.asarray(boxes, jnp.float32),

@@ -639,7 +639,8 @@ def patch_features(
     key: dict[str, Any],
     layer: int = -1,
     layers: Sequence[int] | None = None,
-    **kwargs: Any,
+    *,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Patch features of `tiles` at block `layer`: [T * gh * gw, D] (row-major per tile).
 
@@ -649,9 +650,10 @@ def patch_features(
     `np.asarray(features[rows], np.float32)`.
 
     `layers` (default: the context's extraction layers) is what is extracted in one pass and
-    cached; `layer` must be one of them. `kwargs` go to `ctx.features` (e.g. batch_size).
+    cached; `layer` must be one of them. `batch_size` (default: `config.extract.batch_size`)
+    is the extraction's.
     """
-    feats = ctx.features(model, tiles, key=key, layers=layers, **kwargs)
+    feats = ctx.features(model, tiles, key=key, layers=layers, batch_size=batch_size)
     index = ctx.layer_index(model, layer)
     if index not in feats.patch:
         raise errors.ConfigError(
@@ -670,7 +672,9 @@ def knn_search(
     *,
     metric: str | None = None,
     drop_dims: np.ndarray | None = None,
-    **kwargs: Any,
+    query_groups: np.ndarray | None = None,
+    db_groups: np.ndarray | None = None,
+    db_valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`knn.search` with the run's engine settings: every experiment's k-NN goes through here.
 
@@ -682,7 +686,9 @@ def knn_search(
       mesh: `ctx.mesh`: the database is sharded over its devices (None: one device).
       metric: overrides `knn_cfg.metric` (e.g. an experiment's own similarity).
       drop_dims: feature dims to ignore (None or empty: none).
-      **kwargs: passed to `knn.search` (query_groups, db_groups, db_valid, ...).
+      query_groups, db_groups: int [Q] and [N]; a database row of the query's own group is never
+        returned (give both or neither).
+      db_valid: bool [N]; rows marked False are never returned.
 
     Returns:
       (scores float32 [Q, k], idx int32 [Q, k]) as `knn.search`.
@@ -699,7 +705,9 @@ def knn_search(
         db_block=int(knn_cfg.get("db_block", knn.DEFAULT_DB_BLOCK)),
         compute_dtype=experiments.knn_compute_dtype(knn_cfg),
         mesh=mesh,
-        **kwargs,
+        query_groups=query_groups,
+        db_groups=db_groups,
+        db_valid=db_valid,
     )
 
 
@@ -1049,28 +1057,6 @@ def predict(
 def model_row(model: experiments.ModelHandle) -> dict[str, Any]:
     """The leading columns of a per-model table row."""
     return {"model": model.name, "family": model.spec.family}
-
-
-def paper_comparable(
-    config: ml_collections.ConfigDict, model: experiments.ModelHandle, method: str
-) -> bool:
-    """Whether a Cityscapes score of `model` and `method` may stand beside the paper's number.
-
-    That needs real weights of the paper's backbone (ViT-B/16; DINOv2 ViT-B/14), Cityscapes with
-    the research code's image lists (`data.splits == 'paper'`) and, for k-NN, [R1]'s classifier:
-    1-NN label, dot-product similarity, void patches kept in the support set.
-    """
-    from vitjax import paper_numbers
-
-    spec = model.spec
-    if model.random_weights or config.dataset != "cityscapes" or config.data.splits != "paper":
-        return False
-    if not paper_numbers.is_paper_backbone(spec.family, spec.size, spec.patch_size):
-        return False
-    if method == "knn":
-        knn_cfg = config.knn
-        return knn_cfg.rule == "1nn" and knn_cfg.metric == "dot" and not knn_cfg.exclude_ignore
-    return method == "linear"
 
 
 def require_fields(

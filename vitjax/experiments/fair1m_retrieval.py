@@ -39,6 +39,18 @@ QUERY_LABELS = ("original", "transformed")
 # Name in config -> (corruption name of `corruptions.apply`, options builder).
 PERTURBATIONS = ("shift", "rotate", "scale", "box_blur", "blur", "noise")
 _OUTCOMES = metrics.RETRIEVAL_OUTCOMES
+# The level of each perturbation that leaves a tile unchanged (where the clean point is drawn),
+# and its axis label with units.
+CLEAN_LEVEL = {"shift": 0.0, "rotate": 0.0, "scale": 1.0, "box_blur": 0.0, "blur": 0.0,
+               "noise": 0.0}  # fmt: skip
+LEVEL_LABELS = {
+    "shift": "shift (px along shift_direction)",
+    "rotate": "rotation (degrees, counter-clockwise)",
+    "scale": "zoom factor (1 = clean)",
+    "box_blur": "box blur kernel side (px; 0 = clean)",
+    "blur": "Gaussian blur kernel side (px; 0 = clean)",
+    "noise": "Gaussian noise sigma (0-255 scale)",
+}
 _REQUIRED = (
     "dataset", "root", "split", "max_images", "crop_size", "tile_size", "tile_pad",
     "per_category", "area_threshold", "patch_label_rule", "query_labels", "perturbations",
@@ -492,6 +504,21 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
         )
 
 
+def _check_queries(ctx, cfg, tables: dict[str, PatchTable], num_tiles: int, where: str) -> None:
+    """Raises when no model has a query patch on the clean tiles; warns for each model without."""
+    counts = {name: int(np.count_nonzero(table.fine)) for name, table in tables.items()}
+    if not any(counts.values()):
+        raise errors.DatasetError(
+            f"fair1m_retrieval: no query patch: in none of the {num_tiles} tiles of {where} does "
+            f"a patch's label pixel (patch_label_rule={cfg.patch_label_rule}) lie on an object, "
+            "e.g. because the objects are smaller than a patch; queries are the patches labelled "
+            "with an object category (try patch_label_rule=mode or larger objects/tiles)"
+        )
+    for name, count in counts.items():
+        if not count:
+            ctx.warn(f"{name}: no patch of the clean tiles lies on an object: it has no queries")
+
+
 def _row(model, mode, name, level, removed, counts) -> dict[str, Any]:
     row = {**common.model_row(model), "mode": mode, "perturbation": name, "level": level,
            "removed": int(removed), **counts}  # fmt: skip
@@ -509,6 +536,13 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     tiles.images.flags.writeable = False
     size = int(cfg.tile_size)
     ctx.log(f"{len(tiles)} tiles of {size} px from {cfg.dataset}")
+    where = f"{cfg.dataset} {cfg.root}/{cfg.split}" if cfg.dataset == "fair1m" else cfg.dataset
+    if not len(tiles):
+        raise errors.DatasetError(
+            f"fair1m_retrieval: no {size} px tile of {where} holds at least "
+            f"{float(cfg.area_threshold):.2f} of an object (config.fair1m_retrieval.area_threshold"
+            "), so there is nothing to query; check the root, split and max_images"
+        )
     cases = perturbation_cases(cfg)
     base_key = {
         "dataset": f"fair1m_retrieval/{cfg.dataset}",
@@ -519,11 +553,19 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     skipped = [m.name for m in ctx.models if m not in models]
     if skipped:
         ctx.log(f"skipping {skipped}: they cannot take {size} px tiles")
+    if not models:
+        raise errors.ConfigError(
+            f"fair1m_retrieval: no model of config.models can take {size} px tiles "
+            f"(config.fair1m_retrieval.tile_size); skipped {skipped}"
+        )
     layer = int(cfg.layer)
     tables, databases, orders = {}, {}, {}
     for model in models:
         grid = common.grid_of(model, (size, size))
         tables[model.name] = patch_table(tiles, grid, cfg.patch_label_rule, cfg.exclude)
+    # Before any extraction: tiles without query patches must not cost a forward pass.
+    _check_queries(ctx, cfg, tables, len(tiles), where)
+    for model in models:
         clean_key = dict(base_key, perturbation="clean", level=0.0)
         databases[model.name] = flat_patches(ctx, model, tiles.images, clean_key, layer)
         orders[model.name] = common.variance_order(databases[model.name])
@@ -542,12 +584,27 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 features = flat_patches(ctx, model, perturbed, key, layer)
             cmap = correspondence(name, level, size, int(model.spec.patch_size), cfg)
             q_rows, label_rows, targets = query_selection(table, cmap, cfg.query_labels)
+            if not q_rows.size:
+                # A row of zero counts would read as "never found"; leave it out, say so.
+                ctx.warn(
+                    f"{model.name}, {name} level {level}: no query patch (query_labels="
+                    f"{cfg.query_labels}); its rows are left out"
+                )
+                continue
             queries = np.asarray(features[q_rows], np.float32)
-            for removed in cfg.removed:
-                if removed >= database.shape[1]:
-                    continue
+            removal = ctx.removal_counts(
+                cfg.removed, database.shape[1], "config.fair1m_retrieval.removed", model.name
+            )
+            for removed in removal:
                 drop = orders[model.name][: int(removed)] if removed else None
                 for mode in MODES:
+                    if mode == "retrieval" and len(np.unique(table.group)) < 2:
+                        ctx.warn(
+                            f"retrieval: every tile of {model.name} is in one "
+                            f"{cfg.exclude} (config.fair1m_retrieval.exclude), so there is no "
+                            "candidate from another one; only identification is reported"
+                        )
+                        continue
                     groups = (
                         (table.group[q_rows], table.group) if mode == "retrieval" else (None, None)
                     )
@@ -564,25 +621,38 @@ def _result(
     ctx, cfg, tiles: ObjectTiles, rows: list[dict[str, Any]], skipped: list[str]
 ) -> experiments.Result:
     figures = {}
+    families = {m.name: m.spec.family for m in ctx.models}
+    perturbations = [p for p in dict.fromkeys(r["perturbation"] for r in rows) if p != "clean"]
     for mode, outcomes in (
         ("identification", ("same_patch_frac", "at_least_fine_frac")),
         ("retrieval", ("at_least_fine_frac", "at_least_super_frac")),
     ):
         panels: dict[str, dict] = {}
-        styles = {}
+        keys = {}
         for r in rows:
-            if r["mode"] != mode or r["removed"] != 0 or r["perturbation"] == "clean":
+            if r["mode"] != mode or r["removed"] != 0:
                 continue
-            panel = panels.setdefault(r["perturbation"], {})
-            for outcome, style in zip(outcomes, ("-", "--")):
-                label = f"{r['model']} {outcome.removesuffix('_frac')}"
-                xs, ys = panel.setdefault(label, ([], []))
-                xs.append(r["level"])
-                ys.append(r[outcome])
-                styles[label] = style
+            # The clean tiles are every perturbation's starting point (its identity level).
+            names = perturbations if r["perturbation"] == "clean" else [r["perturbation"]]
+            for name in names:
+                panel = panels.setdefault(name, {})
+                for outcome in outcomes:
+                    label = f"{r['model']} {outcome.removesuffix('_frac')}"
+                    xs, ys = panel.setdefault(label, ([], []))
+                    xs.append(CLEAN_LEVEL[name] if r["perturbation"] == "clean" else r["level"])
+                    ys.append(r[outcome])
+                    keys[label] = (families.get(r["model"], r["model"]), r["model"], outcome)
+        for series in (s for panel in panels.values() for s in panel.values()):
+            order = np.argsort(series[0], kind="stable")
+            series[0][:] = [series[0][i] for i in order]
+            series[1][:] = [series[1][i] for i in order]
         path = ctx.figure_path(mode)
-        plotting.line_plot(path, panels, xlabel="level", ylabel="fraction of query patches",
-                           styles=styles)  # fmt: skip
+        plotting.line_plot(
+            path, {n: panels[n] for n in perturbations if n in panels},
+            xlabel={n: LEVEL_LABELS.get(n, "level") for n in perturbations},
+            ylabel="fraction of query patches (0-1)", keys=keys,
+            mark=plotting.random_weights_mark(ctx.models),
+        )  # fmt: skip
         figures[mode] = path
     per_category = np.bincount(tiles.category, minlength=len(tiles.fine_names))
     return experiments.Result(
@@ -603,12 +673,22 @@ def _result(
             "same-patch upper bound, cumulative fractions; mode 'identification' searches all "
             f"original patches, 'retrieval' excludes the query's own {cfg.exclude}; 'removed' "
             "= highest-variance dims dropped from the similarity.",
-            "identification": "Fig. 5: fraction of query patches whose nearest original patch "
-            "is the same patch (solid) or at least the same fine category (dashed), per level.",
-            "retrieval": "Fig. 6: with the query's own tile excluded, fraction whose nearest "
-            "patch has the same fine category (solid) or supercategory (dashed).",
+            "identification": plotting.caption(
+                "Fig. 5: measured fraction of query patches whose nearest original patch is "
+                "the same patch (solid) or at least the same fine category (dashed), per "
+                "perturbation level; the clean tiles are the point at the identity level.",
+                None,
+                ctx.models,
+            ),
+            "retrieval": plotting.caption(
+                "Fig. 6: with the query's own tile excluded, measured fraction whose nearest "
+                "patch has the same fine category (solid) or supercategory (dashed).",
+                None,
+                ctx.models,
+            ),
         },
         scalars={
+            "datasets": [str(cfg.dataset)],
             "tiles": len(tiles),
             "tiles_per_category": {
                 tiles.fine_names[c]: int(n) for c, n in enumerate(per_category) if c and n

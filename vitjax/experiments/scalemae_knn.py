@@ -300,6 +300,22 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     for name in names:
         split = load_split(name, cfg, ctx.seed)
         ctx.log(f"{name}: {len(split.train_labels)} train, {len(split.test_labels)} test images")
+        empty = [
+            part
+            for part, labels in (
+                ("train (candidate)", split.train_labels),
+                ("test (query)", split.test_labels),
+            )
+            if not len(labels)
+        ]
+        if empty:
+            # A k-NN accuracy over no queries or no candidates would be a meaningless 0 or NaN.
+            raise errors.DatasetError(
+                f"config.scalemae_knn.{name}: the {' and '.join(empty)} set is empty "
+                f"({len(split.train_labels)} train, {len(split.test_labels)} test images over "
+                f"{len(split.class_names)} classes); the dataset needs at least two images per "
+                "class, one for each side (check its root or the per-class counts)"
+            )  # fmt: skip
         for model in ctx.models:
             if not common.runs_at(model, (input_size, input_size)):
                 ctx.log(f"skipping {model.name}: cannot take {input_size} px inputs")
@@ -321,9 +337,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 for rep in reps:
                     train, test = feats["train"][rep], feats["test"][rep]
                     order = common.variance_order(train)
-                    for removed in cfg.removed:
-                        if removed >= train.shape[1]:
-                            continue
+                    removal = ctx.removal_counts(
+                        cfg.removed, train.shape[1], "config.scalemae_knn.removed",
+                        f"{model.name} ({rep})",
+                    )  # fmt: skip
+                    for removed in removal:
                         acc = knn_accuracy(
                             train, split.train_labels, test, split.test_labels,
                             len(split.class_names), int(cfg.k), float(cfg.temperature),
@@ -340,17 +358,21 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
 
 def _result(ctx, cfg, rows) -> experiments.Result:
     panels: dict[str, dict] = {}
-    styles = {}
+    families = {m.name: m.spec.family for m in ctx.models}
+    keys = {}
     for r in rows:
         panel = panels.setdefault(f"{r['dataset']} ({r['representation']})", {})
         label = f"{r['model']} -{r['removed']}" if r["removed"] else r["model"]
         xs, ys = panel.setdefault(label, ([], []))
         xs.append(r["relative_gsd"])
         ys.append(r["accuracy"])
-        styles[label] = "--" if r["removed"] else "-"
+        keys[label] = (families.get(r["model"], r["model"]), r["model"], f"-{r['removed']}")
     path = ctx.figure_path("accuracy_vs_gsd")
-    plotting.line_plot(path, panels, xlabel="relative GSD (input size / image size)",
-                       ylabel="k-NN accuracy", logx=True, styles=styles)  # fmt: skip
+    plotting.line_plot(
+        path, panels, xlabel="relative GSD (input size / image size; 1 = native)",
+        ylabel="k-NN accuracy (0-1)", logx=True, keys=keys,
+        mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
     return experiments.Result(
         tables={"knn": rows},
         figures={"accuracy_vs_gsd": path},
@@ -360,7 +382,12 @@ def _result(ctx, cfg, rows) -> experiments.Result:
             "knn": "Accuracy per model, dataset, image size (content of a GSD input_size/size "
             "times coarser), representation (CLS or mean patch token) and number of "
             "highest-variance dims removed; gsd_ratio_given is what Scale-MAE was told (0 = none).",
-            "accuracy_vs_gsd": "Fig. 8: k-NN accuracy as the GSD grows; dashed = top-variance "
-            "dims removed.",
+            "accuracy_vs_gsd": plotting.caption(
+                "Fig. 8: measured k-NN accuracy against the relative GSD; dashed = "
+                "top-variance dims removed.",
+                None,
+                ctx.models,
+            ),
         },
+        scalars={"datasets": [d.strip() for d in str(cfg.datasets).split(",") if d.strip()]},
     )

@@ -514,6 +514,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         raise errors.DatasetError(f"config.tracking: no video found in {cfg.dataset} {cfg.root}")
     pairs = [p for v, video in enumerate(videos) for p in association_pairs(video.tracks, gaps, v)]
     ctx.log(f"{len(videos)} videos, {len(pairs)} frame pairs over gaps {gaps}")
+    _check_pairs(ctx, cfg, videos, pairs, gaps)
     needed = {v: sorted({f for p in pairs if p.video == v for f in (p.frame_a, p.frame_b)})
               for v in range(len(videos))}  # fmt: skip
     tracks = [video.tracks for video in videos]
@@ -544,7 +545,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 gap: metrics.association_accuracy(*arrays)
                 for gap, arrays in merge_matches(matches).items()
             }
-            for gap in gaps:
+            for gap in [g for g in gaps if any(p.gap == g for p in pairs)]:
                 s = scores.get(gap, {"instance": float("nan"), "category": float("nan"),
                                      "count": 0})  # fmt: skip
                 # Mean over videos: MOT17-05 runs at 14 fps, the other sequences at 30 (or 25).
@@ -554,21 +555,71 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                     "gap_seconds": seconds, "instance_acc": s["instance"],
                     "category_acc": s["category"], "queries": s["count"],
                 })  # fmt: skip
+    if not rows:
+        raise errors.ConfigError(
+            f"config.tracking: no model of config.models can take the frame geometries "
+            f"{cfg.geometries!r}; skipped {skipped}"
+        )
     return _result(ctx, cfg, videos, rows, skipped)
+
+
+def _labelled_frames(video: Video) -> list[int]:
+    """Frames of `video` (as read, after max_frames) with at least one non-ignored box."""
+    return [f for f, t in enumerate(video.tracks) if np.any(~as_frame_tracks(t).ignore)]
+
+
+def _check_pairs(ctx, cfg, videos: list[Video], pairs: list[FramePair], gaps: list[int]) -> None:
+    """Raises when no frame pair has a query; warns for each gap without one.
+
+    A gap without pairs would report an accuracy over zero queries (a quiet NaN or 0).
+    """
+    if not pairs:
+        window = (
+            f"the first {int(cfg.max_frames)} frames (config.tracking.max_frames)"
+            if int(cfg.max_frames) > 0
+            else "all frames"
+        )
+        found = "; ".join(
+            f"{v.name}: {len(v.tracks)} frames read, labelled frames {_labelled_frames(v)[:8]}"
+            for v in videos[:5]
+        )
+        if int(cfg.max_frames) > 0:
+            # Read once more without the window (error path only) to say where labels start.
+            whole = ml_collections.ConfigDict(cfg.to_dict())
+            whole.max_frames = 0
+            firsts = [(v.name, _labelled_frames(v)[:1]) for v in load_videos(whole, ctx.seed)[:5]]
+            found += "; without the window, labelled frames start at " + ", ".join(
+                f"{name}: {first[0] if first else 'none'}" for name, first in firsts
+            )
+        raise errors.DatasetError(
+            f"config.tracking: no query: in {window} of {len(videos)} {cfg.dataset} video(s) no "
+            f"non-ignored box of frame t is seen again at frame t + gap for any gap {gaps} "
+            f"({found}). Labels may start late in the video (raise or zero max_frames) or the "
+            "gaps may exceed the labelled span."
+        )
+    for gap in gaps:
+        if not any(p.gap == gap for p in pairs):
+            ctx.warn(f"gap {gap}: no frame pair has a query (too few labelled frames); no row")
 
 
 def _result(ctx, cfg, videos, rows, skipped) -> experiments.Result:
     panels: dict[str, dict] = {"instance accuracy": {}, "category accuracy": {}}
     multi = len({r["geometry"] for r in rows}) > 1
+    families = {m.name: m.spec.family for m in ctx.models}
+    keys = {}
     for r in rows:
         label = f"{r['model']} {r['geometry']}" if multi else r["model"]
+        keys[label] = (families.get(r["model"], r["model"]), r["model"], r["geometry"])
         for panel, column in (("instance accuracy", "instance_acc"),
                               ("category accuracy", "category_acc")):  # fmt: skip
             xs, ys = panels[panel].setdefault(label, ([], []))
             xs.append(r["gap"])
             ys.append(r[column])
     path = ctx.figure_path("accuracy_vs_gap")
-    plotting.line_plot(path, panels, xlabel="frame gap", ylabel="accuracy", logx=True)
+    plotting.line_plot(
+        path, panels, xlabel="frame gap (frames)", ylabel="accuracy (0-1)", logx=True, keys=keys,
+        integer_x=True, mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
     note = f" Skipped (input size the model cannot take): {', '.join(skipped)}." if skipped else ""
     return experiments.Result(
         tables={"association": rows},
@@ -581,7 +632,12 @@ def _result(ctx, cfg, videos, rows, skipped) -> experiments.Result:
             "whole frame resized) and gap: share of instances of frame t matched to the same "
             "track (instance_acc) or a box of the same category (category_acc) in frame t+gap; "
             "ignored boxes (distractors, crowd, MOT17 non-considered) are left out.",
-            "accuracy_vs_gap": "Fig. 7/9/12: association accuracy as the frame gap grows.",
+            "accuracy_vs_gap": plotting.caption(
+                "Fig. 7/9/12: measured association accuracy against the frame gap (log axis); "
+                "line style = frame geometry.",
+                None,
+                ctx.models,
+            ),
         },
-        scalars={"videos": [v.name for v in videos]},
+        scalars={"videos": [v.name for v in videos], "datasets": [str(cfg.dataset)]},
     )

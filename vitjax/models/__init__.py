@@ -9,6 +9,7 @@ Examples:
 """
 
 from vitjax.models.io import check_checkpoint_dir, load, load_decoder, load_spec, save
+from vitjax.models.known import known_model
 from vitjax.models.mae_decoder import MAEDecoder, patchify, place_tokens, unpatchify
 from vitjax.models.vit import VisionTransformer, resolve_layers
 from vitjax.models.zoo import (
@@ -46,6 +47,7 @@ __all__ = [
     "init_decoder_params",
     "init_encoder_params",
     "init_params",
+    "known_model",
     "list_variants",
     "load",
     "load_decoder",
