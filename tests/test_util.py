@@ -102,11 +102,16 @@ def requires(*modules: str):
     return unittest.skipIf(bool(missing), skip_reason(missing))
 
 
+def reference_module(name: str, *modules: str):
+    """The test helper module tests/<name>.py, or None when one of `modules` it imports is missing."""
+    if missing_modules(*modules):
+        return None
+    return importlib.import_module(f"tests.{name}")
+
+
 def torch_reference():
     """The module tests/torch_reference.py, or None when one of TORCH_REFERENCE is missing."""
-    if missing_modules(*TORCH_REFERENCE):
-        return None
-    return importlib.import_module("tests.torch_reference")
+    return reference_module("torch_reference", *TORCH_REFERENCE)
 
 
 def skip_unless_installed(*modules: str) -> None:
