@@ -18,8 +18,6 @@ import ml_collections
 import numpy as np
 from absl.testing import absltest, parameterized
 from PIL import Image
-from sklearn import linear_model, preprocessing
-from sklearn import metrics as sk_metrics
 
 from configs import ade20k as ade20k_config
 from configs import cityscapes as cityscapes_config
@@ -36,6 +34,10 @@ from vitjax.experiments import (
     robustness,
     variance,
 )
+
+linear_model = test_util.optional_import("sklearn.linear_model")
+preprocessing = test_util.optional_import("sklearn.preprocessing")
+sk_metrics = test_util.optional_import("sklearn.metrics")
 
 KNN_CFG = ml_collections.ConfigDict(
     dict(k=10, rule="1nn", metric="dot", exclude_ignore=True, query_block=64, db_block=128)
@@ -133,6 +135,7 @@ class VarianceTest(parameterized.TestCase):
         )
         self.assertAlmostEqual(common.topn_overlap(a, b, n), expected)
 
+    @test_util.requires("sklearn")
     def test_standardize_is_the_probe_batchnorm_on_labelled_rows(self):
         rng = np.random.default_rng(4)
         ref = (rng.standard_normal((100, 5)) * [1, 10, 0.1, 3, 7] + 5).astype(np.float32)
@@ -184,6 +187,7 @@ class StreamedStatisticsTest(parameterized.TestCase):
         )
 
     @parameterized.product(dtype=[np.float16, np.float32], offset=[0.0, 1e4])
+    @test_util.requires("sklearn")
     def test_standardize_memmap_matches_sklearn(self, dtype, offset):
         ref = self._memmap(dtype, offset, seed=1)
         x = self._memmap(dtype, offset, rows=700, seed=2)
@@ -324,6 +328,7 @@ class ScoreTest(parameterized.TestCase):
         geo = tiling.Geometry("t", tile_size=(4, 4))
         return common.make_split(images, labels, geo, [0, 1], ["a", "b"]), labels
 
+    @test_util.requires("sklearn")
     def test_patch_level_scores_match_sklearn(self):
         split, _ = self._split()
         targets = split.patch_targets((2, 2), "centre")
@@ -339,6 +344,7 @@ class ScoreTest(parameterized.TestCase):
         self.assertAlmostEqual(s["miou"], iou.mean())
         self.assertAlmostEqual(s["acc"], sk_metrics.accuracy_score(targets[keep], pred[keep]))
 
+    @test_util.requires("sklearn")
     def test_pixel_level_scores_upsample_each_patch(self):
         split, labels = self._split()
         pred = np.random.default_rng(2).integers(0, 3, 8 * 4)
@@ -387,6 +393,7 @@ class LayerwiseTest(parameterized.TestCase):
         with self.assertRaises(errors.ConfigError):
             layerwise.parse_layers(text, 4)
 
+    @test_util.requires("sklearn")
     def test_per_class_breakdown(self):
         gt = np.array([0, 0, 1, 1, 2, 2, 2, 255])
         pred = np.array([0, 1, 1, 1, 2, 0, 2, 0])
@@ -427,6 +434,7 @@ class GlobalContextTest(absltest.TestCase):
         self.assertCountEqual(v["top5_only"], order[:5])
         self.assertLen(np.unique(v["random5"]), 5)
 
+    @test_util.requires("sklearn")
     def test_ridge_r2_matches_sklearn(self):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((120, 6))
@@ -670,6 +678,7 @@ class KnnVoidTest(parameterized.TestCase):
                  db_block=32)
         )  # fmt: skip
 
+    @test_util.requires("sklearn")
     def test_void_neighbour_is_an_error_when_kept(self):
         support, labels, queries, gt = self._data()
         pred = common.knn_predict(support, labels, queries, 3, self._cfg(False))

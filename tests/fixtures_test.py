@@ -72,6 +72,7 @@ def read_png(path: str) -> np.ndarray:
         return np.asarray(im)
 
 
+@test_util.requires("cityscapesscripts")
 class CityscapesFixtureTest(absltest.TestCase):
     """mmsegmentation's 256x128 Cityscapes val frame with labelIds, labelTrainIds, instanceIds."""
 

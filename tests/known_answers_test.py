@@ -372,6 +372,7 @@ class KnownAnswersTest(parameterized.TestCase):
         (row,) = self.rows("fewshot", "scores", model=f"known_{kind}16", method="knn")
         self.assertAlmostEqual(row["miou"], knn_miou(kind, self.train, self.evals), places=12)
 
+    @test_util.requires("sklearn")
     def test_fewshot_linear_equals_sklearn(self):
         from sklearn.linear_model import LogisticRegression
 

@@ -14,17 +14,18 @@ import tempfile
 
 import jax
 import numpy as np
-import timm
-import torch
 from absl import logging
 from absl.testing import absltest, parameterized
 
 from checkpoints_convert import convert
-from tests import family_references as fr
 from tests import test_util  # noqa: F401  (sets CPU devices before JAX starts)
-from tests import torch_reference as tr
 from vitjax import models
 from vitjax.errors import CheckpointError
+
+timm = test_util.optional_import("timm")
+torch = test_util.optional_import("torch")
+tr = test_util.torch_reference()
+fr = test_util.reference_module("family_references", *test_util.TORCH_REFERENCE)
 
 ATOL = 1e-4
 BATCH = 2
@@ -46,6 +47,7 @@ def _forward(module):
     return jax.jit(run)
 
 
+@test_util.requires(*test_util.TORCH_REFERENCE)
 class FamilyParityTestCase(parameterized.TestCase):
     def setUp(self):
         super().setUp()
@@ -140,6 +142,7 @@ def _text_tower_keys(report: dict) -> list[str]:
     return [k for k, why in report["ignored"].items() if why.startswith("CLIP text tower")]
 
 
+@test_util.requires("open_clip")
 class ClipTest(FamilyParityTestCase):
     @parameterized.named_parameters(
         ("openai_quickgelu_pth", "clip", True, ".bin"),
