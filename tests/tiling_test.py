@@ -210,6 +210,21 @@ class TilingTest(parameterized.TestCase):
         legacy = _torch_resize(line, (1, n_out), "nearest")[0].astype(np.int64)
         np.testing.assert_array_equal(tiling.nearest_indices(n_in, n_out, "legacy"), legacy)
 
+    @test_util.requires("torch")
+    def test_legacy_rule_repeats_pytorch_float32_rounding(self):
+        # 23 * 14 / 46 = 7 exactly, but PyTorch's float32 product rounds below it and reads 6.
+        idx = tiling.nearest_indices(14, 46, "legacy")
+        self.assertEqual(idx[23], 6)
+        for n_out in (46, 92, 230, 47):
+            line = np.arange(14, dtype=np.float64)[None, :]
+            torch_idx = _torch_resize(line, (1, n_out), "nearest")[0].astype(np.int64)
+            np.testing.assert_array_equal(tiling.nearest_indices(14, n_out, "legacy"), torch_idx)
+        source = np.arange(14 * 3).reshape(14, 3)
+        np.testing.assert_array_equal(
+            tiling.upsample_to(source, (46, 3), rule="legacy"),
+            _torch_resize(source, (46, 3), "nearest"),
+        )
+
     @given(h=st.integers(1, 40), w=st.integers(1, 40), oh=st.integers(1, 90), ow=st.integers(1, 90))
     @_SETTINGS
     def test_resize_nearest_and_upsample(self, h, w, oh, ow):
