@@ -81,22 +81,23 @@ def _module_names(module) -> str:
     return type(module).__name__
 
 
-def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Spec fields and layout options of a timm VisionTransformer; appends what is unsupported."""
-    import torch
+def _is_identity(module) -> bool:
+    import torch  # the timm route is the only one that needs torch modules
 
-    fields: dict[str, Any] = {}
+    return isinstance(module, torch.nn.Identity)
+
+
+def _check_model_level(model, unsupported: list[str]) -> None:
+    """Appends the model-level options (pooling, tokens, positions, embedding) not expressible."""
     if model.cls_token is None:
         unsupported.append("class_token=False (no CLS token)")
     if getattr(model, "global_pool", "token") not in ("token", ""):
         unsupported.append(f"global_pool={model.global_pool!r} (only 'token' is expressible)")
     if getattr(model, "attn_pool", None) is not None:
         unsupported.append("attention pooling head (global_pool='map')")
-    if not isinstance(model.fc_norm, torch.nn.Identity):
+    if not _is_identity(model.fc_norm):
         unsupported.append("fc_norm (pooled-feature norm)")
-    registers = int(getattr(model, "num_reg_tokens", 0))
-    no_embed_class = bool(getattr(model, "no_embed_class", False))
-    if registers and not no_embed_class:
+    if int(getattr(model, "num_reg_tokens", 0)) and not getattr(model, "no_embed_class", False):
         unsupported.append("reg_tokens with position embeddings on the prefix tokens")
     if model.pos_embed is None:
         unsupported.append("pos_embed='none' (no absolute position table)")
@@ -105,57 +106,83 @@ def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[st
     embed = model.patch_embed
     if _module_names(embed) != "PatchEmbed":
         unsupported.append(f"embed_layer={_module_names(embed)} (hybrid or custom patch embedding)")
-    elif not isinstance(getattr(embed, "norm", torch.nn.Identity()), torch.nn.Identity):
+    elif getattr(embed, "norm", None) is not None and not _is_identity(embed.norm):
         unsupported.append("patch_embed norm (embed_norm_layer)")
-    norms = [("norm", model.norm)]
-    pre_norm = not isinstance(model.norm_pre, torch.nn.Identity)
-    if pre_norm:
-        norms.append(("norm_pre", model.norm_pre))
-    kinds = set()
-    layerscale = set()
-    for i, block in enumerate(model.blocks):
-        where = f"blocks.{i}"
-        if _module_names(block) != "Block":
-            unsupported.append(f"{where}: block_fn={_module_names(block)}")
-            continue
-        attn = block.attn
-        if _module_names(attn) != "Attention":
-            unsupported.append(f"{where}: attn_layer={_module_names(attn)}")
-        else:
-            for name in ("q_norm", "k_norm", "norm"):
-                if not isinstance(getattr(attn, name, torch.nn.Identity()), torch.nn.Identity):
-                    unsupported.append(f"{where}.attn.{name} (qk_norm / scale_attn_norm)")
-            if attn.qkv.bias is None:
-                unsupported.append(f"{where}: qkv_bias=False")
-        for name in ("ls1", "ls2"):
-            module = getattr(block, name)
-            layerscale.add(_module_names(module))
-        norms += [(f"{where}.norm1", block.norm1), (f"{where}.norm2", block.norm2)]
-        mlp = block.mlp
-        if not isinstance(getattr(mlp, "norm", torch.nn.Identity()), torch.nn.Identity):
-            unsupported.append(f"{where}.mlp.norm (scale_mlp_norm)")
-        if _module_names(mlp) == "Mlp" and not getattr(mlp, "use_conv", False):
-            act = mlp.act
-            if isinstance(act, torch.nn.GELU) and act.approximate == "none":
-                kinds.add("gelu")
-            elif _module_names(act) == "QuickGELU":
-                kinds.add("quick_gelu")
-            else:
-                unsupported.append(f"{where}: MLP activation {act!r}")
-        elif _module_names(mlp) == "GluMlp" and isinstance(mlp.act, torch.nn.SiLU):
-            if getattr(mlp, "gate_last", True):
-                unsupported.append(f"{where}: GluMlp with gate_last=True")
-            kinds.add("swiglu")
-        else:
-            unsupported.append(f"{where}: mlp_layer={_module_names(mlp)}")
+
+
+def _mlp_kind(where: str, mlp, unsupported: list[str]) -> str | None:
+    """The block MLP's kind ('gelu' | 'quick_gelu' | 'swiglu'), or None (appended unsupported)."""
+    import torch  # the timm route is the only one that needs torch modules
+
+    if getattr(mlp, "norm", None) is not None and not _is_identity(mlp.norm):
+        unsupported.append(f"{where}.mlp.norm (scale_mlp_norm)")
+    if _module_names(mlp) == "Mlp" and not getattr(mlp, "use_conv", False):
+        act = mlp.act
+        if isinstance(act, torch.nn.GELU) and act.approximate == "none":
+            return "gelu"
+        if _module_names(act) == "QuickGELU":
+            return "quick_gelu"
+        unsupported.append(f"{where}: MLP activation {act!r}")
+        return None
+    if _module_names(mlp) == "GluMlp" and isinstance(mlp.act, torch.nn.SiLU):
+        if getattr(mlp, "gate_last", True):
+            unsupported.append(f"{where}: GluMlp with gate_last=True")
+        return "swiglu"
+    unsupported.append(f"{where}: mlp_layer={_module_names(mlp)}")
+    return None
+
+
+def _check_block(i: int, block, unsupported: list[str]) -> tuple[str | None, set[str], list]:
+    """One block's MLP kind, LayerScale module names and named norms; appends what is unsupported."""
+    where = f"blocks.{i}"
+    if _module_names(block) != "Block":
+        unsupported.append(f"{where}: block_fn={_module_names(block)}")
+        return None, set(), []
+    attn = block.attn
+    if _module_names(attn) != "Attention":
+        unsupported.append(f"{where}: attn_layer={_module_names(attn)}")
+    else:
+        for name in ("q_norm", "k_norm", "norm"):
+            if getattr(attn, name, None) is not None and not _is_identity(getattr(attn, name)):
+                unsupported.append(f"{where}.attn.{name} (qk_norm / scale_attn_norm)")
+        if attn.qkv.bias is None:
+            unsupported.append(f"{where}: qkv_bias=False")
+    layerscale = {_module_names(getattr(block, name)) for name in ("ls1", "ls2")}
+    norms = [(f"{where}.norm1", block.norm1), (f"{where}.norm2", block.norm2)]
+    return _mlp_kind(where, block.mlp, unsupported), layerscale, norms
+
+
+def _norm_eps(norms: list, unsupported: list[str]) -> set[float]:
+    """The eps of every LayerNorm in `norms`; appends every norm that is not an affine LayerNorm."""
+    import torch  # the timm route is the only one that needs torch modules
+
     eps = set()
     for where, norm in norms:
         if not isinstance(norm, torch.nn.LayerNorm):
             unsupported.append(f"{where}: norm_layer={_module_names(norm)} (LayerNorm only)")
-        else:
-            eps.add(float(norm.eps))
-            if norm.bias is None or norm.weight is None:
-                unsupported.append(f"{where}: LayerNorm without affine weight or bias")
+            continue
+        eps.add(float(norm.eps))
+        if norm.bias is None or norm.weight is None:
+            unsupported.append(f"{where}: LayerNorm without affine weight or bias")
+    return eps
+
+
+def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Spec fields and layout options of a timm VisionTransformer; appends what is unsupported."""
+    _check_model_level(model, unsupported)
+    registers = int(getattr(model, "num_reg_tokens", 0))
+    no_embed_class = bool(getattr(model, "no_embed_class", False))
+    norms = [("norm", model.norm)]
+    pre_norm = not _is_identity(model.norm_pre)
+    if pre_norm:
+        norms.append(("norm_pre", model.norm_pre))
+    kinds, layerscale = set(), set()
+    for i, block in enumerate(model.blocks):
+        kind, block_layerscale, block_norms = _check_block(i, block, unsupported)
+        kinds |= {kind} - {None}
+        layerscale |= block_layerscale
+        norms += block_norms
+    eps = _norm_eps(norms, unsupported)
     if len(eps) > 1:
         unsupported.append(f"LayerNorm eps differ between norms: {sorted(eps)}")
     if len(kinds) > 1:
@@ -163,27 +190,25 @@ def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[st
     if layerscale - {"LayerScale", "Identity"} or len(layerscale) > 1:
         unsupported.append(f"LayerScale modules {sorted(layerscale)} (all LayerScale or none)")
     if unsupported:
-        return fields, {}
-    block = model.blocks[0]
-    mlp_kind = kinds.pop()
-    hidden = block.mlp.fc2.in_features
+        return {}, {}
+    block, embed = model.blocks[0], model.patch_embed
     grid = tuple(int(g) for g in embed.grid_size)
     pos_rows = model.pos_embed.shape[1]
     if pos_rows != grid[0] * grid[1] + (0 if no_embed_class else 1):
         unsupported.append(
             f"pos_embed rows {pos_rows} do not match the patch grid {grid} (+ class row)"
         )
-    fields.update(
+    fields = dict(
         width=int(model.embed_dim),
         depth=len(model.blocks),
         num_heads=int(block.attn.num_heads),
-        mlp_dim=int(hidden),
+        mlp_dim=int(block.mlp.fc2.in_features),
         native_grid=grid,
         num_registers=registers,
         layerscale="LayerScale" in layerscale,
         pre_norm=pre_norm,
         patch_bias=embed.proj.bias is not None,
-        mlp=mlp_kind,
+        mlp=kinds.pop(),
         norm_eps=eps.pop(),
     )
     options = {
