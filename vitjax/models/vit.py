@@ -206,45 +206,33 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """fc1 -> GELU (exact erf, or the tanh approximation with `approximate`) -> fc2."""
+    """The block MLP.
 
-    hidden_dim: int
-    dtype: Dtype = jnp.float32
-    approximate: bool = False
-
-    @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        dim = x.shape[-1]
-        x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
-        x = nn.gelu(x, approximate=self.approximate)
-        return nn.Dense(dim, dtype=self.dtype, name="fc2")(x)
-
-
-class SwiGLU(nn.Module):
-    """silu(x W1) * (x W2) -> W3, with W1 and W2 fused into one `w12` kernel [D, 2 * hidden].
-
-    The fused kernel's first half is W1 (the gated branch), its second half W2 (DINOv2's
-    `SwiGLUFFNFused.w12` chunk order; DINOv3's separate `w1`, `w2` are concatenated).
+    kind 'gelu': fc1 -> exact GELU -> fc2. 'gelu_tanh': the tanh approximation (big_vision's
+    `nn.gelu` default, HF `gelu_pytorch_tanh`: SigLIP). 'swiglu': w12 [D, 2 * hidden] ->
+    silu(first half) * second half -> w3 (DINOv2's SwiGLUFFNFused; DINOv3's separate w1/w2 are
+    concatenated into w12 by the converter).
     """
 
     hidden_dim: int
     dtype: Dtype = jnp.float32
+    kind: str = "gelu"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         dim = x.shape[-1]
-        x12 = nn.Dense(2 * self.hidden_dim, dtype=self.dtype, name="w12")(x)
-        x1, x2 = x12[..., : self.hidden_dim], x12[..., self.hidden_dim :]
-        return nn.Dense(dim, dtype=self.dtype, name="w3")(nn.silu(x1) * x2)
-
-
-def make_mlp(kind: str, hidden_dim: int, dtype: Dtype) -> nn.Module:
-    """The block MLP of `kind` (one of MLP_KINDS), named 'mlp'."""
-    if kind == "swiglu":
-        return SwiGLU(hidden_dim, dtype, name="mlp")
-    if kind in ("gelu", "gelu_tanh"):
-        return Mlp(hidden_dim, dtype, approximate=kind == "gelu_tanh", name="mlp")
-    raise errors.ConfigError(f"mlp: expected one of {MLP_KINDS}, got {kind!r}")
+        if self.kind == "swiglu":
+            x12 = nn.Dense(2 * self.hidden_dim, dtype=self.dtype, name="w12")(x)
+            x1, x2 = x12[..., : self.hidden_dim], x12[..., self.hidden_dim :]
+            return nn.Dense(dim, dtype=self.dtype, name="w3")(nn.silu(x1) * x2)
+        x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
+        if self.kind == "gelu":
+            x = nn.gelu(x, approximate=False)
+        elif self.kind == "gelu_tanh":
+            x = nn.gelu(x, approximate=True)
+        else:
+            raise errors.ConfigError(f"mlp: expected one of {MLP_KINDS}, got {self.kind!r}")
+        return nn.Dense(dim, dtype=self.dtype, name="fc2")(x)
 
 
 class Block(nn.Module):
@@ -257,7 +245,7 @@ class Block(nn.Module):
       qkv_bias: 'full', 'qv' or 'none'.
       dtype: matmul dtype (the residual stream stays float32).
       mlp: one of MLP_KINDS.
-      layer_norm_eps: LayerNorm epsilon.
+      norm_eps: LayerNorm epsilon.
     """
 
     num_heads: int
@@ -266,7 +254,7 @@ class Block(nn.Module):
     qkv_bias: str = "full"
     dtype: Dtype = jnp.float32
     mlp: str = "gelu"
-    layer_norm_eps: float = LAYERNORM_EPS
+    norm_eps: float = LAYERNORM_EPS
 
     @nn.compact
     def __call__(
@@ -276,14 +264,14 @@ class Block(nn.Module):
         rope: tuple[jnp.ndarray, jnp.ndarray] | None = None,
     ) -> jnp.ndarray:
         """Runs the block on float32 [B, N, D]; returns float32 [B, N, D]."""
-        eps = self.layer_norm_eps
+        eps = self.norm_eps
         y = layer_norm("norm1", eps)(x).astype(self.dtype)
         y = Attention(self.num_heads, self.qkv_bias, self.dtype, name="attn")(y, bias, rope)
         if self.layerscale_init:
             y = LayerScale(self.layerscale_init, name="ls1")(y)
         x = x + y.astype(jnp.float32)
         y = layer_norm("norm2", eps)(x).astype(self.dtype)
-        y = make_mlp(self.mlp, self.mlp_dim, self.dtype)(y)
+        y = Mlp(self.mlp_dim, self.dtype, self.mlp, name="mlp")(y)
         if self.layerscale_init:
             y = LayerScale(self.layerscale_init, name="ls2")(y)
         return x + y.astype(jnp.float32)
@@ -330,14 +318,14 @@ class MAPHead(nn.Module):
       num_heads: H.
       mlp_dim: hidden width of the head's MLP.
       mlp: one of MLP_KINDS ('gelu_tanh' for SigLIP).
-      layer_norm_eps: epsilon of the head's LayerNorm.
+      norm_eps: epsilon of the head's LayerNorm.
       dtype: matmul dtype.
     """
 
     num_heads: int
     mlp_dim: int
     mlp: str = "gelu_tanh"
-    layer_norm_eps: float = LAYERNORM_EPS
+    norm_eps: float = LAYERNORM_EPS
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -356,8 +344,8 @@ class MAPHead(nn.Module):
         weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
         pooled = jnp.einsum("bhk,bkhd->bhd", weights, v).reshape(batch, dim)
         pooled = nn.Dense(dim, dtype=self.dtype, name="proj")(pooled).astype(jnp.float32)
-        y = layer_norm("norm", self.layer_norm_eps)(pooled).astype(self.dtype)
-        y = make_mlp(self.mlp, self.mlp_dim, self.dtype)(y)
+        y = layer_norm("norm", self.norm_eps)(pooled).astype(self.dtype)
+        y = Mlp(self.mlp_dim, self.dtype, self.mlp, name="mlp")(y)
         return pooled + y.astype(jnp.float32)
 
 
@@ -404,7 +392,7 @@ class VisionTransformer(nn.Module):
       rel_pos_bias: SimMIM's shared relative position bias.
       qkv_bias: 'full', 'qv' or 'none'.
       dtype: matmul dtype (float32 default; bfloat16 for speed). Outputs are float32.
-      layer_norm_eps: epsilon of every LayerNorm (1e-6; DINOv3 1e-5).
+      norm_eps: epsilon of every LayerNorm (1e-6; DINOv3 1e-5).
       class_token: whether a class token leads the sequence (SigLIP has none).
       mlp: block MLP, one of MLP_KINDS.
       global_pool: what "cls" returns: 'cls' (the class token) or 'map' (big_vision's attention
@@ -425,7 +413,7 @@ class VisionTransformer(nn.Module):
     rel_pos_bias: bool = False
     qkv_bias: str = "full"
     dtype: Dtype = jnp.float32
-    layer_norm_eps: float = LAYERNORM_EPS
+    norm_eps: float = LAYERNORM_EPS
     class_token: bool = True
     mlp: str = "gelu"
     global_pool: str = "cls"
@@ -568,7 +556,7 @@ class VisionTransformer(nn.Module):
                 name="rel_pos_bias",
             )()
 
-        final_norm = layer_norm("norm", self.layer_norm_eps)
+        final_norm = layer_norm("norm", self.norm_eps)
         if keep_indices is not None or self.is_initializing():
             wanted = (self.depth - 1,)
         else:
@@ -583,7 +571,7 @@ class VisionTransformer(nn.Module):
                 self.qkv_bias,
                 self.dtype,
                 self.mlp,
-                self.layer_norm_eps,
+                self.norm_eps,
                 name=f"block_{i}",
             )(x, attn_bias, rope)
             if i in wanted:
@@ -601,7 +589,7 @@ class VisionTransformer(nn.Module):
                 self.num_heads,
                 self.mlp_dim,
                 self.mlp,
-                self.layer_norm_eps,
+                self.norm_eps,
                 self.dtype,
                 name="map_head",
             )
