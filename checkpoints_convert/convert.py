@@ -116,21 +116,17 @@ def infer_file_shapes(family: str, tensors: Mapping[str, np.ndarray]) -> FileSha
     weight = tensors.get(f"{patch}.weight")
     if weight is not None and weight.ndim == 4 and weight.shape[2] == weight.shape[3]:
         width, patch_size = int(weight.shape[0]), int(weight.shape[2])
-    blocks = _block_indices(layouts.BLOCK_NAMES[family].prefix, tensors)
+    blocks = _block_indices(layouts.block_names(family).prefix, tensors)
     depth = max(blocks) + 1 if blocks else None
     if pos is not None and (p := tensors.get(pos)) is not None and p.ndim == 3:
         side = _square_side(p.shape[1] - 1)
         grid = (side, side) if side else None
-    if family == "simmim":
-        table = tensors.get("rel_pos_bias.relative_position_bias_table")
-        if table is not None and table.ndim == 2:
-            side = _square_side(table.shape[0] - 3)
-            grid = ((side + 1) // 2,) * 2 if side and side % 2 == 1 else None
-    if family == "dinov2_reg" and (r := tensors.get("register_tokens")) is not None and r.ndim == 3:
-        num_registers = int(r.shape[1])
     decoder_blocks = _block_indices(layouts.MAE_DECODER_BLOCK.prefix, tensors)
     decoder_depth = max(decoder_blocks) + 1 if decoder_blocks else None
-    return FileShapes(width, patch_size, depth, grid, num_registers, decoder_depth)
+    shapes = FileShapes(width, patch_size, depth, grid, num_registers, decoder_depth)
+    # Family-specific fields (SimMIM's grid from its bias table, DINOv2-reg's register count).
+    infer = layouts.get_layout(family).infer
+    return dataclasses.replace(shapes, **infer(tensors)) if infer is not None else shapes
 
 
 def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[str, str | None]:
@@ -181,8 +177,7 @@ def build_spec(
     Raises:
       CheckpointError: unknown family, or an explicit size/patch size that is not registered.
     """
-    if family not in layouts.FAMILIES:
-        raise CheckpointError(f"unknown family '{family}'; known families: {layouts.FAMILIES}")
+    layouts.get_layout(family)  # CheckpointError naming the known families
     notes = []
     if size is None:
         size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size)
@@ -203,7 +198,7 @@ def build_spec(
         overrides["depth"] = depth
     if shapes.grid is not None and tuple(shapes.grid) != _grid(base):
         overrides["native_grid"] = shapes.grid
-    if family == "dinov2_reg" and shapes.num_registers not in (None, base.num_registers):
+    if shapes.num_registers not in (None, base.num_registers):
         overrides["num_registers"] = shapes.num_registers
     if with_decoder and decoder_depth is not None and decoder_depth != base.decoder_depth:
         overrides["decoder_depth"] = decoder_depth
@@ -269,9 +264,10 @@ class Match:
 
 def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedState) -> Match:
     """Compares the selected tensors with every key the family's layout expects at `spec`."""
+    layout = layouts.get_layout(family)
     rules = layouts.encoder_rules(family, encoder_dims(spec))
     dec_rules = []
-    if family == "mae" and spec.has_decoder:
+    if layout.has_decoder and spec.has_decoder:
         dec_rules = layouts.decoder_rules(spec.width, decoder_dims(spec))
     expected: dict[str, tuple[int, ...]] = {}
     for rule in rules + dec_rules:
@@ -295,17 +291,9 @@ def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedSta
     for name, value in tensors.items():
         if name in expected and not np.issubdtype(value.dtype, np.floating):
             bad_values.append(f"{state.original[name]}: dtype {value.dtype}, expected floating")
-    if (
-        family == "simmim"
-        and (index := tensors.get("rel_pos_bias.relative_position_index")) is not None
-    ):
-        want = layouts.expected_relative_position_index(*_grid(spec))
-        if index.shape != want.shape or not np.array_equal(index, want):
-            bad_values.append(
-                f"{state.original['rel_pos_bias.relative_position_index']}: does not equal the "
-                f"BEiT/SimMIM relative position index for a {_grid(spec)} grid (shape "
-                f"{tuple(index.shape)}, expected {want.shape})"
-            )
+    if layout.check_values is not None:
+        for key, problem in layout.check_values(tensors, _grid(spec)):
+            bad_values.append(f"{state.original[key]}: {problem}")
     return Match(
         rules,
         dec_rules,
@@ -325,7 +313,7 @@ def _natural(key: str) -> list:
 def _family_hints(family: str, checkpoint: Mapping[str, Any], checkpoint_key, source) -> list[str]:
     """Other families whose layout the file matches exactly (for the error message)."""
     hints = []
-    for other in layouts.FAMILIES:
+    for other in layouts.convertible_families():
         if other == family:
             continue
         try:
@@ -464,11 +452,10 @@ def convert_checkpoint(
     Raises:
       CheckpointError: with the complete list of missing, unexpected and mis-shaped keys.
     """
-    if family not in layouts.FAMILIES:
-        raise CheckpointError(f"unknown family '{family}'; known families: {layouts.FAMILIES}")
+    layout = layouts.get_layout(family)  # CheckpointError naming the known families
     state = layouts.canonicalize(family, checkpoint, checkpoint_key, source)
     shapes = infer_file_shapes(family, state.tensors)
-    with_decoder = family == "mae" and layouts.has_mae_decoder(list(state.tensors))
+    with_decoder = layout.has_decoder and layouts.has_mae_decoder(list(state.tensors))
     spec, notes = build_spec(
         family,
         shapes,

@@ -30,14 +30,13 @@ import numpy as np
 
 from vitjax import errors
 from vitjax.models import posembed
+from vitjax.models.families import MLP_KINDS
 
 LAYERNORM_EPS = 1e-6
 POS_EMBED_KINDS = ("learned", "sincos", "gsd_sincos", "none", "rope")
 QKV_BIAS_KINDS = ("full", "qv", "none")
-# MLP of a block: exact-erf GELU, tanh-approximated GELU (big_vision / SigLIP: `nn.gelu` default,
-# HF `gelu_pytorch_tanh`), or SwiGLU (DINOv3 S+/H+/7B: silu(x W1) * (x W2) W3, one fused kernel).
-MLP_KINDS = ("gelu", "gelu_tanh", "swiglu")
-# The global vector returned as "cls": the class token, or big_vision's attention-pooling head.
+# Where VisionTransformer's global vector comes from: the class token (then optionally projected
+# with `proj_dim`), or big_vision's attention-pooling head (SigLIP).
 GLOBAL_POOLS = ("cls", "map")
 
 Dtype = Any
@@ -47,7 +46,8 @@ _trunc_normal = nn.initializers.truncated_normal(0.02)
 def layer_norm(name: str, eps: float = LAYERNORM_EPS) -> nn.LayerNorm:
     """The LayerNorm of every family: two-pass variance (closest to PyTorch), float32.
 
-    eps is 1e-6 for every family but DINOv3 (1e-5, its `layernormbf16`).
+    eps is 1e-6 for the timm-style families, 1e-5 for CLIP (torch's default) and DINOv3 (its
+    `layernormbf16`).
     """
     return nn.LayerNorm(epsilon=eps, use_fast_variance=False, dtype=jnp.float32, name=name)
 
@@ -117,6 +117,7 @@ class PatchEmbed(nn.Module):
     width: int
     patch_size: int
     dtype: Dtype = jnp.float32
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, images: jnp.ndarray) -> jnp.ndarray:
@@ -131,7 +132,6 @@ class PatchEmbed(nn.Module):
         p = self.patch_size
         batch, height, width, channels = images.shape
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (p, p, channels, self.width))
-        bias = self.param("bias", nn.initializers.zeros, (self.width,))
         h, w = height // p, width // p
         # A HWIO kernel flattened to (P*P*C, D) matches patches flattened as (row, col, channel),
         # so the conv is exactly one matmul; cheaper on CPU than XLA's strided conv.
@@ -139,7 +139,9 @@ class PatchEmbed(nn.Module):
         patches = patches.reshape(batch, h, w, p * p * channels).astype(self.dtype)
         flat_kernel = kernel.reshape(p * p * channels, self.width).astype(self.dtype)
         out = jnp.dot(patches, flat_kernel, preferred_element_type=jnp.float32)
-        return out + bias
+        if not self.use_bias:  # CLIP's conv1 has no bias
+            return out
+        return out + self.param("bias", nn.initializers.zeros, (self.width,))
 
 
 class LayerScale(nn.Module):
@@ -209,9 +211,10 @@ class Mlp(nn.Module):
     """The block MLP.
 
     kind 'gelu': fc1 -> exact GELU -> fc2. 'gelu_tanh': the tanh approximation (big_vision's
-    `nn.gelu` default, HF `gelu_pytorch_tanh`: SigLIP). 'swiglu': w12 [D, 2 * hidden] ->
-    silu(first half) * second half -> w3 (DINOv2's SwiGLUFFNFused; DINOv3's separate w1/w2 are
-    concatenated into w12 by the converter).
+    `nn.gelu` default, HF `gelu_pytorch_tanh`: SigLIP). 'quick_gelu': fc1 -> x * sigmoid(1.702 x)
+    -> fc2 (OpenAI CLIP). 'swiglu': w12 [D, 2 * hidden] -> silu(first half) * second half -> w3
+    (DINOv2's SwiGLUFFNFused; separate w1/w2 files, DINOv3's, are concatenated into w12 by the
+    converter).
     """
 
     hidden_dim: int
@@ -226,7 +229,9 @@ class Mlp(nn.Module):
             x1, x2 = x12[..., : self.hidden_dim], x12[..., self.hidden_dim :]
             return nn.Dense(dim, dtype=self.dtype, name="w3")(nn.silu(x1) * x2)
         x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
-        if self.kind == "gelu":
+        if self.kind == "quick_gelu":
+            x = x * nn.sigmoid(jnp.asarray(1.702, x.dtype) * x)
+        elif self.kind == "gelu":
             x = nn.gelu(x, approximate=False)
         elif self.kind == "gelu_tanh":
             x = nn.gelu(x, approximate=True)
@@ -244,7 +249,7 @@ class Block(nn.Module):
       layerscale_init: initial LayerScale value; 0 means no LayerScale.
       qkv_bias: 'full', 'qv' or 'none'.
       dtype: matmul dtype (the residual stream stays float32).
-      mlp: one of MLP_KINDS.
+      mlp: MLP kind (`Mlp`).
       norm_eps: LayerNorm epsilon.
     """
 
@@ -349,6 +354,11 @@ class MAPHead(nn.Module):
         return pooled + y.astype(jnp.float32)
 
 
+def _project(x: jnp.ndarray, proj: jnp.ndarray) -> jnp.ndarray:
+    """float32 [B, D] @ [D, E] -> [B, E] at the highest matmul precision."""
+    return jnp.dot(x, proj, precision=jax.lax.Precision.HIGHEST)
+
+
 def resolve_layers(layers: Sequence[int] | int, depth: int) -> tuple[int, ...]:
     """Maps block indices (negatives count from the end) to sorted unique indices in [0, depth).
 
@@ -391,10 +401,13 @@ class VisionTransformer(nn.Module):
       layerscale_init: initial LayerScale value; 0 = no LayerScale (only dinov2*, simmim have it).
       rel_pos_bias: SimMIM's shared relative position bias.
       qkv_bias: 'full', 'qv' or 'none'.
+      mlp: 'gelu', 'gelu_tanh', 'quick_gelu' or 'swiglu' (`Mlp`).
+      pre_norm: LayerNorm `norm_pre` on [cls, patches] + positions before the blocks (CLIP).
+      patch_bias: the patch embedding has a bias.
+      proj_dim: E > 0 adds `proj` [D, E]; the global output is then the normed CLS @ proj.
+      norm_eps: LayerNorm epsilon (1e-6; CLIP and DINOv3 1e-5).
       dtype: matmul dtype (float32 default; bfloat16 for speed). Outputs are float32.
-      norm_eps: epsilon of every LayerNorm (1e-6; DINOv3 1e-5).
       class_token: whether a class token leads the sequence (SigLIP has none).
-      mlp: block MLP, one of MLP_KINDS.
       global_pool: what "cls" returns: 'cls' (the class token) or 'map' (big_vision's attention
         pooling head over all tokens, SigLIP's global representation).
       rope_base: period base of the axial RoPE (pos_embed='rope', DINOv3).
@@ -412,10 +425,13 @@ class VisionTransformer(nn.Module):
     layerscale_init: float = 0.0
     rel_pos_bias: bool = False
     qkv_bias: str = "full"
-    dtype: Dtype = jnp.float32
-    norm_eps: float = LAYERNORM_EPS
-    class_token: bool = True
     mlp: str = "gelu"
+    pre_norm: bool = False
+    patch_bias: bool = True
+    proj_dim: int = 0
+    norm_eps: float = LAYERNORM_EPS
+    dtype: Dtype = jnp.float32
+    class_token: bool = True
     global_pool: str = "cls"
     rope_base: float = 100.0
 
@@ -486,8 +502,12 @@ class VisionTransformer(nn.Module):
 
         Returns:
           Without `keep_indices`: {"patch": {i: [B, h, w, D]}, "cls": {i: [B, D]},
-          "registers": {i: [B, R, D]} (empty dict when R = 0)}, i the resolved (>= 0) indices.
-          With `keep_indices`: {"tokens": [B, 1 + R + K, D]} ([cls, registers, kept patches]).
+          "registers": {i: [B, R, D]} (empty dict when R = 0), "global": {i: [B, D or E]}}, i the
+          resolved (>= 0) indices; "global" is the family's global representation (the normed CLS
+          token, with `proj_dim` that token @ proj, or with global_pool='map' the MAP head's
+          pooled vector, which is then also "cls").
+          With `keep_indices`: {"tokens": [B, 1 + R + K, D]} ([cls, registers, kept patches];
+          no cls entry without a class token).
           All float32.
 
         Raises:
@@ -507,7 +527,9 @@ class VisionTransformer(nn.Module):
                 "global_pool: 'cls' needs a class token; a model without one (class_token=False) "
                 "pools with 'map'"
             )
-        x = PatchEmbed(dim, self.patch_size, self.dtype, name="patch_embed")(images)
+        x = PatchEmbed(dim, self.patch_size, self.dtype, self.patch_bias, name="patch_embed")(
+            images
+        )
         x = x.reshape(batch, num_patches, dim)
         num_cls = 1 if self.class_token else 0
         if self.class_token:
@@ -516,6 +538,8 @@ class VisionTransformer(nn.Module):
         pos = self._position_encoding(grid, gsd_ratio)
         if pos is not None:
             x = x + pos
+        if self.pre_norm:
+            x = layer_norm("norm_pre", self.norm_eps)(x)
 
         rope = None
         if self.pos_embed == "rope":
@@ -581,6 +605,11 @@ class VisionTransformer(nn.Module):
             return {"tokens": collected[self.depth - 1]}
         if self.is_initializing() and not norm:
             final_norm(x)  # create the final norm's parameters even when it is not applied
+        proj = None
+        if self.proj_dim:
+            proj = self.param(
+                "proj", nn.initializers.lecun_normal(), (dim, self.proj_dim), jnp.float32
+            )
 
         first_patch = num_cls + self.num_registers
         head = None
@@ -593,11 +622,16 @@ class VisionTransformer(nn.Module):
                 self.dtype,
                 name="map_head",
             )
-        out = {"patch": {}, "cls": {}, "registers": {}}
+        out = {"patch": {}, "cls": {}, "registers": {}, "global": {}}
         for i, tokens in collected.items():
-            # SigLIP: the pooled vector of every returned layer comes from the one MAP head
-            # applied to that layer's returned tokens (official pooled output at the last block).
-            out["cls"][i] = tokens[:, 0] if head is None else head(tokens)
+            if head is None:
+                out["cls"][i] = tokens[:, 0]
+                # The family's global representation: the CLS token, or CLIP's projected one.
+                out["global"][i] = tokens[:, 0] if proj is None else _project(tokens[:, 0], proj)
+            else:
+                # SigLIP (no class token): "cls" and "global" are the MAP head's pooled vector of
+                # that layer's returned tokens (the official pooled output at the last block).
+                out["cls"][i] = out["global"][i] = head(tokens)
             out["patch"][i] = tokens[:, first_patch:].reshape(batch, grid[0], grid[1], dim)
             if self.num_registers:
                 out["registers"][i] = tokens[:, num_cls:first_patch]
