@@ -27,6 +27,7 @@ from absl import logging
 from checkpoints_convert import layouts, reader
 from vitjax import models
 from vitjax.errors import CheckpointError, ConfigError
+from vitjax.models import families
 
 CONVERSION_REPORT = "conversion.json"
 
@@ -97,6 +98,9 @@ class FileShapes:
     grid: tuple[int, int] | None = None
     num_registers: int | None = None
     decoder_depth: int | None = None
+    # ModelSpec fields implied by the file's flavour (e.g. the position resampling rule of an HF
+    # vs a big_vision SigLIP file), as (field, value) pairs.
+    spec_fields: tuple[tuple[str, Any], ...] = ()
 
 
 def _block_indices(prefix_format: str, keys) -> set[int]:
@@ -129,8 +133,14 @@ def infer_file_shapes(family: str, tensors: Mapping[str, np.ndarray]) -> FileSha
     return dataclasses.replace(shapes, **infer(tensors)) if infer is not None else shapes
 
 
-def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[str, str | None]:
-    """The registered size whose width is `width`, and a note when there is none."""
+def _pick_size(
+    family: str, width: int | None, patch_size: int | None, spec_fields=()
+) -> tuple[str, str | None]:
+    """The registered size whose width is `width`, and a note when there is none.
+
+    Sizes of one width (DINOv3 S and S+) are told apart by the spec fields the file implies
+    (its MLP kind): a size whose spec agrees with all of them comes first.
+    """
     variants = [(s, p) for f, s, p in models.list_variants() if f == family]
     sizes = [s for s, _ in variants]
     # Without a match, fall back to a base model so that the key comparison can still report
@@ -147,6 +157,12 @@ def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[
             f"the patch embedding width {width} matches no '{family}' size; known (size, width): "
             f"{known}"
         )
+
+    def agrees(item) -> bool:
+        spec = models.get_spec(family, item[0], patch_size=item[1])
+        return all(getattr(spec, field) == value for field, value in spec_fields)
+
+    matches.sort(key=lambda item: not agrees(item))  # stable: registry order otherwise
     for size, patch in matches:
         if patch == patch_size:
             return size, None
@@ -180,7 +196,9 @@ def build_spec(
     layouts.get_layout(family)  # CheckpointError naming the known families
     notes = []
     if size is None:
-        size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size)
+        size, note = _pick_size(
+            family, shapes.width, patch_size or shapes.patch_size, shapes.spec_fields
+        )
         notes += [note] if note else []
     patch = patch_size or shapes.patch_size
     try:
@@ -202,6 +220,9 @@ def build_spec(
         overrides["num_registers"] = shapes.num_registers
     if with_decoder and decoder_depth is not None and decoder_depth != base.decoder_depth:
         overrides["decoder_depth"] = decoder_depth
+    for field, value in shapes.spec_fields:
+        if getattr(base, field) != value:
+            overrides[field] = value
     spec = (
         models.get_spec(family, size, patch_size=base.patch_size, **overrides)
         if overrides
@@ -226,6 +247,8 @@ def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
         num_heads=spec.num_heads,
         grid=_grid(spec),
         num_registers=spec.num_registers,
+        mlp=spec.mlp,
+        qkv_bias=spec.qkv_bias,
     )
 
 
@@ -265,7 +288,7 @@ class Match:
 def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedState) -> Match:
     """Compares the selected tensors with every key the family's layout expects at `spec`."""
     layout = layouts.get_layout(family)
-    rules = layouts.encoder_rules(family, encoder_dims(spec))
+    rules = layouts.encoder_rules(family, encoder_dims(spec), state.tensors)
     dec_rules = []
     if layout.has_decoder and spec.has_decoder:
         dec_rules = layouts.decoder_rules(spec.width, decoder_dims(spec))
@@ -293,6 +316,9 @@ def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedSta
             bad_values.append(f"{state.original[name]}: dtype {value.dtype}, expected floating")
     if layout.check_values is not None:
         for key, problem in layout.check_values(tensors, _grid(spec)):
+            bad_values.append(f"{state.original[key]}: {problem}")
+    if layout.check_dims is not None:
+        for key, problem in layout.check_dims(tensors, encoder_dims(spec)):
             bad_values.append(f"{state.original[key]}: {problem}")
     return Match(
         rules,
@@ -429,6 +455,7 @@ def convert_checkpoint(
     weights_hash: str = "unknown",
     source: str = "<checkpoint>",
     check_model: bool = True,
+    weight_set: str | None = None,
 ) -> Conversion:
     """Converts a checkpoint already read into memory (see `reader.read_checkpoint`).
 
@@ -445,6 +472,8 @@ def convert_checkpoint(
       weights_hash: recorded in the spec (the CLI passes the file's sha256).
       source: file name used in messages.
       check_model: also compare the converted tree with the vitjax model's own parameter tree.
+      weight_set: a named weight set of the family record whose preprocessing differs from the
+        default (DINOv3 'sat493m'); None = the default.
 
     Returns:
       The `Conversion` (trees of float32 numpy arrays, spec, report of ignored keys).
@@ -467,6 +496,12 @@ def convert_checkpoint(
         weights_hash=weights_hash,
         source=source,
     )
+    if weight_set is not None:
+        try:
+            prep = families.get_family(family).weight_set(weight_set)
+        except ConfigError as err:
+            raise CheckpointError(f"{source}: {err}") from err
+        spec = dataclasses.replace(spec, preprocessing=prep)
     match = match_layout(family, spec, state)
     if not match.ok:
         hints = _family_hints(family, checkpoint, checkpoint_key, source)
@@ -478,7 +513,7 @@ def convert_checkpoint(
     if check_model:
         _check_against_model(spec, params, decoder_params)
     converted = sorted(
-        state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources
+        {state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources}
     )
     ignored = {**match.ignored, **state.dropped}
     return Conversion(
@@ -505,6 +540,15 @@ def _write_json_atomic(path: str, content: Mapping[str, Any]) -> None:
         raise
 
 
+def weight_set_of_file(family: str, path: str) -> str | None:
+    """The family's named weight set that the file name mentions (e.g. 'sat493m'), or None."""
+    name = os.path.basename(path).lower()
+    if family not in families.family_names():
+        return None
+    found = [w for w, _ in families.get_family(family).weight_sets if w.lower() in name]
+    return found[0] if found else None
+
+
 def convert_file(
     family: str,
     input_path: str | os.PathLike[str],
@@ -515,6 +559,7 @@ def convert_file(
     checkpoint_key: str | None = None,
     depth: int | None = None,
     decoder_depth: int | None = None,
+    weight_set: str | None = None,
 ) -> Conversion:
     """Reads an official checkpoint file and writes the vitjax checkpoint (what the CLI runs).
 
@@ -526,6 +571,8 @@ def convert_file(
       input_path: `.pth`/`.pt` (read with `weights_only=True`) or `.safetensors`.
       output_dir: destination directory.
       size, patch_size, checkpoint_key, depth, decoder_depth: see `convert_checkpoint`.
+      weight_set: see `convert_checkpoint`; None = the family's weight set whose name the file
+        name contains (DINOv3's `..._sat493m-<hash>.pth`), else the default.
 
     Returns:
       The `Conversion`.
@@ -536,6 +583,8 @@ def convert_file(
     input_path = os.fspath(input_path)
     output_dir = os.fspath(output_dir)
     checkpoint = reader.read_checkpoint(input_path)
+    if weight_set is None:
+        weight_set = weight_set_of_file(family, input_path)
     conversion = convert_checkpoint(
         family,
         checkpoint,
@@ -546,6 +595,7 @@ def convert_file(
         decoder_depth=decoder_depth,
         weights_hash=reader.file_sha256(input_path),
         source=input_path,
+        weight_set=weight_set,
     )
     models.save(
         output_dir, conversion.params, conversion.spec, decoder_params=conversion.decoder_params

@@ -10,9 +10,11 @@ from checkpoints_convert.layouts import (  # noqa: F401
     dino,
     dinov2,
     dinov2_reg,
+    dinov3,
     ibot,
     mae,
     scalemae,
+    siglip,
     simmim,
     torchvision,
 )

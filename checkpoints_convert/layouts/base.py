@@ -41,6 +41,8 @@ class EncoderDims:
     num_heads: int
     grid: tuple[int, int]  # native patch grid (rows, cols) of the stored position embedding
     num_registers: int = 0
+    mlp: str = "gelu"  # the spec's MLP kind ('swiglu' changes the MLP tensors)
+    qkv_bias: str = "full"  # the spec's qkv bias kind ('none': no qkv bias tensor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +149,12 @@ class Layout:
       check_values: (canonical tensors, native grid) -> [(canonical key, problem)] for values
         that are wrong although their shapes fit (SimMIM's relative position index).
       has_decoder: MAE decoder keys may come with the encoder.
+      rules: (dims, canonical tensors) -> every encoder rule, replacing the standard ones; for
+        layouts whose names share nothing with timm's (DINOv3, SigLIP). A layout with several
+        official flavours (a .pth and an HF safetensors naming) picks the flavour from the
+        keys; the keys of another flavour are then unexpected, so a mixed file is refused.
+      check_dims: (canonical tensors, dims) -> [(canonical key, problem)], like `check_values`
+        for values that depend on the dimensions (DINOv3's RoPE periods, k-bias mask).
     """
 
     name: str
@@ -161,6 +169,10 @@ class Layout:
         Callable[[Mapping[str, np.ndarray], tuple[int, int]], list[tuple[str, str]]] | None
     ) = None
     has_decoder: bool = False
+    rules: Callable[[EncoderDims, Mapping[str, np.ndarray]], list[Rule]] | None = None
+    check_dims: Callable[[Mapping[str, np.ndarray], EncoderDims], list[tuple[str, str]]] | None = (
+        None
+    )
 
 
 _LAYOUTS: dict[str, Layout] = {}
@@ -272,16 +284,21 @@ def _block_rules(
     return rules
 
 
-def encoder_rules(family: str, dims: EncoderDims) -> list[Rule]:
+def encoder_rules(
+    family: str, dims: EncoderDims, tensors: Mapping[str, np.ndarray] | None = None
+) -> list[Rule]:
     """Every official encoder tensor of `family` at `dims`, with its Flax target.
 
     Args:
       family: a family with a registered layout.
       dims: encoder sizes (from the model spec).
+      tensors: the file's canonical tensors, for layouts that pick a flavour from the keys.
 
     Returns:
       Rules whose targets are paths in the encoder's Flax parameter tree.
     """
+    if (custom := get_layout(family).rules) is not None:
+        return custom(dims, tensors or {})
     d, p = dims.width, dims.patch_size
     cls_key, patch, pos, norm = model_names(family)
     rules = [

@@ -33,6 +33,7 @@ from vitjax.models import posembed
 from vitjax.models.families import MLP_KINDS
 
 LAYERNORM_EPS = 1e-6
+ROPE_BASE = 100.0  # DINOv3's RoPE period base (every released model)
 POS_EMBED_KINDS = ("learned", "sincos", "gsd_sincos", "none", "rope")
 QKV_BIAS_KINDS = ("full", "qv", "none")
 # Where VisionTransformer's global vector comes from: the class token (then optionally projected
@@ -433,7 +434,7 @@ class VisionTransformer(nn.Module):
     dtype: Dtype = jnp.float32
     class_token: bool = True
     global_pool: str = "cls"
-    rope_base: float = 100.0
+    rope_base: float = ROPE_BASE
 
     def _check_images(self, images: jnp.ndarray) -> tuple[int, int]:
         if images.ndim != 4 or images.shape[-1] != 3:
