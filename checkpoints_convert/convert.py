@@ -98,8 +98,8 @@ class FileShapes:
     grid: tuple[int, int] | None = None
     num_registers: int | None = None
     decoder_depth: int | None = None
-    # ModelSpec fields implied by the file's flavour (e.g. the position resampling rule of an HF
-    # vs a big_vision SigLIP file), as (field, value) pairs.
+    # Further ModelSpec fields the layout reads off the file, e.g. (("proj_dim", 768),), or
+    # implied by its flavour (the position resampling rule of an HF vs a big_vision SigLIP file).
     spec_fields: tuple[tuple[str, Any], ...] = ()
 
 
@@ -134,12 +134,18 @@ def infer_file_shapes(family: str, tensors: Mapping[str, np.ndarray]) -> FileSha
 
 
 def _pick_size(
-    family: str, width: int | None, patch_size: int | None, spec_fields=()
+    family: str,
+    width: int | None,
+    patch_size: int | None,
+    grid: tuple[int, int] | None = None,
+    spec_fields=(),
 ) -> tuple[str, str | None]:
     """The registered size whose width is `width`, and a note when there is none.
 
-    Sizes of one width (DINOv3 S and S+) are told apart by the spec fields the file implies
-    (its MLP kind): a size whose spec agrees with all of them comes first.
+    Among sizes of that width, one whose patch size and native grid match wins (CLIP L/14 at 224
+    and at 336 px differ only in their grid), then one whose patch size matches. Sizes of one
+    width and patch (DINOv3 S and S+) are told apart first by the spec fields the file implies
+    (its MLP kind): sizes whose spec agrees with all of them come first.
     """
     variants = [(s, p) for f, s, p in models.list_variants() if f == family]
     sizes = [s for s, _ in variants]
@@ -163,6 +169,10 @@ def _pick_size(
         return all(getattr(spec, field) == value for field, value in spec_fields)
 
     matches.sort(key=lambda item: not agrees(item))  # stable: registry order otherwise
+    for size, patch in matches:
+        native = models.get_spec(family, size, patch_size=patch).native_grid
+        if patch == patch_size and grid is not None and tuple(grid) == native:
+            return size, None
     for size, patch in matches:
         if patch == patch_size:
             return size, None
@@ -197,7 +207,7 @@ def build_spec(
     notes = []
     if size is None:
         size, note = _pick_size(
-            family, shapes.width, patch_size or shapes.patch_size, shapes.spec_fields
+            family, shapes.width, patch_size or shapes.patch_size, shapes.grid, shapes.spec_fields
         )
         notes += [note] if note else []
     patch = patch_size or shapes.patch_size
@@ -249,6 +259,7 @@ def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
         num_registers=spec.num_registers,
         mlp=spec.mlp,
         qkv_bias=spec.qkv_bias,
+        proj_dim=spec.proj_dim,
     )
 
 

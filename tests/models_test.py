@@ -46,10 +46,12 @@ PINNED = {
     "dinov2_vits14": 22_056_192,
     "dinov2_vitb14": 86_579_712,
     "dinov2_vitl14": 304_367_616,
+    "dinov2_vitg14": 1_136_479_232,
     "dinov2_reg_vitti14": 5_720_448,
     "dinov2_reg_vits14": 22_057_728,
     "dinov2_reg_vitb14": 86_582_784,
     "dinov2_reg_vitl14": 304_371_712,
+    "dinov2_reg_vitg14": 1_136_485_376,
     "torchvision_vitti16": 5_524_416,
     "torchvision_vitb16": 85_798_656,
     "torchvision_vitb32": 87_455_232,
@@ -58,6 +60,19 @@ PINNED = {
     "torchvision_vith14": 630_764_800,
     "scalemae_vitti16": 5_486_592,
     "scalemae_vitl16": 303_099_904,
+    # CLIP image towers with their projection (open_clip's VisionTransformer incl. `proj`).
+    "clip_vitti16": 5_549_184,
+    "clip_vitb16": 86_192_640,
+    "clip_vitl14": 303_966_208,
+    "clip_vitl14_336": 304_293_888,
+    "openclip_vitti16": 5_549_184,
+    "openclip_vitb16": 86_192_640,
+    "openclip_vitl14": 303_966_208,
+    "openclip_vith14": 632_076_800,
+    "clip_hf_vitti16": 5_549_184,
+    "clip_hf_vitb16": 86_192_640,
+    "clip_hf_vitl14": 303_966_208,
+    "clip_hf_vitl14_336": 304_293_888,
 }
 
 
@@ -74,6 +89,34 @@ def _torchvision_count(name: str) -> int:
     with torch.device("meta"):
         model = getattr(torchvision.models, name)()
     return _torch_count(model) - _torch_count(model.heads)
+
+
+def _open_clip_count(config: str, **vision) -> int:
+    """open_clip's image tower (VisionTransformer with proj) of a model config."""
+    import open_clip
+    from open_clip.model import _build_vision_tower
+
+    cfg = open_clip.get_model_config(config)
+    with torch.device("meta"):
+        tower = _build_vision_tower(cfg["embed_dim"], {**cfg["vision_cfg"], **vision})
+    return _torch_count(tower)
+
+
+def _hf_clip_count(width, depth, heads, patch, image, proj) -> int:
+    """transformers CLIPVisionModelWithProjection of the openai/clip-vit-* configs."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        patch_size=patch,
+        image_size=image,
+        projection_dim=proj,
+    )
+    with torch.device("meta"):
+        return _torch_count(CLIPVisionModelWithProjection(config))
 
 
 def _mae_decoder_count(width: int, depth: int, heads: int, mlp: int, patch: int) -> int:
@@ -115,7 +158,7 @@ class ParamCountTest(parameterized.TestCase):
 
     def test_pins_match_pytorch_references(self):
         """The pins against models built (on the meta device) by timm/torchvision/transformers."""
-        reg_cls_pos = {"s": 384, "b": 768, "l": 1024}
+        reg_cls_pos = {"s": 384, "b": 768, "l": 1024, "g": 1536}
         references = {
             "dino_vitti16": _timm_count("vit_tiny_patch16_224"),
             "dino_vits16": _timm_count("vit_small_patch16_224"),
@@ -127,13 +170,28 @@ class ParamCountTest(parameterized.TestCase):
             "simmim_vitb16": _timm_count("beit_base_patch16_224", **_BEIT_SHARED) + 12 * 768,
             "scalemae_vitl16": _timm_count("vit_large_patch16_224") - 197 * 1024,
         }
-        for size, timm_size in (("s", "small"), ("b", "base"), ("l", "large")):
+        for size, timm_size in (("s", "small"), ("b", "base"), ("l", "large"), ("g", "giant")):
             references[f"dinov2_vit{size}14"] = _timm_count(f"vit_{timm_size}_patch14_dinov2")
             references[f"dinov2_reg_vit{size}14"] = (
                 _timm_count(f"vit_{timm_size}_patch14_reg4_dinov2") + reg_cls_pos[size]
             )
         for size, patch in (("b", 16), ("b", 32), ("l", 16), ("l", 32), ("h", 14)):
             references[f"torchvision_vit{size}{patch}"] = _torchvision_count(f"vit_{size}_{patch}")
+        for family, sizes in (("clip", ("b", "l", "l336")), ("openclip", ("b", "l", "h"))):
+            configs = {"b": "ViT-B-16", "l": "ViT-L-14", "l336": "ViT-L-14-336", "h": "ViT-H-14"}
+            for size in sizes:
+                name = models.get_spec(family, size).name
+                references[name] = _open_clip_count(configs[size])
+        references["clip_vitti16"] = _open_clip_count("ViT-B-16", width=192, layers=12)
+        references["clip_vitti16"] -= 512 * 192 - 128 * 192  # embed_dim 128 instead of 512
+        references["openclip_vitti16"] = references["clip_vitti16"]
+        for size, args in (
+            ("ti", (192, 12, 3, 16, 224, 128)),
+            ("b", (768, 12, 12, 16, 224, 512)),
+            ("l", (1024, 24, 16, 14, 224, 768)),
+            ("l336", (1024, 24, 16, 14, 336, 768)),
+        ):
+            references[models.get_spec("clip_hf", size).name] = _hf_clip_count(*args)
         for name in ("ibot_vits16", "ibot_vitb16", "mae_vitb16"):
             references[name] = references[name.replace("ibot", "dino").replace("mae", "dino")]
         references["mae_vitl16"] = references["ibot_vitl16"]

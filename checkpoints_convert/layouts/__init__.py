@@ -7,12 +7,14 @@ Adding a family's layout = one module here plus its import below.
 
 # Every layout module registers itself on import.
 from checkpoints_convert.layouts import (  # noqa: F401
+    clip_hf,
     dino,
     dinov2,
     dinov2_reg,
     dinov3,
     ibot,
     mae,
+    open_clip,
     scalemae,
     siglip,
     simmim,

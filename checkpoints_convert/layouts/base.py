@@ -41,8 +41,9 @@ class EncoderDims:
     num_heads: int
     grid: tuple[int, int]  # native patch grid (rows, cols) of the stored position embedding
     num_registers: int = 0
-    mlp: str = "gelu"  # the spec's MLP kind ('swiglu' changes the MLP tensors)
+    mlp: str = "gelu"  # 'swiglu' blocks store mlp.w12 [2 * mlp_dim, D] and mlp.w3 [D, mlp_dim]
     qkv_bias: str = "full"  # the spec's qkv bias kind ('none': no qkv bias tensor)
+    proj_dim: int = 0  # output width of CLIP's image projection; 0 = none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +98,8 @@ def _one(target: tuple[str, ...], key: str, shape: tuple[int, ...], build=_same)
 
 
 one_rule = _one  # for the layout modules
+linear_kernel = _linear_kernel
+conv_kernel = _conv_kernel
 
 
 def square_side(count: int) -> int | None:
@@ -121,6 +124,8 @@ class BlockNames:
     norm2: str = "norm2"
     fc1: str = "mlp.fc1"
     fc2: str = "mlp.fc2"
+    w12: str = "mlp.w12"  # SwiGLU (DINOv2 SwiGLUFFNFused): fused [w1; w2]
+    w3: str = "mlp.w3"
     ls1: str | None = None
     ls2: str | None = None
 
@@ -142,6 +147,7 @@ class Layout:
         prefix).
       ignorable: (regex, reason) of keys the official files carry that vitjax does not use.
       extra_rules: rules beyond the standard ones (registers, relative position bias).
+      rules: replaces the standard rules altogether (layouts that are not timm-like, e.g. CLIP).
       rename: the family's own renaming of a key, after the common prefix stripping.
       strip_encoder_prefix: drop a leading `encoder.` (SimMIM nests its ViT under it;
         torchvision's own names start with it).
@@ -149,8 +155,8 @@ class Layout:
       check_values: (canonical tensors, native grid) -> [(canonical key, problem)] for values
         that are wrong although their shapes fit (SimMIM's relative position index).
       has_decoder: MAE decoder keys may come with the encoder.
-      rules: (dims, canonical tensors) -> every encoder rule, replacing the standard ones; for
-        layouts whose names share nothing with timm's (DINOv3, SigLIP). A layout with several
+      keyed_rules: (dims, canonical tensors) -> every encoder rule, like `rules`, for layouts
+        whose rules depend on the file's keys (DINOv3, SigLIP). A layout with several
         official flavours (a .pth and an HF safetensors naming) picks the flavour from the
         keys; the keys of another flavour are then unexpected, so a mixed file is refused.
       check_dims: (canonical tensors, dims) -> [(canonical key, problem)], like `check_values`
@@ -162,6 +168,7 @@ class Layout:
     model_names: tuple[str, str, str | None, str] = TIMM_MODEL_NAMES
     ignorable: tuple[tuple[str, str], ...] = ()
     extra_rules: Callable[[EncoderDims], list[Rule]] | None = None
+    rules: Callable[[EncoderDims], list[Rule]] | None = None
     rename: Callable[[str], str] | None = None
     strip_encoder_prefix: bool = True
     infer: Callable[[Mapping[str, np.ndarray]], dict[str, Any]] | None = None
@@ -169,7 +176,7 @@ class Layout:
         Callable[[Mapping[str, np.ndarray], tuple[int, int]], list[tuple[str, str]]] | None
     ) = None
     has_decoder: bool = False
-    rules: Callable[[EncoderDims, Mapping[str, np.ndarray]], list[Rule]] | None = None
+    keyed_rules: Callable[[EncoderDims, Mapping[str, np.ndarray]], list[Rule]] | None = None
     check_dims: Callable[[Mapping[str, np.ndarray], EncoderDims], list[tuple[str, str]]] | None = (
         None
     )
@@ -250,6 +257,7 @@ def _block_rules(
     width: int,
     mlp_dim: int,
     target_prefix: str,
+    mlp: str = "gelu",
 ) -> list[Rule]:
     p = names.prefix.format(i=i)
     t = f"{target_prefix}{i}"
@@ -262,11 +270,21 @@ def _block_rules(
         _one((t, "attn", "proj", "bias"), f"{p}{names.proj}.bias", (d,)),
         _one((t, "norm2", "scale"), f"{p}{names.norm2}.weight", (d,)),
         _one((t, "norm2", "bias"), f"{p}{names.norm2}.bias", (d,)),
-        _one((t, "mlp", "fc1", "kernel"), f"{p}{names.fc1}.weight", (m, d), _linear_kernel),
-        _one((t, "mlp", "fc1", "bias"), f"{p}{names.fc1}.bias", (m,)),
-        _one((t, "mlp", "fc2", "kernel"), f"{p}{names.fc2}.weight", (d, m), _linear_kernel),
-        _one((t, "mlp", "fc2", "bias"), f"{p}{names.fc2}.bias", (d,)),
     ]
+    if mlp == "swiglu":
+        rules += [
+            _one((t, "mlp", "w12", "kernel"), f"{p}{names.w12}.weight", (2 * m, d), _linear_kernel),
+            _one((t, "mlp", "w12", "bias"), f"{p}{names.w12}.bias", (2 * m,)),
+            _one((t, "mlp", "w3", "kernel"), f"{p}{names.w3}.weight", (d, m), _linear_kernel),
+            _one((t, "mlp", "w3", "bias"), f"{p}{names.w3}.bias", (d,)),
+        ]
+    else:
+        rules += [
+            _one((t, "mlp", "fc1", "kernel"), f"{p}{names.fc1}.weight", (m, d), _linear_kernel),
+            _one((t, "mlp", "fc1", "bias"), f"{p}{names.fc1}.bias", (m,)),
+            _one((t, "mlp", "fc2", "kernel"), f"{p}{names.fc2}.weight", (d, m), _linear_kernel),
+            _one((t, "mlp", "fc2", "bias"), f"{p}{names.fc2}.bias", (d,)),
+        ]
     if names.qkv_bias is not None:
         rules.append(_one((t, "attn", "qkv", "bias"), p + names.qkv_bias, (3 * d,)))
     else:
@@ -297,8 +315,11 @@ def encoder_rules(
     Returns:
       Rules whose targets are paths in the encoder's Flax parameter tree.
     """
-    if (custom := get_layout(family).rules) is not None:
-        return custom(dims, tensors or {})
+    layout = get_layout(family)
+    if layout.keyed_rules is not None:
+        return layout.keyed_rules(dims, tensors or {})
+    if layout.rules is not None:
+        return layout.rules(dims)
     d, p = dims.width, dims.patch_size
     cls_key, patch, pos, norm = model_names(family)
     rules = [
@@ -311,13 +332,15 @@ def encoder_rules(
     if pos is not None:
         rows, cols = dims.grid
         rules.append(_one(("pos_embed",), pos, (1, 1 + rows * cols, d)))
-    layout = get_layout(family)
     if layout.extra_rules is not None:
         rules.extend(layout.extra_rules(dims))
     names = layout.block
     for i in range(dims.depth):
-        rules.extend(_block_rules(names, i, d, dims.mlp_dim, "block_"))
+        rules.extend(_block_rules(names, i, d, dims.mlp_dim, "block_", dims.mlp))
     return rules
+
+
+block_rules = _block_rules  # for the layout modules
 
 
 def decoder_rules(encoder_width: int, dims: DecoderDims) -> list[Rule]:

@@ -237,7 +237,7 @@ LAYOUT = register_layout(
                 "local-crop CLS/storage norm (training only, untie_global_and_local_cls_norm)",
             ),
         ),
-        rules=_rules,
+        keyed_rules=_rules,
         rename=_rename,
         infer=_infer,
         check_dims=_check_dims,

@@ -342,7 +342,7 @@ LAYOUT = register_layout(
             (r"embeddings\.position_ids", "HF position-id buffer (arange)"),
         ),
         strip_encoder_prefix=False,
-        rules=_rules,
+        keyed_rules=_rules,
         rename=_rename,
         infer=_infer,
     )

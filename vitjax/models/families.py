@@ -119,6 +119,7 @@ class Variant:
       native_image_size: side in pixels the stored position table is built for; the native grid
         is `native_image_size // patch`.
       overrides: further ModelSpec fields of this size only, as (field, value) pairs.
+      label: the spec name after '<family>_' ('{size}' and '{patch}' are filled in).
     """
 
     size: str
@@ -129,6 +130,7 @@ class Variant:
     patch_sizes: tuple[int, ...]
     native_image_size: int = 224
     overrides: tuple[tuple[str, Any], ...] = ()
+    label: str = "vit{size}{patch}"
 
 
 # (width, depth, heads, mlp_dim) of the standard ViT sizes. 'ti' is not an official size of the
@@ -346,11 +348,21 @@ register_family(
         qkv_bias="qv",
     )
 )
+
+
 # DINOv2 hub models are built for 518 px (37 x 37 grid) with init_values=1.0.
+def _dinov2_variants() -> tuple[Variant, ...]:
+    """ti/s/b/l, plus ViT-g/14: SwiGLU ('swiglufused') MLP whose hidden width DINOv2 computes as
+    (int(4 * 1536 * 2 / 3) + 7) // 8 * 8 = 4096 per branch."""
+    giant = Variant("g", 1536, 40, 24, 4096, (14,), 518, overrides=(("mlp", "swiglu"),))
+    standard = {"ti": (14,), "s": (14,), "b": (14,), "l": (14,)}
+    return (*standard_variants(standard, 518), giant)
+
+
 register_family(
     FamilyRecord(
         "dinov2",
-        standard_variants({"ti": (14,), "s": (14,), "b": (14,), "l": (14,)}, 518),
+        _dinov2_variants(),
         layout="dinov2",
         description="DINOv2 (Oquab et al. 2024), facebookresearch/dinov2",
         pos_interp=posembed.POS_INTERP_SCALE_OFFSET,
@@ -360,7 +372,7 @@ register_family(
 register_family(
     FamilyRecord(
         "dinov2_reg",
-        standard_variants({"ti": (14,), "s": (14,), "b": (14,), "l": (14,)}, 518),
+        _dinov2_variants(),
         layout="dinov2_reg",
         description="DINOv2 with 4 registers (Darcet et al. 2024), facebookresearch/dinov2",
         pos_interp=posembed.POS_INTERP_SIZE_ANTIALIAS,
@@ -473,5 +485,86 @@ register_family(
         mlp="gelu_tanh",
         global_pool="map",
         class_token=False,
+    )
+)
+
+# --------------------------------------------------------------------------------------------
+# CLIP. open_clip's VisionTransformer (and OpenAI's original): conv1 without bias, ln_pre on
+# [cls, patches] + positions, blocks of nn.MultiheadAttention (packed in_proj) and c_fc/c_proj,
+# ln_post on every token, and the image embedding ln_post(cls) @ proj. LayerNorm eps 1e-5.
+# Evaluation transform: Resize(side, bicubic) + CenterCrop(side), OpenAI's mean/std.
+CLIP_PREPROCESSING = Preprocessing(CLIP_MEAN, CLIP_STD, resize=224, crop=224)
+CLIP_336_PREPROCESSING = Preprocessing(CLIP_MEAN, CLIP_STD, resize=336, crop=336)
+
+
+def _clip_variants(*sizes: str) -> tuple[Variant, ...]:
+    """CLIP towers by open_clip config name: ti (tests), b = ViT-B-16, l = ViT-L-14, l336 =
+    ViT-L-14-336, h = ViT-H-14; `proj_dim` is the config's embed_dim."""
+    table = {
+        "ti": Variant("ti", 192, 12, 3, 768, (16,), overrides=(("proj_dim", 128),)),
+        "b": Variant("b", 768, 12, 12, 3072, (16,), overrides=(("proj_dim", 512),)),
+        "l": Variant("l", 1024, 24, 16, 4096, (14,), overrides=(("proj_dim", 768),)),
+        "l336": Variant(
+            "l336",
+            1024,
+            24,
+            16,
+            4096,
+            (14,),
+            336,
+            overrides=(("proj_dim", 768), ("preprocessing", CLIP_336_PREPROCESSING)),
+            label="vitl{patch}_336",
+        ),
+        "h": Variant("h", 1280, 32, 16, 5120, (14,), overrides=(("proj_dim", 1024),)),
+    }
+    return tuple(table[size] for size in sizes)
+
+
+_CLIP_FLAGS = dict(
+    pre_norm=True,
+    patch_bias=False,
+    global_pool="cls_proj",
+    proj_dim=512,
+    norm_eps=1e-5,
+    preprocessing=CLIP_PREPROCESSING,
+    global_output="ln_post(CLS token) @ proj: the CLIP image embedding",
+)
+register_family(
+    FamilyRecord(
+        "clip",
+        _clip_variants("ti", "b", "l", "l336"),
+        layout="open_clip",
+        description="OpenAI CLIP weights in open_clip's state-dict layout (QuickGELU)",
+        mlp="quick_gelu",
+        # open_clip's resize_pos_embed: bicubic, size=, align_corners=False, antialias=True.
+        pos_interp=posembed.POS_INTERP_SIZE_ANTIALIAS,
+        weight_sets=(("openai", CLIP_PREPROCESSING),),
+        **_CLIP_FLAGS,
+    )
+)
+register_family(
+    FamilyRecord(
+        "openclip",
+        _clip_variants("ti", "b", "l", "h"),
+        layout="open_clip",
+        description="OpenCLIP-trained weights (LAION, DataComp) in open_clip's layout (GELU)",
+        mlp="gelu",
+        pos_interp=posembed.POS_INTERP_SIZE_ANTIALIAS,
+        weight_sets=(("laion2b", CLIP_PREPROCESSING), ("datacomp", CLIP_PREPROCESSING)),
+        **_CLIP_FLAGS,
+    )
+)
+register_family(
+    FamilyRecord(
+        "clip_hf",
+        _clip_variants("ti", "b", "l", "l336"),
+        layout="clip_hf",
+        description="OpenAI CLIP weights in the transformers CLIPVisionModel layout",
+        mlp="quick_gelu",
+        # transformers' CLIPVisionEmbeddings.interpolate_pos_encoding: bicubic, size=, no
+        # antialias (differs from open_clip's rule, so each layout keeps its reference's rule).
+        pos_interp=posembed.POS_INTERP_SIZE,
+        weight_sets=(("openai", CLIP_PREPROCESSING),),
+        **_CLIP_FLAGS,
     )
 )

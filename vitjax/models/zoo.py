@@ -215,7 +215,7 @@ def _registered_spec(record: families.FamilyRecord, variant: families.Variant, p
         num_heads=variant.num_heads,
         mlp_dim=variant.mlp_dim,
         native_grid=(native, native),
-        name=f"{record.name}_vit{variant.size}{patch}",
+        name=f"{record.name}_" + variant.label.format(size=variant.size, patch=patch),
         **fields,
     )
 
