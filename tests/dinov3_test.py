@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import tempfile
+from unittest import mock
 
 import flax
 import jax
@@ -25,8 +26,8 @@ from checkpoints_convert import convert
 from tests import reference_dinov3_siglip as ref
 from tests import test_util  # noqa: F401  (sets CPU devices before JAX starts)
 from tests import torch_reference as tr
-from vitjax import models, sharding
-from vitjax.errors import CheckpointError
+from vitjax import extract, models, sharding
+from vitjax.errors import CheckpointError, ConfigError
 
 ATOL = 1e-4
 # (width, heads, mlp_dim, swiglu) of the depth-2 references: the registered 'ti' and S+ sizes.
@@ -260,6 +261,51 @@ class ShardedDINOv3Test(absltest.TestCase):
                 np.testing.assert_allclose(
                     np.asarray(got[key][i]), np.asarray(want[key][i]), rtol=2e-2, atol=2e-2
                 )
+
+
+class ModelAxisExtractionTest(absltest.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.module, self.params, self.spec = models.random_model("dinov3", "ti", seed=3, depth=2)
+        self.images = np.random.default_rng(0).integers(0, 256, (6, 32, 48, 3), dtype=np.uint8)
+
+    def _extract(self, mesh, **kwargs):
+        return extract.extract(
+            self.module, self.params, self.spec, self.images, layers=(0, 1), batch_size=4,
+            mesh=mesh, with_cls=True, **kwargs,
+        )  # fmt: skip
+
+    def test_parameters_split_over_model_axis_give_the_same_features(self):
+        one = self._extract(Mesh(np.asarray(jax.devices()[:1]), ("data",)))
+        split = self._extract(Mesh(np.asarray(jax.devices()).reshape(2, 4), ("data", "model")))
+        for layer in (0, 1):
+            for got, want in ((split.patch, one.patch), (split.cls, one.cls)):
+                np.testing.assert_allclose(got[layer], want[layer], atol=1e-5, rtol=1e-5)
+            np.testing.assert_allclose(
+                split.registers[layer], one.registers[layer], atol=1e-5, rtol=1e-5
+            )
+
+    def test_plan_refuses_a_model_that_does_not_fit(self):
+        mesh = Mesh(np.asarray(jax.devices()).reshape(2, 4), ("data", "model"))
+        with mock.patch.object(sharding, "device_memory_limit", return_value=1 << 20):
+            with self.assertRaisesRegex(ConfigError, "needs about .* GiB per device") as ctx:
+                extract.plan(self.module, self.params, self.spec, self.images, mesh=mesh)
+        self.assertIn("4 model-axis device(s)", str(ctx.exception))
+        self.assertIn("a mesh with a 'model' axis", str(ctx.exception))
+        with mock.patch.object(sharding, "device_memory_limit", return_value=1 << 40):
+            plan = extract.plan(self.module, self.params, self.spec, self.images, mesh=mesh)
+        self.assertGreater(plan.peak_device_bytes, 0)
+
+    def test_7b_parameter_bytes_per_device(self):
+        spec = models.get_spec("dinov3", "7b")
+        shapes = jax.eval_shape(
+            models.create_model(spec).init, jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32)
+        )["params"]
+        bf16 = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), shapes)
+        whole = sharding.param_bytes_per_device(bf16, 1)
+        self.assertEqual(whole, 2 * 6_716_030_976)
+        # Everything but norms, tokens, LayerScale and the patch embedding splits 8 ways.
+        self.assertLess(sharding.param_bytes_per_device(bf16, 8), whole / 7)
 
 
 if __name__ == "__main__":

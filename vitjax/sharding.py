@@ -67,15 +67,18 @@ def param_shardings(params: Mapping[str, Any], mesh: Mesh) -> Any:
     return flax.traverse_util.unflatten_dict(out)
 
 
-def param_bytes_per_device(
-    shapes: Mapping[str, tuple[int, ...]], itemsize: int, shards: int
-) -> int:
-    """Bytes of parameters each device holds, from '/'-joined path -> shape (nothing allocated)."""
+def param_bytes_per_device(params: Mapping[str, Any], shards: int) -> int:
+    """Bytes of parameters one device holds with `shards` model-axis devices.
+
+    Args:
+      params: the parameter tree, of arrays or `jax.ShapeDtypeStruct`s (nothing is allocated).
+      shards: devices along the model axis.
+    """
     total = 0
-    for name, shape in shapes.items():
-        size = int(np.prod(shape)) * itemsize
-        spec = partition(tuple(name.split("/")), tuple(shape), shards)
-        total += size // shards if any(s is not None for s in spec) else size
+    for path, leaf in flax.traverse_util.flatten_dict(params).items():
+        size = int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+        split = any(s is not None for s in partition(path, tuple(leaf.shape), shards))
+        total += size // shards if split else size
     return total
 
 
