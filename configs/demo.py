@@ -30,6 +30,8 @@ DEMO_MODELS = ",".join(
         "dinov2_reg:ti:14:none",
         "torchvision:ti:16:none",
         "scalemae:ti:16:none",
+        "dinov3:ti:16:none",
+        "siglip:ti:16:none",
     ]
 )
 
