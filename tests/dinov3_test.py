@@ -195,19 +195,36 @@ class DINOv3LayoutTest(parameterized.TestCase):
         )
 
 
+# The official constructor arguments (facebookresearch/dinov3 `hub/backbones.py`): embed_dim, depth,
+# heads, ffn_ratio, ffn_layer (SwiGLU alignment; 0 = plain MLP), qkv_bias. 'ti' is vitjax's test size.
+OFFICIAL_DINOV3 = {
+    "ti": (192, 12, 3, 4, 0, True),
+    "s": (384, 12, 6, 4, 0, True),
+    "splus": (384, 12, 6, 6, 8, True),
+    "b": (768, 12, 12, 4, 0, True),
+    "l": (1024, 24, 16, 4, 0, True),
+    "hplus": (1280, 32, 20, 6, 8, True),
+    "7b": (4096, 40, 32, 3, 64, False),
+}
+
+
 class DINOv3CountTest(parameterized.TestCase):
-    @parameterized.parameters("ti", "s", "splus", "b", "l", "hplus", "7b")
+    @parameterized.parameters(*OFFICIAL_DINOV3)
     def test_parameter_count_matches_transformers(self, size):
-        spec = models.get_spec("dinov3", size)
+        width, depth, heads, ratio, align, qkv_bias = OFFICIAL_DINOV3[size]
+        hidden = int(width * ratio)
+        if align:  # SwiGLUFFN: int(hidden * 2 / 3) rounded up to the alignment
+            hidden = int(hidden * 2 / 3)
+            hidden += -hidden % align
         config = transformers.DINOv3ViTConfig(
-            hidden_size=spec.width,
-            intermediate_size=spec.mlp_dim,
-            num_hidden_layers=spec.depth,
-            num_attention_heads=spec.num_heads,
+            hidden_size=width,
+            intermediate_size=hidden,
+            num_hidden_layers=depth,
+            num_attention_heads=heads,
             num_register_tokens=4,
-            use_gated_mlp=spec.mlp == "swiglu",
-            query_bias=spec.qkv_bias != "none",
-            value_bias=spec.qkv_bias != "none",
+            use_gated_mlp=bool(align),
+            query_bias=qkv_bias,
+            value_bias=qkv_bias,
             key_bias=False,
         )
         with torch.device("meta"):  # shapes only: the 7B is never allocated
@@ -215,8 +232,9 @@ class DINOv3CountTest(parameterized.TestCase):
         # HF has no k bias; vitjax keeps a zero k third in the fused qkv bias (as the official
         # file does), and has no mask token.
         want = sum(p.numel() for n, p in model.named_parameters() if "mask_token" not in n)
-        if spec.qkv_bias != "none":
-            want += spec.depth * spec.width
+        want += depth * width if qkv_bias else 0
+        spec = models.get_spec("dinov3", size)
+        self.assertEqual((spec.width, spec.num_heads, spec.mlp_dim), (width, heads, hidden))
         self.assertEqual(models.count_params(spec), want)
 
     def test_7b_count(self):

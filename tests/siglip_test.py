@@ -159,23 +159,38 @@ class ResamplingRuleTest(parameterized.TestCase):
         np.testing.assert_allclose(got, want.numpy(), atol=1e-10)
 
 
+# Published HF configs (hidden, intermediate, layers, heads, patch, image size): siglip-base-patch16-224,
+# siglip-large-patch16-256, siglip-so400m-patch14-224, siglip2-so400m-patch16-256,
+# siglip2-giant-opt-patch16-256; 'ti' is vitjax's test size.
+HF_SIGLIP = {
+    ("ti", 16): (192, 768, 12, 3, 16, 224),
+    ("b", 16): (768, 3072, 12, 12, 16, 224),
+    ("l", 16): (1024, 4096, 24, 16, 16, 256),
+    ("so400m", 14): (1152, 4304, 27, 16, 14, 224),
+    ("so400m", 16): (1152, 4304, 27, 16, 16, 256),
+    ("g", 16): (1536, 6144, 40, 16, 16, 256),
+}
+
+
 class SigLIPCountTest(parameterized.TestCase):
-    @parameterized.parameters(
-        ("ti", 16), ("b", 16), ("l", 16), ("so400m", 14), ("so400m", 16), ("g", 16)
-    )
+    @parameterized.parameters(*HF_SIGLIP)
     def test_parameter_count_matches_transformers(self, size, patch):
-        spec = models.get_spec("siglip", size, patch_size=patch)
+        hidden, mlp, depth, heads, patch, image = HF_SIGLIP[(size, patch)]
         config = transformers.SiglipVisionConfig(
-            hidden_size=spec.width,
-            intermediate_size=spec.mlp_dim,
-            num_hidden_layers=spec.depth,
-            num_attention_heads=spec.num_heads,
-            image_size=spec.native_image_size[0],
+            hidden_size=hidden,
+            intermediate_size=mlp,
+            num_hidden_layers=depth,
+            num_attention_heads=heads,
+            image_size=image,
             patch_size=patch,
         )
         with torch.device("meta"):
             model = transformers.SiglipVisionModel(config)
-        self.assertEqual(models.count_params(spec), sum(p.numel() for p in model.parameters()))
+        want = sum(p.numel() for p in model.parameters())
+        # The registered native grid may differ from this file's (so400m/16 at 256 px): the
+        # converter reads the grid off the table, so compare at the file's grid.
+        spec = models.get_spec("siglip", size, patch_size=patch, native_grid=(image // patch,) * 2)
+        self.assertEqual(models.count_params(spec), want)
 
 
 class SigLIPLayoutTest(absltest.TestCase):
