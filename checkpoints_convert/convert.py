@@ -247,8 +247,8 @@ def _grid(spec: models.ModelSpec) -> tuple[int, int]:
     return tuple(spec.native_grid)
 
 
-def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
-    """The layout dimensions implied by a `ModelSpec`."""
+def encoder_dims(spec: models.ModelSpec, options: Mapping[str, Any] | None = None):
+    """The layout dimensions implied by a `ModelSpec` (plus config-derived layout options)."""
     return layouts.EncoderDims(
         width=spec.width,
         depth=spec.depth,
@@ -260,6 +260,7 @@ def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
         mlp=spec.mlp,
         qkv_bias=spec.qkv_bias,
         proj_dim=spec.proj_dim,
+        options=tuple(sorted((options or {}).items())),
     )
 
 
@@ -296,10 +297,15 @@ class Match:
         return not (self.missing or self.unexpected or self.misshaped or self.bad_values)
 
 
-def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedState) -> Match:
+def match_layout(
+    family: str,
+    spec: models.ModelSpec,
+    state: layouts.SelectedState,
+    options: Mapping[str, Any] | None = None,
+) -> Match:
     """Compares the selected tensors with every key the family's layout expects at `spec`."""
     layout = layouts.get_layout(family)
-    rules = layouts.encoder_rules(family, encoder_dims(spec), state.tensors)
+    rules = layouts.encoder_rules(family, encoder_dims(spec, options), state.tensors)
     dec_rules = []
     if layout.has_decoder and spec.has_decoder:
         dec_rules = layouts.decoder_rules(spec.width, decoder_dims(spec))
@@ -466,6 +472,7 @@ def convert_checkpoint(
     weights_hash: str = "unknown",
     source: str = "<checkpoint>",
     check_model: bool = True,
+    config: Mapping[str, Any] | None = None,
     weight_set: str | None = None,
 ) -> Conversion:
     """Converts a checkpoint already read into memory (see `reader.read_checkpoint`).
@@ -483,6 +490,8 @@ def convert_checkpoint(
       weights_hash: recorded in the spec (the CLI passes the file's sha256).
       source: file name used in messages.
       check_model: also compare the converted tree with the vitjax model's own parameter tree.
+      config: the layout's config file content (timm: the Hub config.json), for layouts that
+        build the spec from it.
       weight_set: a named weight set of the family record whose preprocessing differs from the
         default (DINOv3 'sat493m'); None = the default.
 
@@ -495,6 +504,20 @@ def convert_checkpoint(
     layout = layouts.get_layout(family)  # CheckpointError naming the known families
     state = layouts.canonicalize(family, checkpoint, checkpoint_key, source)
     shapes = infer_file_shapes(family, state.tensors)
+    options: dict[str, Any] = {}
+    if layout.from_config is not None:
+        if config is None:
+            raise CheckpointError(
+                f"{source}: family '{family}' needs its {layout.config_file} (the model's "
+                "configuration) next to the weights"
+            )
+        fields, options, unsupported = layout.from_config(config, source)
+        if unsupported:
+            raise CheckpointError(
+                f"{source}: cannot convert as family '{family}': the vitjax ViT cannot express "
+                f"{len(unsupported)} option(s) of this model: " + "; ".join(unsupported)
+            )
+        shapes = dataclasses.replace(shapes, spec_fields=shapes.spec_fields + tuple(fields.items()))
     with_decoder = layout.has_decoder and layouts.has_mae_decoder(list(state.tensors))
     spec, notes = build_spec(
         family,
@@ -513,7 +536,7 @@ def convert_checkpoint(
         except ConfigError as err:
             raise CheckpointError(f"{source}: {err}") from err
         spec = dataclasses.replace(spec, preprocessing=prep)
-    match = match_layout(family, spec, state)
+    match = match_layout(family, spec, state, options)
     if not match.ok:
         hints = _family_hints(family, checkpoint, checkpoint_key, source)
         raise CheckpointError(_format_error(source, family, spec, state, match, hints, notes))
@@ -560,6 +583,24 @@ def weight_set_of_file(family: str, path: str) -> str | None:
     return found[0] if found else None
 
 
+def _read_layout_config(family: str, input_path: str) -> dict[str, Any] | None:
+    """The config file the family's layout needs beside the weights (timm: config.json)."""
+    name = layouts.get_layout(family).config_file
+    if name is None:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(input_path)), name)
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            f"{input_path}: family '{family}' needs {name} beside the weights (expected {path}; "
+            "timm's Hub repos and timm.models.push_to_hf_hub.save_for_hf write it)"
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable JSON config: {err}") from err
+
+
 def convert_file(
     family: str,
     input_path: str | os.PathLike[str],
@@ -594,6 +635,7 @@ def convert_file(
     input_path = os.fspath(input_path)
     output_dir = os.fspath(output_dir)
     checkpoint = reader.read_checkpoint(input_path)
+    config = _read_layout_config(family, input_path)
     if weight_set is None:
         weight_set = weight_set_of_file(family, input_path)
     conversion = convert_checkpoint(
@@ -606,6 +648,7 @@ def convert_file(
         decoder_depth=decoder_depth,
         weights_hash=reader.file_sha256(input_path),
         source=input_path,
+        config=config,
         weight_set=weight_set,
     )
     models.save(

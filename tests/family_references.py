@@ -98,3 +98,26 @@ def run_hf_clip(model, images: np.ndarray):
     final = model.vision_model.post_layernorm(out.last_hidden_state).numpy()
     pooler = model.vision_model.post_layernorm(out.last_hidden_state[:, 0]).numpy()
     return blocks, final, out.image_embeds.numpy(), pooler
+
+
+def save_timm_hub_pair(model, directory: str, model_args: dict) -> str:
+    """timm's own Hub export (config.json + model.safetensors); returns the weights' path."""
+    from timm.models import save_for_hf
+
+    save_for_hf(model, directory, model_args=model_args, safe_serialization=True)
+    return f"{directory}/model.safetensors"
+
+
+@torch.no_grad()
+def run_timm_vit(model, images: np.ndarray):
+    """A timm VisionTransformer built with dynamic_img_size: block outputs, final-norm tokens
+    (forward_features) and the pooled CLS token (forward_head before the classifier)."""
+    blocks = []
+    hooks = [b.register_forward_hook(lambda m, i, o: blocks.append(o)) for b in model.blocks]
+    try:
+        final = model.forward_features(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
+    finally:
+        for h in hooks:
+            h.remove()
+    pooled = model.forward_head(final, pre_logits=True)
+    return [b.numpy() for b in blocks], final.numpy(), pooled.numpy()

@@ -73,6 +73,12 @@ PINNED = {
     "clip_hf_vitb16": 86_192_640,
     "clip_hf_vitl14": 303_966_208,
     "clip_hf_vitl14_336": 304_293_888,
+    # timm's vit_tiny at each patch size (224 px); converted timm models are checked against
+    # timm's own count in parity_families_test.
+    "timm_vitti16": 5_524_416,
+    "timm_vitti14": 5_501_376,
+    "timm_vitti32": 5_938_560,
+    "timm_vitti8": 5_526_720,
 }
 
 
@@ -192,6 +198,8 @@ class ParamCountTest(parameterized.TestCase):
             ("l336", (1024, 24, 16, 14, 336, 768)),
         ):
             references[models.get_spec("clip_hf", size).name] = _hf_clip_count(*args)
+        for patch in (16, 14, 32, 8):
+            references[f"timm_vitti{patch}"] = _timm_count("vit_tiny_patch16_224", patch_size=patch)
         for name in ("ibot_vits16", "ibot_vitb16", "mae_vitb16"):
             references[name] = references[name.replace("ibot", "dino").replace("mae", "dino")]
         references["mae_vitl16"] = references["ibot_vitl16"]

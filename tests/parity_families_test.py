@@ -14,6 +14,7 @@ import tempfile
 
 import jax
 import numpy as np
+import timm
 import torch
 from absl import logging
 from absl.testing import absltest, parameterized
@@ -245,6 +246,109 @@ class ClipTest(FamilyParityTestCase):
             f.truncate(os.path.getsize(path) // 2)
         with self.assertRaisesRegex(CheckpointError, "truncated or corrupted"):
             convert.convert_file("clip", path, os.path.join(self.tmp, "cut"))
+
+
+def _timm_count(model) -> int:
+    """Parameters of a timm model without its classifier head."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("head."))
+
+
+class TimmTest(FamilyParityTestCase):
+    @parameterized.named_parameters(
+        # (timm name, model_args, native size, rectangular size, class row added by vitjax)
+        ("deit_tiny", "deit_tiny_patch16_224", {"depth": 2}, (224, 224), (160, 288), 0),
+        (
+            "augreg_small",
+            "vit_small_patch16_224.augreg_in21k_ft_in1k",
+            {"depth": 2, "img_size": 128},
+            (128, 128),
+            (96, 160),
+            0,
+        ),
+        # no_embed_class, registers and LayerScale.
+        (
+            "dinov2_reg_no_embed_class",
+            "vit_small_patch14_reg4_dinov2",
+            {"depth": 2, "img_size": 112},
+            (112, 112),
+            (84, 140),
+            384,
+        ),
+        # norm_pre, no patch-embedding bias, 1e-5 LayerNorm (CLIP towers in timm).
+        (
+            "clip_pre_norm",
+            "vit_base_patch16_clip_224.openai",
+            {"depth": 2, "embed_dim": 192, "num_heads": 3},
+            (224, 224),
+            (176, 240),
+            0,
+        ),
+    )
+    def test_hub_pair_converts_with_parity(self, name, args, native, rect, cls_row):
+        args = {**args, "dynamic_img_size": True}
+        model = tr.randomize_(timm.create_model(name, pretrained=False, **args), seed=11)
+        directory = os.path.join(self.tmp, "hub")
+        weights = fr.save_timm_hub_pair(model, directory, args)
+        out = os.path.join(self.tmp, "out")
+        conversion = convert.convert_file("timm", weights, out)
+        module, params, spec = models.load(out)
+        tag = model.pretrained_cfg.get("tag")
+        self.assertEqual(spec.name, f"timm_{name.split('.')[0]}.{tag}")
+        # Parameter count: timm's own without the head (+ the zero class position row that
+        # vitjax stores for no_embed_class tables).
+        self.assertEqual(models.count_params(spec), _timm_count(model) + cls_row)
+        # Preprocessing from pretrained_cfg.
+        pretrained = model.pretrained_cfg
+        self.assertEqual(spec.preprocessing.mean, tuple(pretrained["mean"]))
+        self.assertEqual(spec.preprocessing.std, tuple(pretrained["std"]))
+        self.assertEqual(spec.preprocessing.crop, pretrained["input_size"][1])
+        self.assertEqual(
+            spec.preprocessing.resize, int(pretrained["input_size"][1] / pretrained["crop_pct"])
+        )
+        head = {k for k in model.state_dict() if k.startswith("head.")}
+        self.assertEqual(set(conversion.ignored), head)
+        for size in (native, rect):
+            images = _images(size, seed=12)
+            blocks, final, pooled = fr.run_timm_vit(model, images)
+            self._compare(module, params, spec, images, blocks, final, pooled, f"{name} {size}")
+
+    @parameterized.named_parameters(
+        (
+            "gap_no_cls_no_qkv_bias",
+            "vit_medium_patch16_gap_256",
+            {"depth": 1},
+            ["class_token=False", "global_pool='avg'", "blocks.0: qkv_bias=False"],
+        ),
+        (
+            "eva02_rope",
+            "eva02_tiny_patch14_224",
+            {"depth": 1},
+            ["rotary position embedding", "SwiGLU MLP", "Eva block layout"],
+        ),
+        (
+            "qk_norm_prefix_positions",
+            "vit_small_patch16_224",
+            {"depth": 2, "qk_norm": True, "reg_tokens": 2},
+            ["blocks.0.attn.q_norm", "blocks.1.attn.k_norm", "reg_tokens with position"],
+        ),
+    )
+    def test_unsupported_options_are_all_listed(self, name, args, expected):
+        model = timm.create_model(name, pretrained=False, **args)
+        weights = fr.save_timm_hub_pair(model, os.path.join(self.tmp, "hub"), args)
+        with self.assertRaises(CheckpointError) as ctx:
+            convert.convert_file("timm", weights, os.path.join(self.tmp, "out"))
+        message = str(ctx.exception)
+        self.assertIn("cannot express", message)
+        for option in expected:
+            self.assertIn(option, message)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
+
+    def test_missing_config_is_named(self):
+        model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=1)
+        weights = fr.save_timm_hub_pair(model, os.path.join(self.tmp, "hub"), {"depth": 1})
+        os.remove(os.path.join(self.tmp, "hub", "config.json"))
+        with self.assertRaisesRegex(CheckpointError, r"needs config\.json beside the weights"):
+            convert.convert_file("timm", weights, os.path.join(self.tmp, "out"))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from checkpoints_convert.layouts import (  # noqa: F401
     scalemae,
     siglip,
     simmim,
+    timm_vit,
     torchvision,
 )
 from checkpoints_convert.layouts.base import (

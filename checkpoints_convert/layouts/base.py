@@ -44,6 +44,8 @@ class EncoderDims:
     mlp: str = "gelu"  # 'swiglu' blocks store mlp.w12 [2 * mlp_dim, D] and mlp.w3 [D, mlp_dim]
     qkv_bias: str = "full"  # the spec's qkv bias kind ('none': no qkv bias tensor)
     proj_dim: int = 0  # output width of CLIP's image projection; 0 = none
+    # Layout options read from a config file (timm: no_embed_class, patch_bias...), as pairs.
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +157,8 @@ class Layout:
       check_values: (canonical tensors, native grid) -> [(canonical key, problem)] for values
         that are wrong although their shapes fit (SimMIM's relative position index).
       has_decoder: MAE decoder keys may come with the encoder.
+      config_file: name of a config file the weights need beside them (timm: config.json).
+      from_config: (config, source) -> (spec fields, layout options, unsupported options).
       keyed_rules: (dims, canonical tensors) -> every encoder rule, like `rules`, for layouts
         whose rules depend on the file's keys (DINOv3, SigLIP). A layout with several
         official flavours (a .pth and an HF safetensors naming) picks the flavour from the
@@ -176,6 +180,10 @@ class Layout:
         Callable[[Mapping[str, np.ndarray], tuple[int, int]], list[tuple[str, str]]] | None
     ) = None
     has_decoder: bool = False
+    config_file: str | None = None
+    from_config: (
+        Callable[[Mapping[str, Any], str], tuple[dict[str, Any], dict[str, Any], list[str]]] | None
+    ) = None
     keyed_rules: Callable[[EncoderDims, Mapping[str, np.ndarray]], list[Rule]] | None = None
     check_dims: Callable[[Mapping[str, np.ndarray], EncoderDims], list[tuple[str, str]]] | None = (
         None

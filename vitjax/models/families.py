@@ -568,3 +568,20 @@ register_family(
         **_CLIP_FLAGS,
     )
 )
+
+# --------------------------------------------------------------------------------------------
+# Any timm VisionTransformer: the converter builds the spec from the checkpoint's config.json
+# (sizes, flags, preprocessing); these variants are the shapes `random_model` offers and the
+# starting point the converter overrides.
+register_family(
+    FamilyRecord(
+        "timm",
+        # One tiny shape for demos and tests; converted checkpoints override every size field.
+        standard_variants({"ti": (16, 14, 32, 8)}),
+        layout="timm",
+        description="any timm VisionTransformer given as config.json + model.safetensors",
+        # timm's resample_abs_pos_embed (dynamic_img_size): bicubic, size=, antialias.
+        pos_interp=posembed.POS_INTERP_SIZE_ANTIALIAS,
+        preprocessing=Preprocessing(resize=248, crop=224),
+    )
+)
