@@ -91,6 +91,15 @@ def random_weights_line(models: Sequence[dict[str, Any]]) -> str | None:
     )
 
 
+def global_vector(model: dict[str, Any]) -> str:
+    """What the model's `cls`/global output is (its family record's `global_output`), e.g. SigLIP's
+    attention-pooling head, which has no CLS token; '-' for a family the registry does not know."""
+    from vitjax.models import families
+
+    name = model.get("family")
+    return families.get_family(name).global_output if name in families.family_names() else "-"
+
+
 def build_report(results: dict[str, Any]) -> str:
     """The text of report.md for a results dict (as written to results.json)."""
     out: list[str] = []
@@ -117,6 +126,8 @@ def build_report(results: dict[str, Any]) -> str:
                     "depth": m.get("depth"),
                     "weights": "random" if m.get("random_weights") else m.get("checkpoint"),
                     "weights hash": str(m.get("weights_hash"))[:16],
+                    # The experiments' CLS/global arms use this vector.
+                    "global vector": global_vector(m),
                 }
                 for m in results["models"]
             ]
