@@ -114,17 +114,18 @@ class FamilyParityTestCase(parameterized.TestCase):
 
 class DinoV2GiantTest(FamilyParityTestCase):
     @parameterized.named_parameters(
-        ("dinov2", "dinov2", "vit_giant_patch14_dinov2"),
-        ("dinov2_reg", "dinov2_reg", "vit_giant_patch14_reg4_dinov2"),
+        ("dinov2", "dinov2", "vit_giant_patch14_dinov2", 1),
+        ("dinov2_reg", "dinov2_reg", "vit_giant_patch14_reg4_dinov2", 2),
     )
-    def test_swiglu_giant(self, family, timm_name):
-        # Full ViT-g width (SwiGLU hidden 4096), 2 blocks, an 8 x 8 native grid (112 px).
-        model = tr.build_timm(family, depth=2, seed=1, timm_name=timm_name, img_size=112)
+    def test_swiglu_giant(self, family, timm_name, depth):
+        # Full ViT-g width (SwiGLU hidden 4096), 1-2 blocks (30M parameters each), an 8 x 8 native
+        # grid (112 px).
+        model = tr.build_timm(family, depth=depth, seed=1, timm_name=timm_name, img_size=112)
         state = tr.swiglu_official_names(tr.official_state_dict(family, model, seed=2))
         self.assertEqual(tuple(state["blocks.0.mlp.w12.weight"].shape), (8192, 1536))
         self.assertEqual(tuple(state["blocks.0.mlp.w3.weight"].shape), (1536, 4096))
         # In memory: the 60M-parameter file round trip costs seconds and tests nothing new here.
-        module, params, spec, report = self._convert_in_memory(family, state, depth=2)
+        module, params, spec, report = self._convert_in_memory(family, state, depth=depth)
         self.assertEqual((spec.size, spec.mlp, spec.native_grid), ("g", "swiglu", (8, 8)))
         self.assertEqual(report["ignored"], {"mask_token": "DINOv2 mask token"})
         for size in ((112, 112), (70, 154)):
