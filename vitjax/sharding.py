@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import flax
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -55,16 +54,20 @@ def partition(path: tuple[str, ...], shape: tuple[int, ...], shards: int) -> P:
     return P(*spec)
 
 
+def _path_names(path) -> tuple[str, ...]:
+    return tuple(str(getattr(entry, "key", getattr(entry, "name", entry))) for entry in path)
+
+
 def param_shardings(params: Mapping[str, Any], mesh: Mesh) -> Any:
-    """A tree of NamedSharding matching `params` (arrays or ShapeDtypeStructs; replicated when the
-    mesh has no 'model' axis)."""
+    """A tree of NamedSharding with the structure of `params` (arrays or ShapeDtypeStructs;
+    replicated when the mesh has no 'model' axis)."""
     shards = model_axis_size(mesh)
-    flat = flax.traverse_util.flatten_dict(params)
-    out = {
-        path: NamedSharding(mesh, partition(path, tuple(value.shape), shards))
-        for path, value in flat.items()
-    }
-    return flax.traverse_util.unflatten_dict(out)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: NamedSharding(
+            mesh, partition(_path_names(path), tuple(leaf.shape), shards)
+        ),
+        params,
+    )
 
 
 def param_bytes_per_device(params: Mapping[str, Any], shards: int) -> int:
@@ -75,10 +78,10 @@ def param_bytes_per_device(params: Mapping[str, Any], shards: int) -> int:
       shards: devices along the model axis.
     """
     total = 0
-    for path, leaf in flax.traverse_util.flatten_dict(params).items():
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         size = int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
-        split = any(s is not None for s in partition(path, tuple(leaf.shape), shards))
-        total += size // shards if split else size
+        spec = partition(_path_names(path), tuple(leaf.shape), shards)
+        total += size // shards if any(s is not None for s in spec) else size
     return total
 
 
