@@ -126,8 +126,8 @@ def build_report(results: dict[str, Any]) -> str:
                     "depth": m.get("depth"),
                     "weights": "random" if m.get("random_weights") else m.get("checkpoint"),
                     "weights hash": str(m.get("weights_hash"))[:16],
-                    # The experiments' CLS/global arms use this vector.
-                    "global vector": global_vector(m),
+                    # The family record's `global_output` (SigLIP: no CLS token, the MAP head).
+                    "global representation": global_vector(m),
                 }
                 for m in results["models"]
             ]
