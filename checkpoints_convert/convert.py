@@ -26,6 +26,7 @@ from absl import logging
 from checkpoints_convert import layouts, reader
 from vitjax import models
 from vitjax.errors import CheckpointError, ConfigError
+from vitjax.models import families
 
 CONVERSION_REPORT = "conversion.json"
 
@@ -97,7 +98,8 @@ class FileShapes:
     grid: tuple[int, int] | None = None
     num_registers: int | None = None
     decoder_depth: int | None = None
-    # Further ModelSpec fields the layout reads off the file, e.g. (("proj_dim", 768),).
+    # Further ModelSpec fields the layout reads off the file, e.g. (("proj_dim", 768),), or
+    # implied by its flavour (the position resampling rule of an HF vs a big_vision SigLIP file).
     spec_fields: tuple[tuple[str, Any], ...] = ()
 
 
@@ -132,12 +134,18 @@ def infer_file_shapes(family: str, tensors: Mapping[str, np.ndarray]) -> FileSha
 
 
 def _pick_size(
-    family: str, width: int | None, patch_size: int | None, grid: tuple[int, int] | None = None
+    family: str,
+    width: int | None,
+    patch_size: int | None,
+    grid: tuple[int, int] | None = None,
+    spec_fields=(),
 ) -> tuple[str, str | None]:
     """The registered size whose width is `width`, and a note when there is none.
 
     Among sizes of that width, one whose patch size and native grid match wins (CLIP L/14 at 224
-    and at 336 px differ only in their grid), then one whose patch size matches.
+    and at 336 px differ only in their grid), then one whose patch size matches. Sizes of one
+    width and patch (DINOv3 S and S+) are told apart first by the spec fields the file implies
+    (its MLP kind): sizes whose spec agrees with all of them come first.
     """
     variants = [(s, p) for f, s, p in models.list_variants() if f == family]
     sizes = [s for s, _ in variants]
@@ -155,6 +163,12 @@ def _pick_size(
             f"the patch embedding width {width} matches no '{family}' size; known (size, width): "
             f"{known}"
         )
+
+    def agrees(item) -> bool:
+        spec = models.get_spec(family, item[0], patch_size=item[1])
+        return all(getattr(spec, field) == value for field, value in spec_fields)
+
+    matches.sort(key=lambda item: not agrees(item))  # stable: registry order otherwise
     for size, patch in matches:
         native = models.get_spec(family, size, patch_size=patch).native_grid
         if patch == patch_size and grid is not None and tuple(grid) == native:
@@ -192,7 +206,9 @@ def build_spec(
     layouts.get_layout(family)  # CheckpointError naming the known families
     notes = []
     if size is None:
-        size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size, shapes.grid)
+        size, note = _pick_size(
+            family, shapes.width, patch_size or shapes.patch_size, shapes.grid, shapes.spec_fields
+        )
         notes += [note] if note else []
     patch = patch_size or shapes.patch_size
     try:
@@ -212,11 +228,11 @@ def build_spec(
         overrides["native_grid"] = shapes.grid
     if shapes.num_registers not in (None, base.num_registers):
         overrides["num_registers"] = shapes.num_registers
+    if with_decoder and decoder_depth is not None and decoder_depth != base.decoder_depth:
+        overrides["decoder_depth"] = decoder_depth
     for field, value in shapes.spec_fields:
         if getattr(base, field) != value:
             overrides[field] = value
-    if with_decoder and decoder_depth is not None and decoder_depth != base.decoder_depth:
-        overrides["decoder_depth"] = decoder_depth
     spec = (
         models.get_spec(family, size, patch_size=base.patch_size, **overrides)
         if overrides
@@ -242,6 +258,7 @@ def encoder_dims(spec: models.ModelSpec, options: Mapping[str, Any] | None = Non
         grid=_grid(spec),
         num_registers=spec.num_registers,
         mlp=spec.mlp,
+        qkv_bias=spec.qkv_bias,
         proj_dim=spec.proj_dim,
         options=tuple(sorted((options or {}).items())),
     )
@@ -288,7 +305,7 @@ def match_layout(
 ) -> Match:
     """Compares the selected tensors with every key the family's layout expects at `spec`."""
     layout = layouts.get_layout(family)
-    rules = layouts.encoder_rules(family, encoder_dims(spec, options))
+    rules = layouts.encoder_rules(family, encoder_dims(spec, options), state.tensors)
     dec_rules = []
     if layout.has_decoder and spec.has_decoder:
         dec_rules = layouts.decoder_rules(spec.width, decoder_dims(spec))
@@ -316,6 +333,9 @@ def match_layout(
             bad_values.append(f"{state.original[name]}: dtype {value.dtype}, expected floating")
     if layout.check_values is not None:
         for key, problem in layout.check_values(tensors, _grid(spec)):
+            bad_values.append(f"{state.original[key]}: {problem}")
+    if layout.check_dims is not None:
+        for key, problem in layout.check_dims(tensors, encoder_dims(spec)):
             bad_values.append(f"{state.original[key]}: {problem}")
     return Match(
         rules,
@@ -485,6 +505,7 @@ def convert_checkpoint(
     check_model: bool = True,
     config: Mapping[str, Any] | None = None,
     allow_classifier_head: bool = False,
+    weight_set: str | None = None,
 ) -> Conversion:
     """Converts a checkpoint already read into memory (see `reader.read_checkpoint`).
 
@@ -506,6 +527,8 @@ def convert_checkpoint(
       allow_classifier_head: convert a DINO/iBOT/MAE/DINOv2 file that carries a linear
         classification head (a supervised or fine-tuned model; the head is dropped). Refused
         by default: the official files of these families have none.
+      weight_set: a named weight set of the family record whose preprocessing differs from the
+        default (DINOv3 'sat493m'); None = the default.
 
     Returns:
       The `Conversion` (trees of float32 numpy arrays, spec with `params_sha256`, report of
@@ -552,6 +575,12 @@ def convert_checkpoint(
         weights_hash=weights_hash,
         source=source,
     )
+    if weight_set is not None:
+        try:
+            prep = families.get_family(family).weight_set(weight_set)
+        except ConfigError as err:
+            raise CheckpointError(f"{source}: {err}") from err
+        spec = dataclasses.replace(spec, preprocessing=prep)
     match = match_layout(family, spec, state, options)
     if not match.ok:
         hints = _family_hints(family, checkpoint, checkpoint_key, source)
@@ -563,7 +592,7 @@ def convert_checkpoint(
     if check_model:
         _check_against_model(spec, params, decoder_params)
     converted = sorted(
-        state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources
+        {state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources}
     )
     ignored = {**match.ignored, **state.dropped}
     if head is not None:
@@ -583,6 +612,15 @@ def convert_checkpoint(
         ignored=ignored,
         other_entries=state.other_entries,
     )
+
+
+def weight_set_of_file(family: str, path: str) -> str | None:
+    """The family's named weight set that the file name mentions (e.g. 'sat493m'), or None."""
+    name = os.path.basename(path).lower()
+    if family not in families.family_names():
+        return None
+    found = [w for w, _ in families.get_family(family).weight_sets if w.lower() in name]
+    return found[0] if found else None
 
 
 def _read_layout_config(family: str, input_path: str) -> dict[str, Any] | None:
@@ -615,6 +653,7 @@ def convert_file(
     decoder_depth: int | None = None,
     overwrite: bool = False,
     allow_classifier_head: bool = False,
+    weight_set: str | None = None,
 ) -> Conversion:
     """Reads an official checkpoint file and writes the vitjax checkpoint (what the CLI runs).
 
@@ -632,6 +671,8 @@ def convert_file(
       size, patch_size, checkpoint_key, depth, decoder_depth, allow_classifier_head: see
         `convert_checkpoint`.
       overwrite: replace a previous conversion in `output_dir`.
+      weight_set: see `convert_checkpoint`; None = the family's weight set whose name the file
+        name contains (DINOv3's `..._sat493m-<hash>.pth`), else the default.
 
     Returns:
       The `Conversion`.
@@ -647,6 +688,8 @@ def convert_file(
     )
     checkpoint = reader.read_checkpoint(input_path)
     config = _read_layout_config(family, input_path)
+    if weight_set is None:
+        weight_set = weight_set_of_file(family, input_path)
     conversion = convert_checkpoint(
         family,
         checkpoint,
@@ -659,6 +702,7 @@ def convert_file(
         source=input_path,
         config=config,
         allow_classifier_head=allow_classifier_head,
+        weight_set=weight_set,
     )
     report = {"source": os.path.abspath(input_path), **conversion.report()}
     models.save(

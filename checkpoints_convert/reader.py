@@ -1,4 +1,4 @@
-"""Reads PyTorch (.pth/.pt) and safetensors checkpoints into nested dicts of numpy arrays, safely.
+"""Reads PyTorch (.pth/.pt), safetensors and big_vision .npz checkpoints into numpy dicts, safely.
 
 PyTorch files are unpickled with `torch.load(..., weights_only=True)`: only tensors, containers and
 plain values are rebuilt, so a file cannot run code. Training checkpoints also pickle a few metadata
@@ -19,6 +19,7 @@ from typing import Any
 from vitjax.errors import CheckpointError
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
+NPZ_SUFFIXES = (".npz",)
 
 
 class OpaqueObject:
@@ -74,7 +75,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Reads a checkpoint file into a nested dict whose tensors are numpy arrays.
 
     Args:
-      path: a `.safetensors` file, or a PyTorch file (any other name: `.pth`, `.pt`, `.bin`...).
+      path: a `.safetensors` file, a big_vision `.npz` (numpy, no pickle), or a PyTorch file (any
+        other name: `.pth`, `.pt`, `.bin`...).
 
     Returns:
       The file's top-level mapping. Tensors become numpy arrays (bfloat16 as float32, other dtypes
@@ -89,6 +91,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.endswith(SAFETENSORS_SUFFIXES):
         return _read_safetensors(path)
+    if path.endswith(NPZ_SUFFIXES):
+        return _read_npz(path)
     content = _read_pytorch(path)
     if not isinstance(content, Mapping):
         raise CheckpointError(
@@ -107,6 +111,20 @@ def _read_safetensors(path: str) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: cannot read safetensors file ({os.path.getsize(path)} bytes; truncated or "
             f"corrupted?): {err}"
+        ) from err
+
+
+def _read_npz(path: str) -> dict[str, Any]:
+    """A big_vision parameter file: a flat `.npz` of '/'-joined names, read without pickle."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: np.asarray(archive[name]) for name in archive.files}
+    except Exception as err:  # BadZipFile, ValueError (object arrays), EOFError, OSError
+        raise CheckpointError(
+            f"{path}: cannot read .npz parameter file ({os.path.getsize(path)} bytes; truncated, "
+            f"corrupted, or holding pickled objects, which are refused): {err}"
         ) from err
 
 

@@ -84,6 +84,23 @@ PINNED = {
     "timm_vitti14": 5_501_376,
     "timm_vitti32": 5_938_560,
     "timm_vitti8": 5_526_720,
+    # DINOv3 (official counts: transformers' + the zero k-bias third the official files store;
+    # checked against DINOv3ViTModel on the meta device in dinov3_test) and SigLIP image towers
+    # with the MAP head (checked against SiglipVisionModel in siglip_test; registered native grids
+    # 224 / P, 256 / 16 for l and g).
+    "dinov3_vitti16": 5_491_968,
+    "dinov3_vits16": 21_600_768,
+    "dinov3_vitsplus16": 28_697_088,
+    "dinov3_vitb16": 85_668_864,
+    "dinov3_vitl16": 303_153_152,
+    "dinov3_vithplus16": 840_632_320,
+    "dinov3_vit7b16": 6_716_030_976,
+    "siglip_vitti16": 5_968_704,
+    "siglip_vitb16": 92_884_224,
+    "siglip_vitl16": 315_956_224,
+    "siglip_vitso400m14": 427_680_704,
+    "siglip_vitso400m16": 427_818_944,
+    "siglip_vitg16": 1_163_168_256,
 }
 
 

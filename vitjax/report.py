@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vitjax import experiments, fileio
+from vitjax.models import families
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
@@ -302,6 +303,13 @@ def warnings_section(results: dict[str, Any]) -> list[str]:
     return ["## Warnings", "", "Parts of the results below are missing or partial:", "", *lines, ""]
 
 
+def global_vector(model: dict[str, Any]) -> str:
+    """What the model's `cls`/global output is (its family record's `global_output`), e.g. SigLIP's
+    attention-pooling head, which has no CLS token; '-' for a family the registry does not know."""
+    name = model.get("family")
+    return families.get_family(name).global_output if name in families.family_names() else "-"
+
+
 def build_report(results: dict[str, Any]) -> str:
     """The text of report.md for a results dict (as written to results.json).
 
@@ -359,6 +367,8 @@ def build_report(results: dict[str, Any]) -> str:
                     if m.get("random_weights")
                     else ("known-answer" if is_known_answer(m) else m.get("checkpoint")),
                     "weights hash": str(m.get("weights_hash"))[:16],
+                    # The family record's `global_output` (SigLIP: no CLS token, the MAP head).
+                    "global representation": global_vector(m),
                 }
                 for m in results["models"]
             ]

@@ -42,6 +42,7 @@ class EncoderDims:
     grid: tuple[int, int]  # native patch grid (rows, cols) of the stored position embedding
     num_registers: int = 0
     mlp: str = "gelu"  # 'swiglu' blocks store mlp.w12 [2 * mlp_dim, D] and mlp.w3 [D, mlp_dim]
+    qkv_bias: str = "full"  # the spec's qkv bias kind ('none': no qkv bias tensor)
     proj_dim: int = 0  # output width of CLIP's image projection; 0 = none
     # Layout options read from a config file (timm: no_embed_class, patch_bias...), as pairs.
     options: tuple[tuple[str, Any], ...] = ()
@@ -158,6 +159,12 @@ class Layout:
       has_decoder: MAE decoder keys may come with the encoder.
       config_file: name of a config file the weights need beside them (timm: config.json).
       from_config: (config, source) -> (spec fields, layout options, unsupported options).
+      keyed_rules: (dims, canonical tensors) -> every encoder rule, like `rules`, for layouts
+        whose rules depend on the file's keys (DINOv3, SigLIP). A layout with several
+        official flavours (a .pth and an HF safetensors naming) picks the flavour from the
+        keys; the keys of another flavour are then unexpected, so a mixed file is refused.
+      check_dims: (canonical tensors, dims) -> [(canonical key, problem)], like `check_values`
+        for values that depend on the dimensions (DINOv3's RoPE periods, k-bias mask).
     """
 
     name: str
@@ -177,6 +184,10 @@ class Layout:
     from_config: (
         Callable[[Mapping[str, Any], str], tuple[dict[str, Any], dict[str, Any], list[str]]] | None
     ) = None
+    keyed_rules: Callable[[EncoderDims, Mapping[str, np.ndarray]], list[Rule]] | None = None
+    check_dims: Callable[[Mapping[str, np.ndarray], EncoderDims], list[tuple[str, str]]] | None = (
+        None
+    )
 
 
 _LAYOUTS: dict[str, Layout] = {}
@@ -299,17 +310,22 @@ def _block_rules(
     return rules
 
 
-def encoder_rules(family: str, dims: EncoderDims) -> list[Rule]:
+def encoder_rules(
+    family: str, dims: EncoderDims, tensors: Mapping[str, np.ndarray] | None = None
+) -> list[Rule]:
     """Every official encoder tensor of `family` at `dims`, with its Flax target.
 
     Args:
       family: a family with a registered layout.
       dims: encoder sizes (from the model spec).
+      tensors: the file's canonical tensors, for layouts that pick a flavour from the keys.
 
     Returns:
       Rules whose targets are paths in the encoder's Flax parameter tree.
     """
     layout = get_layout(family)
+    if layout.keyed_rules is not None:
+        return layout.keyed_rules(dims, tensors or {})
     if layout.rules is not None:
         return layout.rules(dims)
     d, p = dims.width, dims.patch_size

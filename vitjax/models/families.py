@@ -30,8 +30,9 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Architecture flags of the one VisionTransformer (see vit.py). The field names are shared by
 # `FamilyRecord` and `ModelSpec`: a record's value becomes the default of its specs.
-MLP_KINDS = ("gelu", "quick_gelu", "swiglu")
-GLOBAL_POOLS = ("cls", "cls_proj")
+MLP_KINDS = ("gelu", "quick_gelu", "swiglu", "gelu_tanh")
+# "map": big_vision's attention-pooling head (SigLIP, which has no class token).
+GLOBAL_POOLS = ("cls", "cls_proj", "map")
 
 
 def checked_fields(cls, data: Any, where: str) -> dict[str, Any]:
@@ -203,6 +204,7 @@ class FamilyRecord:
     proj_dim: int = 0
     norm_eps: float = 1e-6
     has_decoder: bool = False
+    class_token: bool = True
 
     def __post_init__(self):
         sizes = [v.size for v in self.variants]
@@ -261,6 +263,7 @@ ARCH_FIELDS = (
     "norm_eps",
     "has_decoder",
     "preprocessing",
+    "class_token",
 )
 
 _FAMILIES: dict[str, FamilyRecord] = {}
@@ -403,6 +406,87 @@ register_family(
     )
 )
 
+# DINOv3 (facebookresearch/dinov3 `hub/backbones.py`): patch 16, axial RoPE (base 100, no position
+# table), 4 storage tokens, LayerScale, LayerNorm eps 1e-5, a masked (zero) k bias; SwiGLU MLPs for
+# S+, H+ and 7B (`mlp_dim` = the SwiGLU hidden width: int(ffn_ratio * D * 2 / 3) aligned to 8, or
+# 64 for the 7B), no qkv bias for the 7B. The satellite (SAT-493M) weights have their own
+# statistics. Preprocessing as the official README's `make_transform`: a 256 x 256 bilinear resize.
+_DINOV3_SIZES = (
+    ("ti", 192, 12, 3, 768, ()),
+    ("s", 384, 12, 6, 1536, ()),
+    ("splus", 384, 12, 6, 1536, (("mlp", "swiglu"),)),
+    ("b", 768, 12, 12, 3072, ()),
+    ("l", 1024, 24, 16, 4096, ()),
+    ("hplus", 1280, 32, 20, 5120, (("mlp", "swiglu"),)),
+    ("7b", 4096, 40, 32, 8192, (("mlp", "swiglu"), ("qkv_bias", "none"))),
+)
+register_family(
+    FamilyRecord(
+        "dinov3",
+        tuple(
+            Variant(size, width, depth, heads, mlp, (16,), 224, overrides)
+            for size, width, depth, heads, mlp, overrides in _DINOV3_SIZES
+        ),
+        layout="dinov3",
+        description="DINOv3 (Simeoni et al. 2025), facebookresearch/dinov3 and HF DINOv3ViTModel",
+        preprocessing=Preprocessing(resize=256, crop=256, interpolation="bilinear"),
+        weight_sets=(
+            (
+                "sat493m",
+                Preprocessing(
+                    mean=(0.430, 0.411, 0.296),
+                    std=(0.213, 0.156, 0.143),
+                    resize=256,
+                    crop=256,
+                    interpolation="bilinear",
+                ),
+            ),
+        ),
+        pos_embed="rope",
+        pos_interp=posembed.POS_INTERP_ROPE,
+        num_registers=4,
+        layerscale=True,
+        qkv_bias="qv",
+        norm_eps=1e-5,
+    )
+)
+# SigLIP and SigLIP 2 image towers (big_vision `models/vit.py` with pool_type='map'): no class
+# token, a learned table of the native grid, tanh-GELU MLPs, the MAP head's pooled vector as the
+# global representation. big_vision resamples the table with `resample_posemb` (scipy zoom,
+# order 1); the converter records each layout's own rule (HF Siglip: bicubic; SigLIP 2 NaFlex:
+# bilinear antialiased; timm: bicubic antialiased). Images: resized to the square input, scaled to
+# [-1, 1] (mean = std = 0.5).
+_SIGLIP_SIZES = (
+    ("ti", 192, 12, 3, 768, (16,), 224),
+    ("b", 768, 12, 12, 3072, (16,), 224),
+    ("l", 1024, 24, 16, 4096, (16,), 256),
+    ("so400m", 1152, 27, 16, 4304, (14, 16), 224),
+    ("g", 1536, 40, 16, 6144, (16,), 256),  # SigLIP 2 giant (opt)
+)
+register_family(
+    FamilyRecord(
+        "siglip",
+        tuple(
+            Variant(size, width, depth, heads, mlp, patches, native)
+            for size, width, depth, heads, mlp, patches, native in _SIGLIP_SIZES
+        ),
+        layout="siglip",
+        description="SigLIP / SigLIP 2 (Zhai et al. 2023, Tschannen et al. 2025), big_vision .npz, "
+        "HF SiglipVisionModel / Siglip2VisionModel, timm vit_*_siglip_*",
+        preprocessing=Preprocessing(
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            resize=224,
+            crop=224,
+            interpolation="bilinear",
+        ),
+        global_output="MAP attention-pooling head output (SigLIP has no CLS token)",
+        pos_interp=posembed.POS_INTERP_BILINEAR_ZOOM,
+        mlp="gelu_tanh",
+        global_pool="map",
+        class_token=False,
+    )
+)
 
 # --------------------------------------------------------------------------------------------
 # CLIP. open_clip's VisionTransformer (and OpenAI's original): conv1 without bias, ln_pre on

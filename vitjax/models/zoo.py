@@ -46,21 +46,22 @@ class ModelSpec:
 
     Attributes:
       family: one of FAMILIES.
-      size: 'ti', 's', 'b', 'l' or 'h'.
+      size: a size of the family's record ('ti', 's', 'b', 'l', 'h'; DINOv3 'splus', 'hplus',
+        '7b'; SigLIP 'so400m', 'g').
       patch_size: P.
       width: D.
       depth: number of blocks.
       num_heads: H.
       mlp_dim: MLP hidden width.
       num_registers: register tokens (4 for dinov2_reg).
-      pos_embed: 'learned' | 'sincos' | 'gsd_sincos' | 'none'.
+      pos_embed: 'learned' | 'sincos' | 'gsd_sincos' | 'none' | 'rope' (DINOv3's axial RoPE).
       pos_interp: a `posembed.POS_INTERP_*` mode: how the stored table (SimMIM: the relative
         position bias table, 'rel_bias_geometric') reaches other patch grids.
       native_grid: (gh, gw) patch grid of the stored position tables.
       layerscale: whether blocks have LayerScale (`ls1/ls2`).
       layerscale_init: LayerScale value of freshly built weights (1.0 DINOv2 hub, 0.1 SimMIM).
       rel_pos_bias: SimMIM's shared relative position bias.
-      qkv_bias: 'full' or 'qv' (SimMIM: no k bias).
+      qkv_bias: 'full', 'qv' (SimMIM: no k bias; DINOv3: masked k bias) or 'none' (DINOv3 7B).
       mlp: 'gelu' (exact GELU), 'quick_gelu' (OpenAI CLIP's x * sigmoid(1.702 x)) or 'swiglu'
         (DINOv2-g: fused `w12` [D, 2 * mlp_dim] -> silu(x1) * x2 -> `w3`).
       pre_norm: a LayerNorm (`norm_pre`) on [cls, patches] + positions before the blocks (CLIP's
@@ -72,6 +73,8 @@ class ModelSpec:
       proj_dim: output width E of the `proj` [D, E] matrix ('cls_proj'); 0 = no projection.
       norm_eps: LayerNorm epsilon (1e-6; CLIP 1e-5).
       has_decoder: an MAE pixel decoder comes with the weights.
+      class_token: a class token leads the sequence (SigLIP has none; its global_pool is 'map',
+        big_vision's attention-pooling head, whose output is then also the `cls` output).
       decoder_width, decoder_depth, decoder_heads, decoder_mlp_dim: MAE decoder shape.
       preprocessing: the family's evaluation preprocessing.
       name: e.g. 'dino_vits16'; overrides are appended ('dino_vits16-depth2').
@@ -105,6 +108,7 @@ class ModelSpec:
     proj_dim: int = 0
     norm_eps: float = 1e-6
     has_decoder: bool = False
+    class_token: bool = True
     decoder_width: int = 512
     decoder_depth: int = 8
     decoder_heads: int = 16
@@ -151,6 +155,16 @@ class ModelSpec:
         if self.global_pool not in families.GLOBAL_POOLS:
             raise errors.ConfigError(
                 f"global_pool: expected one of {families.GLOBAL_POOLS}, got {self.global_pool!r}"
+            )
+        if not self.class_token and self.global_pool != "map":
+            raise errors.ConfigError(
+                f"global_pool: a model without a class token pools with 'map', got "
+                f"{self.global_pool!r}"
+            )
+        if self.pos_embed == "rope" and (self.width // self.num_heads) % 4:
+            raise errors.ConfigError(
+                f"num_heads: axial RoPE needs a head width that is a multiple of 4, got "
+                f"{self.width} / {self.num_heads}"
             )
         if (self.global_pool == "cls_proj") != (self.proj_dim > 0):
             raise errors.ConfigError(
@@ -332,6 +346,8 @@ def create_model(spec: ModelSpec, dtype=jnp.float32) -> VisionTransformer:
         patch_bias=spec.patch_bias,
         proj_dim=spec.proj_dim,
         norm_eps=spec.norm_eps,
+        class_token=spec.class_token,
+        global_pool="map" if spec.global_pool == "map" else "cls",
         dtype=dtype,
     )
 
