@@ -13,18 +13,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vitjax import experiments, fileio
+from vitjax import canonical, fileio
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
-
-
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes `data` to `path` atomically with the umask's mode (`vitjax.fileio`)."""
-    if isinstance(data, bytes):
-        fileio.atomic_write_bytes(path, data)
-    else:
-        fileio.atomic_write_text(path, data)
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -386,9 +378,9 @@ def build_report(results: dict[str, Any]) -> str:
 
 def write_results(workdir: str, results: dict[str, Any]) -> None:
     """Writes results.json, tables/*.csv and report.md under `workdir`."""
-    results = experiments.to_jsonable(results)
-    write_atomic(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
+    results = canonical.to_jsonable(results)
+    fileio.atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
     for name, entry in results["experiments"].items():
         for table, rows in entry.get("tables", {}).items():
-            write_atomic(os.path.join(workdir, csv_name(name, table)), to_csv(rows))
-    write_atomic(os.path.join(workdir, REPORT_FILE), build_report(results))
+            fileio.atomic_write_text(os.path.join(workdir, csv_name(name, table)), to_csv(rows))
+    fileio.atomic_write_text(os.path.join(workdir, REPORT_FILE), build_report(results))

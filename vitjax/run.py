@@ -27,7 +27,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from vitjax import errors, experiments, fileio, provenance, report, validate
+from vitjax import errors, experiments, fileio, progress, provenance, report, validate
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"
@@ -311,19 +311,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             os.path.join(workdir, CONFIG_FILE), json.dumps(results["config"], indent=1) + "\n"
         )
     try:
-        start = time.monotonic()
+        # Lines at every experiment boundary (not rate-limited): the meter only keeps the time.
+        meter = progress.Progress(len(names), "experiments", interval_s=float("inf"))
         for i, name in enumerate(names, 1):
-            logging.info(
-                "experiment %d/%d %s: starting (%s)",
-                i,
-                len(names),
-                name,
-                _clock(start, i - 1, names),
-            )
+            logging.info("experiment %d/%d %s: starting (%s)", i, len(names), name, meter.timing())
             results["experiments"][name] = _run_one(name, config, handles, base_ctx, writer)
-            logging.info(
-                "experiment %d/%d %s: finished; %s", i, len(names), name, _clock(start, i, names)
-            )
+            meter.update(1)
+            logging.info("experiment %d/%d %s: finished; %s", i, len(names), name, _timing(meter))
         if writer:
             results["outputs"] = sorted(outputs_of(results))
             report.write_results(workdir, results)
@@ -335,21 +329,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     return results
 
 
-def _clock(start: float, done: int, names: list[str]) -> str:
-    """'elapsed M:SS, ETA M:SS' after `done` of `names` (ETA from the mean time so far)."""
-    elapsed = time.monotonic() - start
-    left = len(names) - done
-    eta = "?" if done == 0 else _mmss(elapsed / done * left)
-    return f"elapsed {_mmss(elapsed)}, ETA {eta}" if left else f"elapsed {_mmss(elapsed)}"
-
-
-def _mmss(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return (
-        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-        if minutes >= 60
-        else f"{minutes}:{secs:02d}"
-    )
+def _timing(meter: progress.Progress) -> str:
+    """`meter.timing()`, without the ETA once every experiment has finished."""
+    return meter.timing() if meter.done < meter.total else meter.timing().split(",")[0]
 
 
 def outputs_of(results: dict[str, Any]) -> set[str]:
@@ -433,7 +415,7 @@ def _run_one(
         # A result that skipped inputs which may appear later (e.g. another dataset's root not yet
         # on disk) is reported but not cached, so the next run picks those inputs up.
         if writer and not result.scalars.get(experiments.SKIPPED_INPUTS):
-            report.write_atomic(
+            fileio.atomic_write_text(
                 cache_file,
                 json.dumps({"result": result.to_dict(), "seconds": seconds}, indent=1),
             )

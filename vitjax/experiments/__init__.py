@@ -50,7 +50,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
-import json
 import os
 import pkgutil
 import threading
@@ -62,7 +61,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vitjax import errors
+from vitjax import canonical, errors
 
 ExperimentFn = Callable[["Context", ml_collections.ConfigDict], "Result"]
 
@@ -177,19 +176,10 @@ class Result:
         return cls(**{name: d.get(name, value) for name, value in empty.items()})
 
 
-def to_jsonable(x: Any) -> Any:
-    """Converts numpy scalars/arrays, tuples and NaN/inf into plain JSON values (NaN -> None)."""
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return to_jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
+# Kept under these names for the experiments that call them; the one implementation (and its NaN
+# policy) is vitjax.canonical.
+to_jsonable = canonical.to_jsonable
+stable_hash = canonical.digest
 
 
 KNN_COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -209,12 +199,6 @@ def knn_compute_dtype(knn_cfg: ml_collections.ConfigDict) -> str:
             f"config.knn.compute_dtype={value!r}: expected one of {KNN_COMPUTE_DTYPES}"
         )
     return value
-
-
-def stable_hash(obj: Any, length: int = 16) -> str:
-    """Hex digest of the canonical JSON of `obj` (order-independent for dicts)."""
-    text = json.dumps(to_jsonable(obj), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def images_digest(images: np.ndarray) -> str:
