@@ -15,16 +15,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Lowest floor first. A module may import from its own floor or a lower one. Prefixes: the longest
 # matching one decides (`vitjax.data` covers every dataset module).
+# Names of modules that other branches are adding (sharding, pretrain, report_trained) are listed
+# already, so a merge does not have to edit this table.
 LAYERS = (
     ("vitjax.errors", "vitjax.__init__"),
-    ("vitjax.fileio", "vitjax.progress", "vitjax.canonical", "vitjax.provenance"),
+    (
+        "vitjax.fileio",
+        "vitjax.progress",
+        "vitjax.canonical",
+        "vitjax.provenance",
+        "vitjax.sharding",
+    ),
     ("vitjax.paper_numbers",),
     ("vitjax.data", "vitjax.models"),
-    ("vitjax.store", "vitjax.extract", "checkpoints_convert"),
+    ("vitjax.store", "vitjax.extract", "checkpoints_convert", "vitjax.pretrain"),
     ("vitjax.metrics", "vitjax.knn", "vitjax.probes", "vitjax.corruptions", "vitjax.roi_align"),
     ("vitjax.plotting",),
     ("vitjax.experiments",),
-    ("vitjax.report",),
+    ("vitjax.report", "vitjax.report_trained"),
     # validate checks a config against what run will do: the two call each other.
     ("vitjax.run", "vitjax.validate"),
     ("vitjax.main",),

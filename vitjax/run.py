@@ -27,7 +27,8 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from vitjax import errors, experiments, fileio, progress, provenance, report, validate
+from vitjax import errors, experiments, fileio, models, progress, provenance, report, validate
+from vitjax.store import FeatureStore
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"
@@ -104,8 +105,6 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
     Random models use `config.model_depth` blocks when it is > 0 (small demo variants) and are
     seeded from `config.seed`.
     """
-    from vitjax import models
-
     handles: list[experiments.ModelHandle] = []
     depth = int(config.get("model_depth", 0) or 0)
     for entry in parse_models(config.models):
@@ -154,8 +153,6 @@ def random_seed(entry: ModelEntry, seed: int) -> int:
 
 
 def _random_model(entry: ModelEntry, depth: int, seed: int):
-    from vitjax import models
-
     seed = random_seed(entry, seed)
     overrides = {"depth": depth} if depth > 0 else {}
     return models.random_model(
@@ -284,8 +281,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       ConfigError: on any problem `vitjax.validate.check_config` finds, or a workdir that is a
         file (before any work).
     """
-    from vitjax.store import FeatureStore
-
     validate.check_config(config)
     writer = is_writer()
     workdir = prepare_workdir(workdir, create=writer)

@@ -51,6 +51,7 @@ Examples:
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import re
@@ -176,8 +177,6 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
 
 def _npy_header(shape: tuple[int, ...], disk_dtype: np.dtype) -> bytes:
     """Bytes of a .npy (v1.0) header for a C-order array."""
-    import io
-
     buf = io.BytesIO()
     header = {
         "descr": np.lib.format.dtype_to_descr(disk_dtype),

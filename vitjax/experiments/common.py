@@ -24,11 +24,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
-from vitjax import errors, experiments
+from vitjax import corruptions, errors, experiments, knn, metrics, probes
 from vitjax.data import patch_labels, tiling
 
 # The ignore label of every label map and patch label: every reader emits 255 for void pixels
@@ -693,8 +694,6 @@ def knn_search(
     Returns:
       (scores float32 [Q, k], idx int32 [Q, k]) as `knn.search`.
     """
-    from vitjax import knn
-
     return knn.search(
         queries,
         database,
@@ -739,8 +738,6 @@ def knn_predict(
     Returns:
       int32 [Q] predicted classes in [0, C], C meaning "a void patch was retrieved".
     """
-    from vitjax import knn
-
     support_labels = np.asarray(support_labels)
     if knn_cfg.exclude_ignore:
         valid = support_labels != IGNORE
@@ -793,8 +790,6 @@ def fit_linear(
     Returns:
       predict(queries float32 [Q, D]) -> int32 [Q] classes.
     """
-    from vitjax import probes
-
     defaults = probes.ProbeConfig()
     config = probes.ProbeConfig(
         learning_rates=tuple(float(v) for v in probe_cfg.learning_rates),
@@ -853,15 +848,11 @@ def uses_batchnorm(model: experiments.ModelHandle, probe_cfg: ml_collections.Con
 def confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [C, C + 1] confusion matrix (rows = ground truth; last column = predictions outside
     [0, C), which count as errors), ignoring units whose gt is outside [0, C)."""
-    from vitjax import metrics
-
     return np.asarray(metrics.confusion_matrix(gt, pred, num_classes, ignore_label=IGNORE))
 
 
 def scores_from_confusion(cm: np.ndarray, convention: str) -> dict[str, Any]:
     """{'miou', 'acc', 'iou': [C] (NaN for absent classes)} from a confusion matrix."""
-    from vitjax import metrics
-
     return {
         "miou": float(metrics.mean_iou(cm, convention=convention)),
         "acc": float(metrics.accuracy(cm)),
@@ -917,8 +908,6 @@ def variance_order(features: np.ndarray, variance: np.ndarray | None = None) -> 
     Raises:
       ConfigError: `features` is not 2-D or has no rows.
     """
-    from vitjax import probes
-
     if variance is None:
         variance = probes.feature_moments(features)[1]
     return np.argsort(-np.asarray(variance, np.float64), kind="stable")
@@ -955,8 +944,6 @@ def standardize(
       ConfigError: an input is not 2-D / has no (labelled) rows, the dimensions disagree, or
         neither `reference` nor `stats` is given.
     """
-    from vitjax import probes
-
     chunk_rows = probes.STATS_CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
     if stats is None:
         if reference is None:
@@ -1105,10 +1092,6 @@ def corrupt_levels(
     Returns:
       L arrays, uint8 [T, H, W, 3] each.
     """
-    import jax
-
-    from vitjax import corruptions
-
     levels = [float(v) for v in levels]
     tiles = np.asarray(tiles)
     outs = [np.empty_like(tiles) for _ in levels]
