@@ -208,10 +208,18 @@ def _fair1m(t):
     def where(r):
         return r["removed"] == 0 and r["perturbation"] != "clean"
 
-    ident = _mean_pivot(rows, "same_patch_frac", lambda r: "identification same_patch",
-                        lambda r: where(r) and r["mode"] == "identification")  # fmt: skip
-    retr = _mean_pivot(rows, "at_least_fine_frac", lambda r: "retrieval at_least_fine",
-                       lambda r: where(r) and r["mode"] == "retrieval")  # fmt: skip
+    ident = _mean_pivot(
+        rows,
+        "same_patch_frac",
+        lambda r: "identification same_patch",
+        lambda r: where(r) and r["mode"] == "identification",
+    )
+    retr = _mean_pivot(
+        rows,
+        "at_least_fine_frac",
+        lambda r: "retrieval at_least_fine",
+        lambda r: where(r) and r["mode"] == "retrieval",
+    )
     merged = {r["model"]: dict(r) for r in ident}
     for r in retr:
         merged.setdefault(r["model"], {"model": r["model"]}).update(r)
@@ -223,18 +231,22 @@ def _tracking(t):
     gaps = sorted({r["gap"] for r in rows})
     geometry = rows[0]["geometry"] if rows else None
     return f"instance accuracy at the shortest and longest frame gap ({geometry})", _pivot(
-        rows, "instance_acc", lambda r: f"gap {r['gap']}",
+        rows,
+        "instance_acc",
+        lambda r: f"gap {r['gap']}",
         lambda r: r["geometry"] == geometry and r["gap"] in (gaps[0], gaps[-1]),
-    )  # fmt: skip
+    )
 
 
 def _scalemae(t):
     rows = t.get("knn", [])
     gsds = sorted({r["relative_gsd"] for r in rows})
     return "k-NN accuracy at native and coarsest GSD, mean over datasets", _mean_pivot(
-        rows, "accuracy", lambda r: f"{r['representation']} gsd {r['relative_gsd']:g}",
+        rows,
+        "accuracy",
+        lambda r: f"{r['representation']} gsd {r['relative_gsd']:g}",
         lambda r: r["removed"] == 0 and r["relative_gsd"] in (gsds[0], gsds[-1]),
-    )  # fmt: skip
+    )
 
 
 def _mae_reconstruction(t):
