@@ -66,7 +66,12 @@ class RegistryTest(absltest.TestCase):
         self.root = root
 
     def test_package_experiments_are_the_registered_ones(self):
-        self.assertEqual(set(experiments.known()), PAPER_EXPERIMENTS)
+        folder = os.path.dirname(experiments.__file__)
+        declared = experiments.declared_experiments(folder, experiments.__name__)
+        self.assertEqual(set(declared), PAPER_EXPERIMENTS)
+        self.assertEqual(declared["fewshot"], "vitjax.experiments.fewshot")
+        # known(): these plus whatever tests registered in this process; never the helper.
+        self.assertContainsSubset(PAPER_EXPERIMENTS, experiments.known())
         self.assertNotIn("common", experiments.known())
 
     def test_helper_with_any_name_is_not_an_experiment(self):
