@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vitjax import corruptions, errors, experiments, knn, metrics, probes
+from vitjax import canonical, corruptions, errors, experiments, knn, metrics, probes
 from vitjax.data import patch_labels, tiling
 
 # The ignore label of every label map and patch label: every reader emits 255 for void pixels
@@ -468,7 +468,7 @@ def _request(
         )
     per_group = int(config.data.train_per_group if per_group is None else per_group)
     return _Request(
-        json.dumps(experiments.to_jsonable(config.data.to_dict()), sort_keys=True),
+        canonical.canonical_json(config.data.to_dict(), errors.ConfigError),
         dataset,
         int(config.seed),
         per_group,
