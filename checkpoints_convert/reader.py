@@ -103,7 +103,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _read_safetensors(path: str) -> dict[str, Any]:
-    import safetensors.numpy
+    import safetensors.numpy  # why: optional (the `convert` extra); only .safetensors inputs need it
 
     try:
         return dict(safetensors.numpy.load_file(path))
@@ -129,7 +129,7 @@ def _read_npz(path: str) -> dict[str, Any]:
 
 
 def _read_pytorch(path: str) -> Any:
-    import torch
+    import torch  # why: optional heavy dependency (the `convert` extra), loaded on first use
 
     if not zipfile.is_zipfile(path) and not _looks_like_legacy_torch(path):
         raise CheckpointError(
@@ -180,7 +180,7 @@ def _looks_like_legacy_torch(path: str) -> bool:
 
 
 def _unsafe_globals(path: str) -> list[str]:
-    import torch
+    import torch  # why: optional heavy dependency (the `convert` extra), loaded on first use
 
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -190,7 +190,7 @@ def _unsafe_globals(path: str) -> list[str]:
 
 
 def _to_numpy(value: Any) -> Any:
-    import torch
+    import torch  # why: optional heavy dependency (the `convert` extra), loaded on first use
 
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu()

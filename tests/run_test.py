@@ -434,8 +434,8 @@ class ReportTest(absltest.TestCase):
     def test_write_atomic_leaves_no_temporary(self):
         folder = make_tempdir(self)
         path = os.path.join(folder, "sub", "x.txt")
-        report.write_atomic(path, "one")
-        report.write_atomic(path, "two")
+        fileio.atomic_write_text(path, "one")
+        fileio.atomic_write_text(path, "two")
         with open(path) as f:
             self.assertEqual(f.read(), "two")
         self.assertEqual(os.listdir(os.path.dirname(path)), ["x.txt"])

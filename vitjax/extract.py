@@ -47,14 +47,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from PIL import Image
 
+from vitjax import models, provenance
 from vitjax import progress as progress_lib
-from vitjax import provenance
 from vitjax import sharding as sharding_lib
 from vitjax import store as store_lib
 from vitjax.errors import ConfigError, DatasetError
+from vitjax.models import zoo
 from vitjax.models.vit import resolve_layers
 
 STORE_DTYPES = tuple(store_lib.STORAGE_DTYPES)
@@ -78,8 +81,6 @@ class ImageSource(Protocol):
 
 
 def _default_decode(path: str) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
 
@@ -123,8 +124,6 @@ class FileImageSource:
                 f"image {path}: decoded to {image.dtype} {image.shape}, expected uint8 [H, W, 3]"
             )
         if self.resize_to is not None and image.shape[:2] != self.resize_to:
-            from PIL import Image
-
             height, width = self.resize_to
             resized = Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC)
             image = np.asarray(resized)
@@ -379,8 +378,6 @@ def _with_params_digest(spec: Any, params: Any) -> Any:
     serve one set of weights' features to another.
     """
     if dataclasses.is_dataclass(spec) and getattr(spec, "params_sha256", None) == "":
-        from vitjax.models import zoo
-
         return dataclasses.replace(spec, params_sha256=zoo.params_digest(params))
     return spec
 
@@ -390,8 +387,6 @@ def _spec_dict(spec: Any) -> dict:
 
 
 def _default_preprocess(spec: Any, images: jax.Array) -> jax.Array:
-    from vitjax import models
-
     return models.preprocess(spec, images)
 
 
@@ -1001,8 +996,6 @@ def _local_block(tree: Any) -> tuple[int, Any]:
 
 def _sync(name: str) -> None:
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)
 
 
@@ -1010,8 +1003,6 @@ def _agree(work: _Work, job: _Job) -> _Work:
     """Process 0's view of what to run, broadcast to all (they read markers at different times)."""
     if jax.process_count() == 1:
         return work
-    from jax.experimental import multihost_utils
-
     layers = job.layers
     mask = np.zeros(len(layers) + job.num_batches, np.int32)
     mask[[layers.index(layer) for layer in work.pending]] = 1

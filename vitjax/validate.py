@@ -15,6 +15,9 @@ from typing import Any
 
 import ml_collections
 
+# Every other vitjax import is inside the check that needs it, on purpose: run imports this module
+# (so `run` cannot be imported here), and an experiment module is imported only when its section
+# will run (the experiments load lazily everywhere: matplotlib, dataset readers).
 from vitjax import errors
 
 # The experiments that read `config.dataset` / `config.data` (the Cityscapes-protocol ones).

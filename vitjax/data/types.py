@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -98,13 +96,3 @@ class ObjectTiles:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
-
-
-def list_digest(items: list[str] | list[int], length: int = 16) -> str:
-    """Hex digest of a list of str / int (the store keys of the selected images).
-
-    The same text and digest as `experiments.stable_hash` gives such a list (canonical JSON,
-    sha256), so keys of stored features did not change when the loaders moved here.
-    """
-    text = json.dumps(list(items), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -24,10 +24,11 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
-from vitjax import errors, experiments
+from vitjax import canonical, corruptions, errors, experiments, knn, metrics, probes
 from vitjax.data import patch_labels, registry, tiling
 
 # The ignore label of every label map and patch label: every reader emits 255 for void pixels
@@ -249,7 +250,7 @@ def _request(
     _segmentation(dataset)  # an unknown name fails here, naming the known ones
     per_group = int(config.data.train_per_group if per_group is None else per_group)
     return _Request(
-        json.dumps(experiments.to_jsonable(config.data.to_dict()), sort_keys=True),
+        canonical.canonical_json(config.data.to_dict(), errors.ConfigError),
         dataset,
         int(config.seed),
         per_group,
@@ -461,8 +462,6 @@ def knn_search(
     Returns:
       (scores float32 [Q, k], idx int32 [Q, k]) as `knn.search`.
     """
-    from vitjax import knn
-
     return knn.search(
         queries,
         database,
@@ -507,8 +506,6 @@ def knn_predict(
     Returns:
       int32 [Q] predicted classes in [0, C], C meaning "a void patch was retrieved".
     """
-    from vitjax import knn
-
     support_labels = np.asarray(support_labels)
     if knn_cfg.exclude_ignore:
         valid = support_labels != IGNORE
@@ -561,8 +558,6 @@ def fit_linear(
     Returns:
       predict(queries float32 [Q, D]) -> int32 [Q] classes.
     """
-    from vitjax import probes
-
     defaults = probes.ProbeConfig()
     config = probes.ProbeConfig(
         learning_rates=tuple(float(v) for v in probe_cfg.learning_rates),
@@ -621,15 +616,11 @@ def uses_batchnorm(model: experiments.ModelHandle, probe_cfg: ml_collections.Con
 def confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [C, C + 1] confusion matrix (rows = ground truth; last column = predictions outside
     [0, C), which count as errors), ignoring units whose gt is outside [0, C)."""
-    from vitjax import metrics
-
     return np.asarray(metrics.confusion_matrix(gt, pred, num_classes, ignore_label=IGNORE))
 
 
 def scores_from_confusion(cm: np.ndarray, convention: str) -> dict[str, Any]:
     """{'miou', 'acc', 'iou': [C] (NaN for absent classes)} from a confusion matrix."""
-    from vitjax import metrics
-
     return {
         "miou": float(metrics.mean_iou(cm, convention=convention)),
         "acc": float(metrics.accuracy(cm)),
@@ -685,8 +676,6 @@ def variance_order(features: np.ndarray, variance: np.ndarray | None = None) -> 
     Raises:
       ConfigError: `features` is not 2-D or has no rows.
     """
-    from vitjax import probes
-
     if variance is None:
         variance = probes.feature_moments(features)[1]
     return np.argsort(-np.asarray(variance, np.float64), kind="stable")
@@ -723,8 +712,6 @@ def standardize(
       ConfigError: an input is not 2-D / has no (labelled) rows, the dimensions disagree, or
         neither `reference` nor `stats` is given.
     """
-    from vitjax import probes
-
     chunk_rows = probes.STATS_CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
     if stats is None:
         if reference is None:
@@ -873,10 +860,6 @@ def corrupt_levels(
     Returns:
       L arrays, uint8 [T, H, W, 3] each.
     """
-    import jax
-
-    from vitjax import corruptions
-
     levels = [float(v) for v in levels]
     tiles = np.asarray(tiles)
     outs = [np.empty_like(tiles) for _ in levels]

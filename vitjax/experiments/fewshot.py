@@ -62,10 +62,14 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     }
     unit = registry.get_dataset(ctx.config.dataset, registry.SEGMENTATION).group_unit
     plotting.line_plot(
-        path, panels, xlabel=f"train images per {unit}", ylabel="mIoU (0-1)",
-        keys=plotting.model_keys(ctx.models), integer_x=True,
+        path,
+        panels,
+        xlabel=f"train images per {unit}",
+        ylabel="mIoU (0-1)",
+        keys=plotting.model_keys(ctx.models),
+        integer_x=True,
         mark=plotting.random_weights_mark(ctx.models),
-    )  # fmt: skip
+    )
     return experiments.Result(
         tables={"scores": rows, "tab2": table},
         figures={"miou_vs_shots": path},

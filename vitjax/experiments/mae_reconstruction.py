@@ -156,9 +156,13 @@ def reconstruct(
             batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
             batch_keep = np.concatenate([batch_keep, np.repeat(batch_keep[-1:], pad, axis=0)])
         pred = forward(
-            params, model.params["decoder"], models.preprocess(spec, batch),
-            jnp.asarray(batch_keep), jnp.asarray(scale), grid_probe,
-        )  # fmt: skip
+            params,
+            model.params["decoder"],
+            models.preprocess(spec, batch),
+            jnp.asarray(batch_keep),
+            jnp.asarray(scale),
+            grid_probe,
+        )
         out.append(np.asarray(pred)[: batch_size - pad])
     return np.concatenate(out)
 
@@ -192,9 +196,11 @@ def score_case(
 
 def _check(cfg: ml_collections.ConfigDict) -> None:
     common.require_fields(
-        cfg, "mae_reconstruction", _REQUIRED,
+        cfg,
+        "mae_reconstruction",
+        _REQUIRED,
         "configs/mae_reconstruction.py:mae_reconstruction_defaults()",
-    )  # fmt: skip
+    )
 
 
 @experiments.register("mae_reconstruction")
@@ -239,10 +245,17 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             keep = keep_indices(len(images), num_patches, float(ratio), ctx.rng("mask", ratio))
             for label, dims in variants:
                 pred = reconstruct(model, images, keep, dims, int(cfg.batch_size), forward)
-                scores = score_case(spec, images, pred, keep, bool(cfg.norm_pix),
-                                    bool(cfg.paste_visible))  # fmt: skip
-                rows.append({**common.model_row(model), "mask_ratio": float(ratio),
-                             "features": label, **scores})  # fmt: skip
+                scores = score_case(
+                    spec, images, pred, keep, bool(cfg.norm_pix), bool(cfg.paste_visible)
+                )
+                rows.append(
+                    {
+                        **common.model_row(model),
+                        "mask_ratio": float(ratio),
+                        "features": label,
+                        **scores,
+                    }
+                )
                 ctx.log(f"{model.name} mask {ratio} {label}: psnr {scores['psnr']:.2f}")
     result = _result(ctx, cfg, rows, len(decoders), 0 if images is None else len(images))
     result.scalars["zeroed_dims"] = zeroed_dims
@@ -281,10 +294,13 @@ def _result(ctx, cfg, rows, num_models: int, num_images: int) -> experiments.Res
                 ys.append(r[column])
         path = ctx.figure_path("scores")
         plotting.line_plot(
-            path, panels, xlabel="mask ratio (fraction of patches masked)",
-            ylabel="score (unit in panel title)", keys=keys,
+            path,
+            panels,
+            xlabel="mask ratio (fraction of patches masked)",
+            ylabel="score (unit in panel title)",
+            keys=keys,
             mark=plotting.random_weights_mark(ctx.models),
-        )  # fmt: skip
+        )
         figures["scores"] = path
     none = "" if num_models else " No model has an MAE decoder (an `mae` model converted with "
     none += "" if num_models else "its decoder is needed), so nothing was reconstructed."

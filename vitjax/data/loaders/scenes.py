@@ -15,7 +15,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from vitjax import errors
+from vitjax import canonical, errors
 from vitjax.data import (
     fewshot,
     images,
@@ -27,7 +27,7 @@ from vitjax.data import (
     ucmerced,
 )
 from vitjax.data.registry import SCENES, register_dataset
-from vitjax.data.types import SceneSplit, list_digest
+from vitjax.data.types import SceneSplit
 
 UCMERCED_LAYOUT = (
     "<root>/Images/<class>/<class><NN>.tif (or <root>/<class>/ or "
@@ -68,8 +68,8 @@ def load_synthetic(
     # The generator's settings and the chosen indices (train/test_per_class) name the images.
     identity = {
         "n_per_class": int(dcfg.n_per_class), "image_size": side,
-        "train": list_digest(np.asarray(train_idx).tolist()),
-        "test": list_digest(np.asarray(test_idx).tolist()),
+        "train": canonical.digest(np.asarray(train_idx).tolist()),
+        "test": canonical.digest(np.asarray(test_idx).tolist()),
     }  # fmt: skip
     return SceneSplit(
         name, list(class_names), labels[train_idx].astype(np.int32),
@@ -96,8 +96,8 @@ def _raw_split(name: str, reader_cls, class_names, dcfg, size: int, seed: int) -
         name, list(class_names),
         np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
         lambda i: reader.load_image(train[i]), lambda i: reader.load_image(test[i]),
-        {"root": os.path.realpath(root), "train": list_digest([s.stem for s in train]),
-         "test": list_digest([s.stem for s in test])},
+        {"root": os.path.realpath(root), "train": canonical.digest([s.stem for s in train]),
+         "test": canonical.digest([s.stem for s in test])},
     )  # fmt: skip
 
 
@@ -140,8 +140,8 @@ def _tfds_split(
         np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
         lambda i: load(train[i]), lambda i: load(test[i]),
         {"tfds": spec.tfds_name, "tfds_data_dir": os.path.realpath(data_dir),
-         "train": list_digest([s.stem for s in train]),
-         "test": list_digest([s.stem for s in test])},
+         "train": canonical.digest([s.stem for s in train]),
+         "test": canonical.digest([s.stem for s in test])},
     )  # fmt: skip
 
 
