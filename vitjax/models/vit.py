@@ -515,10 +515,30 @@ class VisionTransformer(nn.Module):
           ConfigError: bad image shape, layer index, or a grid the family cannot run on.
         """
         grid = self._check_images(images)
-        batch = images.shape[0]
-        dim = self.width
-        num_patches = grid[0] * grid[1]
+        self._check_pooling()
+        masked = keep_indices is not None
+        # Parameters are created in a fixed order (patch embedding, cls, positions, pre-norm,
+        # registers, relative bias, blocks, final norm, projection, MAP head): linen draws each
+        # top-level parameter's initial value from a counter, so the order fixes random models.
+        x, rope = self._embed(images, grid, gsd_ratio)
+        num_cls = 1 if self.class_token else 0
+        if masked:
+            x, rope = self._keep(x, keep_indices, num_cls, rope)
+        x = self._insert_registers(x, num_cls)
+        attn_bias = self._attention_bias(grid, masked)
+        final_norm = layer_norm("norm", self.norm_eps)
+        if masked or self.is_initializing():
+            wanted = (self.depth - 1,)
+        else:
+            wanted = resolve_layers(layers, self.depth)
+        collected, x = self._run_blocks(x, wanted, attn_bias, rope, final_norm, norm or masked)
+        if masked:
+            return {"tokens": collected[self.depth - 1]}
+        if self.is_initializing() and not norm:
+            final_norm(x)  # create the final norm's parameters even when it is not applied
+        return self._outputs(collected, grid, num_cls)
 
+    def _check_pooling(self) -> None:
         if self.global_pool not in GLOBAL_POOLS:
             raise errors.ConfigError(
                 f"global_pool: expected one of {GLOBAL_POOLS}, got {self.global_pool!r}"
@@ -528,11 +548,14 @@ class VisionTransformer(nn.Module):
                 "global_pool: 'cls' needs a class token; a model without one (class_token=False) "
                 "pools with 'map'"
             )
+
+    def _embed(self, images, grid, gsd_ratio):
+        """Patch tokens with cls and positions, [B, cls + N, D], and the RoPE tables or None."""
+        batch, dim = images.shape[0], self.width
         x = PatchEmbed(dim, self.patch_size, self.dtype, self.patch_bias, name="patch_embed")(
             images
         )
-        x = x.reshape(batch, num_patches, dim)
-        num_cls = 1 if self.class_token else 0
+        x = x.reshape(batch, grid[0] * grid[1], dim)
         if self.class_token:
             cls = self.param("cls_token", _trunc_normal, (1, 1, dim), jnp.float32)
             x = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, dim)), x], axis=1)
@@ -541,52 +564,55 @@ class VisionTransformer(nn.Module):
             x = x + pos
         if self.pre_norm:
             x = layer_norm("norm_pre", self.norm_eps)(x)
-
         rope = None
         if self.pos_embed == "rope":
             sin, cos = rope_tables(grid, dim // self.num_heads, self.rope_base)
             rope = (jnp.asarray(sin)[None], jnp.asarray(cos)[None])
+        return x, rope
 
-        if keep_indices is not None:
-            keep = jnp.asarray(keep_indices, jnp.int32)
-            if keep.ndim != 2 or keep.shape[0] != batch:
-                raise errors.ConfigError(
-                    f"keep_indices: expected int [B={batch}, K], got shape {tuple(keep.shape)}"
-                )
-            kept = jnp.take_along_axis(x[:, num_cls:], keep[:, :, None], axis=1)
-            x = jnp.concatenate([x[:, :num_cls], kept], axis=1)
-            if rope is not None:
-                rope = tuple(jnp.take(t[0], keep, axis=0) for t in rope)  # [B, K, hd]
-
-        if self.num_registers:
-            registers = self.param(
-                "register_tokens", _trunc_normal, (1, self.num_registers, dim), jnp.float32
+    def _keep(self, x, keep_indices, num_cls, rope):
+        """MAE masking: the cls token(s) and the kept patches; RoPE tables gathered to match."""
+        keep = jnp.asarray(keep_indices, jnp.int32)
+        if keep.ndim != 2 or keep.shape[0] != x.shape[0]:
+            raise errors.ConfigError(
+                f"keep_indices: expected int [B={x.shape[0]}, K], got shape {tuple(keep.shape)}"
             )
-            registers = jnp.broadcast_to(registers, (batch, self.num_registers, dim))
-            # DINOv2: position encoding is added first, registers go in after cls without one.
-            x = jnp.concatenate([x[:, :num_cls], registers, x[:, num_cls:]], axis=1)
+        kept = jnp.take_along_axis(x[:, num_cls:], keep[:, :, None], axis=1)
+        x = jnp.concatenate([x[:, :num_cls], kept], axis=1)
+        if rope is not None:
+            rope = tuple(jnp.take(t[0], keep, axis=0) for t in rope)  # [B, K, hd]
+        return x, rope
 
-        attn_bias = None
-        if self.rel_pos_bias:
-            if keep_indices is not None:
-                raise errors.ConfigError(
-                    "keep_indices: the shared relative position bias (SimMIM) covers full patch "
-                    "grids only, not a masked subset of patches"
-                )
-            attn_bias = RelativePositionBias(
-                self.num_heads,
-                tuple(self.native_grid),
-                grid,
-                self.pos_interp,
-                name="rel_pos_bias",
-            )()
+    def _insert_registers(self, x, num_cls):
+        if not self.num_registers:
+            return x
+        batch, dim = x.shape[0], self.width
+        registers = self.param(
+            "register_tokens", _trunc_normal, (1, self.num_registers, dim), jnp.float32
+        )
+        registers = jnp.broadcast_to(registers, (batch, self.num_registers, dim))
+        # DINOv2: position encoding is added first, registers go in after cls without one.
+        return jnp.concatenate([x[:, :num_cls], registers, x[:, num_cls:]], axis=1)
 
-        final_norm = layer_norm("norm", self.norm_eps)
-        if keep_indices is not None or self.is_initializing():
-            wanted = (self.depth - 1,)
-        else:
-            wanted = resolve_layers(layers, self.depth)
+    def _attention_bias(self, grid, masked):
+        """SimMIM's shared relative position bias [heads, T, T], or None."""
+        if not self.rel_pos_bias:
+            return None
+        if masked:
+            raise errors.ConfigError(
+                "keep_indices: the shared relative position bias (SimMIM) covers full patch "
+                "grids only, not a masked subset of patches"
+            )
+        return RelativePositionBias(
+            self.num_heads,
+            tuple(self.native_grid),
+            grid,
+            self.pos_interp,
+            name="rel_pos_bias",
+        )()
 
+    def _run_blocks(self, x, wanted, attn_bias, rope, final_norm, apply_norm):
+        """Runs blocks 0..max(wanted); returns {i: tokens (final-normed if apply_norm)}, last x."""
         collected = {}
         for i in range(wanted[-1] + 1):
             x = Block(
@@ -600,18 +626,17 @@ class VisionTransformer(nn.Module):
                 name=f"block_{i}",
             )(x, attn_bias, rope)
             if i in wanted:
-                collected[i] = final_norm(x) if (norm or keep_indices is not None) else x
+                collected[i] = final_norm(x) if apply_norm else x
+        return collected, x
 
-        if keep_indices is not None:
-            return {"tokens": collected[self.depth - 1]}
-        if self.is_initializing() and not norm:
-            final_norm(x)  # create the final norm's parameters even when it is not applied
+    def _outputs(self, collected, grid, num_cls):
+        """The patch grid, cls, registers and global representation of every collected layer."""
+        dim = self.width
         proj = None
         if self.proj_dim:
             proj = self.param(
                 "proj", nn.initializers.lecun_normal(), (dim, self.proj_dim), jnp.float32
             )
-
         first_patch = num_cls + self.num_registers
         head = None
         if self.global_pool == "map":
@@ -633,6 +658,7 @@ class VisionTransformer(nn.Module):
                 # SigLIP (no class token): "cls" and "global" are the MAP head's pooled vector of
                 # that layer's returned tokens (the official pooled output at the last block).
                 out["cls"][i] = out["global"][i] = head(tokens)
+            batch = tokens.shape[0]
             out["patch"][i] = tokens[:, first_patch:].reshape(batch, grid[0], grid[1], dim)
             if self.num_registers:
                 out["registers"][i] = tokens[:, num_cls:first_patch]

@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import flax
@@ -121,66 +123,63 @@ class ModelSpec:
     def __post_init__(self):
         if isinstance(self.preprocessing, dict):
             object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing))
-        grid = tuple(int(g) for g in self.native_grid)
-        object.__setattr__(self, "native_grid", grid)
+        object.__setattr__(self, "native_grid", tuple(int(g) for g in self.native_grid))
+        # The first problem, in this order: sizes, then choices, then how fields combine.
+        problems = itertools.chain(
+            self._size_problems(), self._choice_problems(), self._combination_problems()
+        )
+        problem = next(problems, None)  # lazily: later checks may assume earlier ones passed
+        if problem is not None:
+            raise errors.ConfigError(problem)
+
+    def _size_problems(self) -> Iterator[str]:
         if self.family not in families.family_names():
-            raise errors.ConfigError(
-                f"family: expected one of {families.family_names()}, got {self.family!r}"
-            )
+            yield f"family: expected one of {families.family_names()}, got {self.family!r}"
         for field in ("patch_size", "width", "depth", "num_heads", "mlp_dim"):
             if int(getattr(self, field)) < 1:
-                raise errors.ConfigError(
-                    f"{field}: expected a positive integer, got {getattr(self, field)}"
-                )
+                yield f"{field}: expected a positive integer, got {getattr(self, field)}"
+        grid = self.native_grid
         if len(grid) != 2 or min(grid) < 1:
-            raise errors.ConfigError(f"native_grid: expected two positive sizes, got {grid}")
-        if self.width % self.num_heads:
-            raise errors.ConfigError(
-                f"width: {self.width} is not divisible by num_heads {self.num_heads}"
-            )
-        if self.pos_embed not in POS_EMBED_KINDS:
-            raise errors.ConfigError(
-                f"pos_embed: expected one of {POS_EMBED_KINDS}, got {self.pos_embed!r}"
-            )
-        if self.pos_interp not in posembed.POS_INTERP_MODES:
-            raise errors.ConfigError(
-                f"pos_interp: expected one of {posembed.POS_INTERP_MODES}, got {self.pos_interp!r}"
-            )
-        if self.qkv_bias not in QKV_BIAS_KINDS:
-            raise errors.ConfigError(
-                f"qkv_bias: expected one of {QKV_BIAS_KINDS}, got {self.qkv_bias!r}"
-            )
-        if self.mlp not in MLP_KINDS:
-            raise errors.ConfigError(f"mlp: expected one of {MLP_KINDS}, got {self.mlp!r}")
-        if self.global_pool not in families.GLOBAL_POOLS:
-            raise errors.ConfigError(
-                f"global_pool: expected one of {families.GLOBAL_POOLS}, got {self.global_pool!r}"
-            )
+            yield f"native_grid: expected two positive sizes, got {grid}"
+        if self.num_heads >= 1 and self.width % self.num_heads:
+            yield f"width: {self.width} is not divisible by num_heads {self.num_heads}"
+
+    def _choice_problems(self) -> Iterator[str]:
+        choices = (
+            ("pos_embed", POS_EMBED_KINDS),
+            ("pos_interp", posembed.POS_INTERP_MODES),
+            ("qkv_bias", QKV_BIAS_KINDS),
+            ("mlp", MLP_KINDS),
+            ("global_pool", families.GLOBAL_POOLS),
+        )
+        for field, known in choices:
+            if getattr(self, field) not in known:
+                yield f"{field}: expected one of {known}, got {getattr(self, field)!r}"
+
+    def _combination_problems(self) -> Iterator[str]:
         if not self.class_token and self.global_pool != "map":
-            raise errors.ConfigError(
+            yield (
                 f"global_pool: a model without a class token pools with 'map', got "
                 f"{self.global_pool!r}"
             )
         if self.pos_embed == "rope" and (self.width // self.num_heads) % 4:
-            raise errors.ConfigError(
+            yield (
                 f"num_heads: axial RoPE needs a head width that is a multiple of 4, got "
                 f"{self.width} / {self.num_heads}"
             )
         if (self.global_pool == "cls_proj") != (self.proj_dim > 0):
-            raise errors.ConfigError(
+            yield (
                 f"proj_dim: global_pool 'cls_proj' needs proj_dim > 0 and the others 0, got "
                 f"global_pool {self.global_pool!r}, proj_dim {self.proj_dim}"
             )
         if self.pos_embed in ("sincos", "gsd_sincos") and self.width % 4:
-            raise errors.ConfigError(
-                f"width: sin-cos position encoding needs a multiple of 4, got {self.width}"
-            )
+            yield f"width: sin-cos position encoding needs a multiple of 4, got {self.width}"
         if self.num_registers < 0:
-            raise errors.ConfigError(f"num_registers: expected >= 0, got {self.num_registers}")
+            yield f"num_registers: expected >= 0, got {self.num_registers}"
         if self.layerscale and not self.layerscale_init:
-            raise errors.ConfigError("layerscale_init: must be non-zero when layerscale is on")
+            yield "layerscale_init: must be non-zero when layerscale is on"
         if self.has_decoder and self.decoder_width % self.decoder_heads:
-            raise errors.ConfigError(
+            yield (
                 f"decoder_width: {self.decoder_width} is not divisible by decoder_heads "
                 f"{self.decoder_heads}"
             )
