@@ -11,10 +11,11 @@ import numpy as np  # noqa: E402
 from absl.testing import absltest, parameterized  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from configs import demo  # noqa: E402
 from configs import fair1m as fair1m_config  # noqa: E402
 from configs import scalemae as scalemae_config  # noqa: E402
 from tests import test_util  # noqa: F401
-from vitjax import corruptions, errors, run  # noqa: E402
+from vitjax import corruptions, errors, models, run  # noqa: E402
 from vitjax.data import fair1m, fewshot  # noqa: E402
 from vitjax.data.loaders import object_tiles  # noqa: E402
 from vitjax.data.types import ObjectTiles  # noqa: E402
@@ -333,6 +334,37 @@ class ScaleMAEKnnTest(parameterized.TestCase):
             (1, "l2", 8, 16, "bfloat16"),
             (5, "cosine", knn.DEFAULT_QUERY_BLOCK, knn.DEFAULT_DB_BLOCK, "float32"),
         ])  # fmt: skip
+
+    @parameterized.parameters(("clip", 16), ("siglip", 16), ("dino", 16))
+    def test_cls_arm_is_the_family_global_representation(self, family, patch):
+        c = demo.get_config("test")
+        c.experiments = "scalemae_knn"
+        c.models = f"{family}:ti:{patch}:none"
+        c.model_depth = 1
+        c.scalemae_knn.sizes = (32,)
+        c.scalemae_knn.removed = (0,)
+        seen = []
+        original = scalemae_knn.image_features
+
+        def spy(ctx, model, source, *args):
+            out = original(ctx, model, source, *args)
+            seen.append((model, source, out))
+            return out
+
+        workdir = tempfile.mkdtemp(prefix="vitjax_global_")
+        self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+        with mock.patch.object(scalemae_knn, "image_features", spy):
+            run.run(c, workdir)
+        self.assertNotEmpty(seen)
+        model, source, out = seen[0]
+        images = np.stack([source[i] for i in range(len(source))])
+        want = model.module.apply(
+            {"params": model.params}, models.preprocess(model.spec, images), layers=(-1,)
+        )["global"]
+        want = np.asarray(next(iter(want.values())))
+        # CLIP's global vector is the projected embedding (width E != D); the others keep D.
+        self.assertEqual(want.shape[1] != model.spec.width, family == "clip")
+        np.testing.assert_allclose(out["cls"], want, atol=2e-5, rtol=1e-4)
 
     def test_synthetic_identity_names_the_chosen_images(self):
         cfg = scalemae_config.scalemae_knn_defaults()

@@ -19,7 +19,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from vitjax import errors, experiments, knn, plotting
+from vitjax import errors, experiments, knn, models, plotting
 from vitjax.data import registry, tiling
 from vitjax.data.types import SceneSplit
 from vitjax.experiments import common
@@ -81,7 +81,11 @@ def image_features(
     gsd_ratio: float | None,
     layer: int,
 ) -> dict[str, np.ndarray]:
-    """{'cls': float32 [N, D], 'mean_patch': float32 [N, D]} of the images of `source`."""
+    """{'cls': float32 [N, D or E], 'mean_patch': float32 [N, D]} of the images of `source`.
+
+    'cls' is the family's global representation (`models.global_representation`): the CLS token,
+    SigLIP's MAP-head vector, or CLIP's projected image embedding.
+    """
     feats = ctx.features(
         model, source, key=key, layers=(layer,), with_cls=True, gsd_ratio=gsd_ratio
     )
@@ -94,7 +98,8 @@ def image_features(
             for i in range(0, patch.shape[0], 1024)
         ]
     )
-    return {"cls": np.asarray(feats.cls[index], np.float32), "mean_patch": mean}
+    cls = models.global_representation(model.spec, model.params, feats.cls[index])
+    return {"cls": cls, "mean_patch": mean}
 
 
 def knn_accuracy(
@@ -233,7 +238,9 @@ def _result(ctx, cfg, rows) -> experiments.Result:
             "summary": f"Image-level k-NN (k={cfg.k}, {cfg.metric}, weighted vote T="
             f"{cfg.temperature}) at simulated ground-sample distances on {cfg.datasets}.",
             "knn": "Accuracy per model, dataset, image size (content of a GSD input_size/size "
-            "times coarser), representation (CLS or mean patch token) and number of "
+            "times coarser), representation ('cls' = the family's global representation, named in the "
+            "Models table: CLS token, SigLIP's MAP head, CLIP's projected embedding; or the mean "
+            "patch token) and number of "
             "highest-variance dims removed; gsd_ratio_given is what Scale-MAE was told (0 = none).",
             "accuracy_vs_gsd": plotting.caption(
                 "Fig. 8: measured k-NN accuracy against the relative GSD; dashed = "

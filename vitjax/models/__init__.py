@@ -11,7 +11,7 @@ Examples:
 from vitjax.models.io import check_checkpoint_dir, load, load_decoder, load_spec, save
 from vitjax.models.known import known_model
 from vitjax.models.mae_decoder import MAEDecoder, patchify, place_tokens, unpatchify
-from vitjax.models.vit import VisionTransformer, resolve_layers
+from vitjax.models.vit import VisionTransformer, global_representation, resolve_layers
 from vitjax.models.zoo import (
     FAMILIES,
     ModelSpec,
@@ -44,6 +44,7 @@ __all__ = [
     "create_model",
     "flatten_params",
     "get_spec",
+    "global_representation",
     "init_decoder_params",
     "init_encoder_params",
     "init_params",

@@ -360,6 +360,29 @@ def _project(x: jnp.ndarray, proj: jnp.ndarray) -> jnp.ndarray:
     return jnp.dot(x, proj, precision=jax.lax.Precision.HIGHEST)
 
 
+def global_representation(spec: Any, params: Any, cls: np.ndarray) -> np.ndarray:
+    """The family's global representation from its stored, final-normed `cls` output.
+
+    Extraction stores the `cls` output (for SigLIP already the MAP head's pooled vector). Where a
+    family's global vector is a projection of that token (CLIP: ln_post(CLS) @ proj), the
+    projection is applied here, so experiments that need one vector per image use what the
+    family itself calls its image embedding (`FamilyRecord.global_output` names it).
+
+    Args:
+      spec: the model's `ModelSpec`.
+      params: its parameters (read for `proj` when `spec.global_pool == "cls_proj"`).
+      cls: float [N, D], the final-normed `cls` output of one layer.
+
+    Returns:
+      float32 [N, D], or [N, E] for projecting families.
+    """
+    cls = np.asarray(cls, np.float32)
+    if spec.global_pool != "cls_proj":
+        return cls
+    proj = np.asarray(params["proj"], np.float64)
+    return (cls.astype(np.float64) @ proj).astype(np.float32)
+
+
 def resolve_layers(layers: Sequence[int] | int, depth: int) -> tuple[int, ...]:
     """Maps block indices (negatives count from the end) to sorted unique indices in [0, depth).
 
