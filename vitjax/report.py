@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from vitjax import experiments
+from vitjax import experiments, report_trained
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
@@ -105,6 +105,7 @@ def build_report(results: dict[str, Any]) -> str:
         + ", ".join(f"`{n}`" for n in results["experiments"])
         + ". Every number is also in `results.json`, and every table in `tables/*.csv`.",
         "",
+        *report_trained.section(results),
         "## Models",
         "",
         to_markdown(

@@ -99,12 +99,13 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
     seeded from `config.seed`.
     """
     from vitjax import models
+    from vitjax.pretrain import shipped
 
     handles: list[experiments.ModelHandle] = []
     depth = int(config.get("model_depth", 0) or 0)
     for entry in parse_models(config.models):
         if entry.checkpoint is not None:
-            module, params, spec = models.load(entry.checkpoint)
+            module, params, spec = models.load(shipped.resolve(entry.checkpoint))
             held = (spec.family, spec.size, int(spec.patch_size))
             named = (entry.family, entry.size, int(entry.patch_size))
             if held != named:
