@@ -2,6 +2,7 @@
 formulas, EMA/centering/schedules against hand computations, and resume after SIGKILL."""
 
 import glob
+import json
 import os
 import pathlib
 import shutil
@@ -13,13 +14,14 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl.testing import absltest, parameterized
 
 from tests import pretrain_worker as worker
-from vitjax import errors, models
+from vitjax import errors, models, report, report_trained, run
 from vitjax.pretrain import data as data_lib
-from vitjax.pretrain import heads, losses, masking, train
+from vitjax.pretrain import heads, losses, masking, shipped, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -207,6 +209,90 @@ class TrainTest(absltest.TestCase):
         jax.tree.map(np.testing.assert_array_equal, params, ref_params)
         curve = (workdir / "loss_curve.csv").read_text()
         self.assertEqual(curve, (tmp / "ref" / "loss_curve.csv").read_text())
+
+    def test_dino_trains_and_exports_the_teacher(self):
+        sys.path.insert(0, str(REPO))
+        from configs import pretrain_dino
+
+        config = pretrain_dino.get_config("test")
+        config.train.steps, config.train.warmup_steps, config.checkpoint_every = 3, 1, 3
+        tmp = pathlib.Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        info = train.train(config, str(tmp))
+        self.assertTrue(np.isfinite(info["final_loss"]))
+        _, params, spec = models.load(info["export_dir"])
+        self.assertEqual(spec.name, "dino_vitti16-depth1-demo_dino")
+        self.assertNotIn("decoder", params)
+        start = models.init_params(spec, config.seed)
+        # The EMA teacher moved away from the initial weights, but less than a full step would.
+        moved = np.abs(np.asarray(params["block_0"]["mlp"]["fc1"]["kernel"])
+                       - np.asarray(start["block_0"]["mlp"]["fc1"]["kernel"])).max()  # fmt: skip
+        self.assertGreater(moved, 0.0)
+
+
+class ShippedTest(absltest.TestCase):
+    def test_names(self):
+        self.assertContainsSubset(["demo_dino", "demo_mae"], shipped.names())
+
+    def test_model_string_loads_the_shipped_checkpoint(self):
+        config = ml_collections.ConfigDict({"models": "mae:ti:16:pretrained:demo_mae", "seed": 0})
+        (handle,) = run.load_models(config)
+        self.assertFalse(handle.random_weights)
+        self.assertEqual(handle.spec.name, "mae_vitti16-depth3-demo_mae")
+        self.assertStartsWith(handle.spec.weights_hash, "pretrained-demo_mae-seed0-")
+        for name in shipped.names():
+            info = json.loads(
+                (pathlib.Path(shipped.ASSETS_DIR) / name / "train_info.json").read_text()
+            )
+            self.assertIn("python -m vitjax.pretrain", info["command"])
+            curve = (pathlib.Path(shipped.ASSETS_DIR) / name / "loss_curve.csv").read_text()
+            self.assertLen(curve.splitlines(), info["steps"] + 1)
+
+    def test_unknown_name(self):
+        with self.assertRaisesRegex(errors.CheckpointError, "demo_mae"):
+            shipped.resolve("pretrained:nope")
+        self.assertEqual(shipped.resolve("/some/dir"), "/some/dir")
+
+
+class TrainedVsRandomTest(absltest.TestCase):
+    def results(self, trained_knn):
+        def model(name, family, random):
+            return {"name": name, "family": family, "size": "ti", "patch_size": 16, "depth": 3,
+                    "random_weights": random}  # fmt: skip
+
+        rows = [
+            {"model": "mae-t", "knn_miou": trained_knn, "linear_miou": 0.6},
+            {"model": "mae-r", "knn_miou": 0.4, "linear_miou": 0.5},
+            {"model": "dino-r", "knn_miou": 0.9, "linear_miou": 0.9},
+        ]
+        return {
+            "models": [
+                model("mae-t", "mae", False),
+                model("mae-r", "mae", True),
+                model("dino-r", "dino", True),
+            ],  # fmt: skip
+            "experiments": {"fewshot": {"tables": {"tab2": rows}}},
+        }
+
+    def test_table_and_verdicts(self):
+        table = report_trained.rows(self.results(0.3))
+        self.assertLen(table, 2)  # knn and linear of the one pair; dino has no trained twin
+        knn = table[0]
+        self.assertEqual((knn["trained"], knn["random"]), ("mae-t", "mae-r"))
+        self.assertAlmostEqual(knn["trained - random"], 0.3 - 0.4)
+        self.assertEqual([r["trained better"] for r in table], ["NO", "yes"])
+        text = "\n".join(report_trained.section(self.results(0.3)))
+        self.assertIn(
+            "does not beat the random one on:** fewshot (few-shot k-NN mIoU, mae-t)", text
+        )
+        text = "\n".join(report_trained.section(self.results(0.45)))
+        self.assertIn("beat their random twins on every headline", text)
+
+    def test_report_opens_with_it(self):
+        results = self.results(0.3)
+        results.update(seed=0, config={"dataset": "synthetic"})
+        text = report.build_report(results)
+        self.assertLess(text.index("## Trained vs random"), text.index("## Models"))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import os
 import shlex
 import sys
 import time
+import uuid
 from typing import Any
 
 import jax
@@ -39,7 +40,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from vitjax import errors, extract, models, progress, report
+from vitjax import errors, extract, models, progress
 from vitjax.pretrain import data as data_lib
 from vitjax.pretrain import heads, losses, masking
 
@@ -305,7 +306,10 @@ def _host_batch(config, source, step: int, batch_size: int):
 
 def command_line() -> str:
     """The command that started this process (for the provenance file)."""
-    return " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv])
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("pretrain", "__main__.py")):
+        argv[0:1] = ["-m", "vitjax.pretrain"]  # how `python -m vitjax.pretrain` shows in argv
+    return " ".join(shlex.quote(a) for a in ["python", *argv])
 
 
 def _write_outputs(workdir, config, state, spec, info) -> str:
@@ -327,6 +331,7 @@ def _write_outputs(workdir, config, state, spec, info) -> str:
         name=f"{spec.name}-{tag}",
         weights_hash=f"pretrained-{tag}-seed{int(config.seed)}-{digest.hexdigest()[:12]}",
     )
+    info.update(model=out_spec.name, weights_hash=out_spec.weights_hash)
     path = models.save(export, encoder, out_spec, decoder_params=decoder)
     curve = np.asarray(jax.device_get(state["losses"]))
     buf = io.StringIO()
@@ -335,9 +340,21 @@ def _write_outputs(workdir, config, state, spec, info) -> str:
     for i, loss in enumerate(curve):
         writer.writerow([i, f"{float(loss):.6g}"])
     for folder in {workdir, path}:
-        report.write_atomic(os.path.join(folder, LOSS_FILE), buf.getvalue())
-        report.write_atomic(os.path.join(folder, INFO_FILE), json.dumps(info, indent=1))
+        _write_text(os.path.join(folder, LOSS_FILE), buf.getvalue())
+        _write_text(os.path.join(folder, INFO_FILE), json.dumps(info, indent=1))
     return path
+
+
+def _write_text(path: str, text: str) -> None:
+    """Atomic write (temporary name, then rename) with the umask's permissions."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -365,7 +382,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if jax.process_count() > 1:
         raise errors.ConfigError("pretraining runs in a single process (all local devices)")
 
-    source = data_lib.load_source(config.data)
     state, optimizer, head = init_state(config, spec)
     encoder = models.create_model(spec)
     if config.objective == "mae":
@@ -392,6 +408,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     )
 
     total = int(config.train.steps)
+    # A finished run started again only re-exports: no images needed.
+    source = data_lib.load_source(config.data) if start < total else None
     last_loss = [float("nan")]
     bar = None
     base_key = jax.random.key(int(config.seed))
@@ -435,7 +453,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         # A finished run started again only re-exports: keep the training run's figures.
         with open(info_path, encoding="utf-8") as f:
             previous = json.load(f)
-        info = dict(previous, config=config.to_dict(), reexport_command=command_line())
+        info = dict(previous, config=config.to_dict(), command=command_line())
+        info.setdefault("training_command", previous.get("command"))
         info["export_dir"] = _write_outputs(workdir, config, state, spec, info)
         return info
     info = {
