@@ -34,9 +34,9 @@ HEADLINES: dict[str, tuple[Headline, ...]] = {
     "variance": (
         Headline(
             "overview",
-            "var_frac_top10",
+            "var_frac_top1",
             higher_is_better=None,
-            label="variance share of the top-10 dims",
+            label="variance share of the top dimension",
         ),
         Headline("overview", "knn_full", label="k-NN mIoU, all dims"),
     ),  # fmt: skip
