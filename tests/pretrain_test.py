@@ -259,6 +259,33 @@ class ShippedTest(absltest.TestCase):
         self.assertEqual(shipped.resolve("/some/dir"), "/some/dir")
 
 
+class ConfigsTest(absltest.TestCase):
+    def test_pretrain_configs(self):
+        sys.path.insert(0, str(REPO))
+        from configs import pretrain_dino, pretrain_mae, pretrain_variance_study
+
+        for config, objective in (
+            (pretrain_mae.get_config(), "mae"),
+            (pretrain_mae.get_config("raw"), "mae"),
+            (pretrain_dino.get_config(), "dino"),
+            (pretrain_variance_study.get_config("mae_raw"), "mae"),
+            (pretrain_variance_study.get_config("dino"), "dino"),
+        ):
+            self.assertEqual(config.objective, objective)
+            self.assertEqual(train.model_spec(config).depth, 3)  # the demo's random-model depth
+        self.assertFalse(pretrain_variance_study.get_config("mae_raw").mae.norm_pix_loss)
+        study = pretrain_variance_study.get_config("variance,shipped")
+        self.assertEqual(run.experiment_names(study), ["variance"])
+        checkpoints = [e.checkpoint for e in run.parse_models(study.models)]
+        self.assertEqual(
+            checkpoints,
+            ["pretrained:demo_mae", "runs/variance_study/mae_raw/model", "pretrained:demo_dino",
+             None, None],
+        )  # fmt: skip
+        with self.assertRaisesRegex(ValueError, "exactly one"):
+            pretrain_variance_study.get_config("mae_raw,dino")
+
+
 class TrainedVsRandomTest(absltest.TestCase):
     def results(self, trained_knn):
         def model(name, family, random):
