@@ -211,6 +211,11 @@ class TrainTest(absltest.TestCase):
         curve = (workdir / "loss_curve.csv").read_text()
         self.assertEqual(curve, (tmp / "ref" / "loss_curve.csv").read_text())
 
+        other = worker.config()
+        other.train.steps = 10  # another loss-curve length: the saved state does not fit
+        with self.assertRaisesRegex(errors.CheckpointError, "another config"):
+            train.train(other, str(workdir))
+
     def test_dino_trains_and_exports_the_teacher(self):
         sys.path.insert(0, str(REPO))
         from configs import pretrain_dino

@@ -397,7 +397,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if manager.latest_step() is not None:
         start = int(manager.latest_step())
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
+        try:
+            state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # orbax raises many types (ValueError, KeyError, tensorstore)
+            raise errors.CheckpointError(
+                f"{manager.directory}: cannot resume from step {start} with this config ({e}); "
+                "the workdir holds a run of another config: use a new --workdir"
+            ) from e
         logging.info("pretrain: resumed from step %d of %s", start, manager.directory)
     state = jax.device_put(state, replicated)
     jitted = jax.jit(
@@ -416,7 +422,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     t0 = time.monotonic()
     batch = _host_batch(config, source, start, batch_size) if start < total else None
     for step in range(start, total):
-        loss = None
         state, loss = jitted(state, batch, jax.random.fold_in(base_key, step))
         # Build the next batch while the device runs this step.
         batch = _host_batch(config, source, step + 1, batch_size) if step + 1 < total else None
