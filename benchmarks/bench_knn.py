@@ -8,6 +8,14 @@ Smoke run:
 For each method: wall seconds (best of --repeats, after a warm-up call that also compiles), ratio to
 faiss, achieved GFLOP/s for the 2*Q*N*D multiply-adds as a fraction of the machine's measured
 float32 matmul rate, peak RSS growth, and agreement of the neighbour indices with faiss.
+
+The cost of vitjax's finiteness check (NaN / inf rows are errors; counted on the device in the
+same compiled step as the scores) is measured in the same run: vitjax with and without it,
+calls alternated so that load on a shared machine affects both alike, and the check's reduction
+alone, timed over every database chunk the search reads (an upper bound: in the search it is fused
+into the step that computes the scores).
+Size used for the figure in BUILD_NOTES.md (finishes in under 2 minutes on 2 cores):
+  python benchmarks/bench_knn.py --queries=2000 --database=20000 --repeats=5 --skip_sklearn
 """
 
 from __future__ import annotations
@@ -95,6 +103,13 @@ def main() -> None:
             db_block=args.db_block,
         )
 
+    def run_vitjax_unchecked():
+        knn._CHECK_FINITE = False
+        try:
+            return run_vitjax()
+        finally:
+            knn._CHECK_FINITE = True
+
     def run_faiss():
         index = faiss.IndexFlatL2(args.dim) if args.metric == "l2" else faiss.IndexFlatIP(args.dim)
         index.add(database)
@@ -106,7 +121,11 @@ def main() -> None:
             return sklearn_l2_topk(queries, database, args.k)
         return sklearn_dot_topk(queries, database, args.k)
 
-    methods = [("vitjax.knn", run_vitjax), ("faiss IndexFlat", run_faiss)]
+    methods = [
+        ("vitjax.knn", run_vitjax),
+        ("vitjax.knn, no finite check", run_vitjax_unchecked),
+        ("faiss IndexFlat", run_faiss),
+    ]
     if not args.skip_sklearn:
         methods.append(("sklearn brute", run_sklearn))
 
@@ -136,6 +155,34 @@ def main() -> None:
             }
         )
     print(common.format_table(rows))
+    # Alternate checked and unchecked calls (both compiled above) for the relative cost.
+    checked, unchecked = [], []
+    for _ in range(max(args.repeats, 3)):
+        for times, fn in ((checked, run_vitjax), (unchecked, run_vitjax_unchecked)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    print(
+        f"finiteness check: {min(checked):.3f} s with, {min(unchecked):.3f} s without (best of "
+        f"{len(checked)} alternated calls): {100 * (min(checked) / min(unchecked) - 1):+.1f}%"
+    )
+    import jax
+    import jax.numpy as jnp
+
+    count = jax.jit(lambda x: jnp.sum(jnp.any(~jnp.isfinite(x), axis=1)))
+    chunk = jnp.asarray(database[: min(knn.DEFAULT_CHUNK_ROWS, args.database)])
+    calls = -(-args.database // chunk.shape[0]) * -(-args.queries // knn.DEFAULT_QUERY_CHUNK_ROWS)
+    count(chunk).block_until_ready()
+    best = float("inf")
+    for _ in range(max(args.repeats, 3)):
+        start = time.perf_counter()
+        for _ in range(calls):
+            count(chunk).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    print(
+        f"check reduction alone: {best:.4f} s for {calls} chunk(s) of {chunk.shape[0]} rows = "
+        f"{100 * best / min(checked):.2f}% of the checked search"
+    )
     q_bytes = args.queries * args.dim * 4
     print(
         f"(queries alone are {q_bytes / 2**20:.0f} MiB; database {database.nbytes / 2**20:.0f} MiB)"

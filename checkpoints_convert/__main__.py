@@ -4,16 +4,20 @@
       --input=dinov2_vitb14_reg4_pretrain.pth --output=/ckpt/dinov2_reg_vitb14
 
 Size and patch size are read off the patch embedding when not given. The output directory holds
-the orbax parameters, `spec.json` (with the input's sha256 as `weights_hash`) and
-`conversion.json` (converted and ignored keys).
+the orbax parameters, `spec.json` (with the input's sha256 as `weights_hash` and the converted
+parameters' digest as `params_sha256`) and `conversion.json` (converted and ignored keys).
+
+The output directory must be new or empty; `--overwrite` replaces a previous conversion, and
+nothing else: a directory holding the input or any other file is never written into. A user error
+(bad file, wrong family, output in the way) prints one message and exits with status 1.
 """
 
 from collections.abc import Sequence
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from checkpoints_convert import convert, layouts
-from vitjax.errors import CheckpointError
+from vitjax.errors import VitjaxError
 
 _FAMILY = flags.DEFINE_enum("family", None, layouts.FAMILIES, "Model family of the checkpoint.")
 _INPUT = flags.DEFINE_string("input", None, "Checkpoint file (.pth, .pt or .safetensors).")
@@ -32,6 +36,17 @@ _DEPTH = flags.DEFINE_integer(
 _DECODER_DEPTH = flags.DEFINE_integer(
     "decoder_depth", None, "MAE decoder blocks; default: the spec's (8)."
 )
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Replace a previous conversion in --output (a folder holding anything else is never replaced).",
+)
+_ALLOW_CLASSIFIER_HEAD = flags.DEFINE_bool(
+    "allow_classifier_head",
+    False,
+    "Convert a dino/ibot/mae/dinov2 file that carries a classification head (a supervised or "
+    "fine-tuned model; the head is dropped). The official files of these families have none.",
+)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -48,10 +63,12 @@ def main(argv: Sequence[str]) -> None:
             checkpoint_key=_CHECKPOINT_KEY.value,
             depth=_DEPTH.value,
             decoder_depth=_DECODER_DEPTH.value,
+            overwrite=_OVERWRITE.value,
+            allow_classifier_head=_ALLOW_CLASSIFIER_HEAD.value,
         )
-    except CheckpointError as err:
-        logging.error("%s", err)
-        raise SystemExit(f"checkpoint conversion failed: {err}") from err
+    except (VitjaxError, OSError) as err:
+        # One message, no traceback: SystemExit prints its text to stderr and exits with 1.
+        raise SystemExit(f"checkpoint conversion failed: {err}") from None
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +74,7 @@ class Conversion:
             "name": self.spec.name,
             "family": self.spec.family,
             "weights_hash": self.spec.weights_hash,
+            "params_sha256": self.spec.params_sha256,
             "wrapper": self.wrapper,
             "converted": sorted(self.converted),
             "ignored": dict(sorted(self.ignored.items())),
@@ -97,6 +97,8 @@ class FileShapes:
     grid: tuple[int, int] | None = None
     num_registers: int | None = None
     decoder_depth: int | None = None
+    # Further ModelSpec fields the layout reads off the file, e.g. (("proj_dim", 768),).
+    spec_fields: tuple[tuple[str, Any], ...] = ()
 
 
 def _block_indices(prefix_format: str, keys) -> set[int]:
@@ -116,25 +118,27 @@ def infer_file_shapes(family: str, tensors: Mapping[str, np.ndarray]) -> FileSha
     weight = tensors.get(f"{patch}.weight")
     if weight is not None and weight.ndim == 4 and weight.shape[2] == weight.shape[3]:
         width, patch_size = int(weight.shape[0]), int(weight.shape[2])
-    blocks = _block_indices(layouts.BLOCK_NAMES[family].prefix, tensors)
+    blocks = _block_indices(layouts.block_names(family).prefix, tensors)
     depth = max(blocks) + 1 if blocks else None
     if pos is not None and (p := tensors.get(pos)) is not None and p.ndim == 3:
         side = _square_side(p.shape[1] - 1)
         grid = (side, side) if side else None
-    if family == "simmim":
-        table = tensors.get("rel_pos_bias.relative_position_bias_table")
-        if table is not None and table.ndim == 2:
-            side = _square_side(table.shape[0] - 3)
-            grid = ((side + 1) // 2,) * 2 if side and side % 2 == 1 else None
-    if family == "dinov2_reg" and (r := tensors.get("register_tokens")) is not None and r.ndim == 3:
-        num_registers = int(r.shape[1])
     decoder_blocks = _block_indices(layouts.MAE_DECODER_BLOCK.prefix, tensors)
     decoder_depth = max(decoder_blocks) + 1 if decoder_blocks else None
-    return FileShapes(width, patch_size, depth, grid, num_registers, decoder_depth)
+    shapes = FileShapes(width, patch_size, depth, grid, num_registers, decoder_depth)
+    # Family-specific fields (SimMIM's grid from its bias table, DINOv2-reg's register count).
+    infer = layouts.get_layout(family).infer
+    return dataclasses.replace(shapes, **infer(tensors)) if infer is not None else shapes
 
 
-def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[str, str | None]:
-    """The registered size whose width is `width`, and a note when there is none."""
+def _pick_size(
+    family: str, width: int | None, patch_size: int | None, grid: tuple[int, int] | None = None
+) -> tuple[str, str | None]:
+    """The registered size whose width is `width`, and a note when there is none.
+
+    Among sizes of that width, one whose patch size and native grid match wins (CLIP L/14 at 224
+    and at 336 px differ only in their grid), then one whose patch size matches.
+    """
     variants = [(s, p) for f, s, p in models.list_variants() if f == family]
     sizes = [s for s, _ in variants]
     # Without a match, fall back to a base model so that the key comparison can still report
@@ -151,6 +155,10 @@ def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[
             f"the patch embedding width {width} matches no '{family}' size; known (size, width): "
             f"{known}"
         )
+    for size, patch in matches:
+        native = models.get_spec(family, size, patch_size=patch).native_grid
+        if patch == patch_size and grid is not None and tuple(grid) == native:
+            return size, None
     for size, patch in matches:
         if patch == patch_size:
             return size, None
@@ -181,11 +189,10 @@ def build_spec(
     Raises:
       CheckpointError: unknown family, or an explicit size/patch size that is not registered.
     """
-    if family not in layouts.FAMILIES:
-        raise CheckpointError(f"unknown family '{family}'; known families: {layouts.FAMILIES}")
+    layouts.get_layout(family)  # CheckpointError naming the known families
     notes = []
     if size is None:
-        size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size)
+        size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size, shapes.grid)
         notes += [note] if note else []
     patch = patch_size or shapes.patch_size
     try:
@@ -203,8 +210,11 @@ def build_spec(
         overrides["depth"] = depth
     if shapes.grid is not None and tuple(shapes.grid) != _grid(base):
         overrides["native_grid"] = shapes.grid
-    if family == "dinov2_reg" and shapes.num_registers not in (None, base.num_registers):
+    if shapes.num_registers not in (None, base.num_registers):
         overrides["num_registers"] = shapes.num_registers
+    for field, value in shapes.spec_fields:
+        if getattr(base, field) != value:
+            overrides[field] = value
     if with_decoder and decoder_depth is not None and decoder_depth != base.decoder_depth:
         overrides["decoder_depth"] = decoder_depth
     spec = (
@@ -221,8 +231,8 @@ def _grid(spec: models.ModelSpec) -> tuple[int, int]:
     return tuple(spec.native_grid)
 
 
-def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
-    """The layout dimensions implied by a `ModelSpec`."""
+def encoder_dims(spec: models.ModelSpec, options: Mapping[str, Any] | None = None):
+    """The layout dimensions implied by a `ModelSpec` (plus config-derived layout options)."""
     return layouts.EncoderDims(
         width=spec.width,
         depth=spec.depth,
@@ -231,6 +241,9 @@ def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
         num_heads=spec.num_heads,
         grid=_grid(spec),
         num_registers=spec.num_registers,
+        mlp=spec.mlp,
+        proj_dim=spec.proj_dim,
+        options=tuple(sorted((options or {}).items())),
     )
 
 
@@ -267,11 +280,17 @@ class Match:
         return not (self.missing or self.unexpected or self.misshaped or self.bad_values)
 
 
-def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedState) -> Match:
+def match_layout(
+    family: str,
+    spec: models.ModelSpec,
+    state: layouts.SelectedState,
+    options: Mapping[str, Any] | None = None,
+) -> Match:
     """Compares the selected tensors with every key the family's layout expects at `spec`."""
-    rules = layouts.encoder_rules(family, encoder_dims(spec))
+    layout = layouts.get_layout(family)
+    rules = layouts.encoder_rules(family, encoder_dims(spec, options))
     dec_rules = []
-    if family == "mae" and spec.has_decoder:
+    if layout.has_decoder and spec.has_decoder:
         dec_rules = layouts.decoder_rules(spec.width, decoder_dims(spec))
     expected: dict[str, tuple[int, ...]] = {}
     for rule in rules + dec_rules:
@@ -295,17 +314,9 @@ def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedSta
     for name, value in tensors.items():
         if name in expected and not np.issubdtype(value.dtype, np.floating):
             bad_values.append(f"{state.original[name]}: dtype {value.dtype}, expected floating")
-    if (
-        family == "simmim"
-        and (index := tensors.get("rel_pos_bias.relative_position_index")) is not None
-    ):
-        want = layouts.expected_relative_position_index(*_grid(spec))
-        if index.shape != want.shape or not np.array_equal(index, want):
-            bad_values.append(
-                f"{state.original['rel_pos_bias.relative_position_index']}: does not equal the "
-                f"BEiT/SimMIM relative position index for a {_grid(spec)} grid (shape "
-                f"{tuple(index.shape)}, expected {want.shape})"
-            )
+    if layout.check_values is not None:
+        for key, problem in layout.check_values(tensors, _grid(spec)):
+            bad_values.append(f"{state.original[key]}: {problem}")
     return Match(
         rules,
         dec_rules,
@@ -325,7 +336,7 @@ def _natural(key: str) -> list:
 def _family_hints(family: str, checkpoint: Mapping[str, Any], checkpoint_key, source) -> list[str]:
     """Other families whose layout the file matches exactly (for the error message)."""
     hints = []
-    for other in layouts.FAMILIES:
+    for other in layouts.convertible_families():
         if other == family:
             continue
         try:
@@ -429,6 +440,37 @@ def _check_against_model(spec: models.ModelSpec, params, decoder_params) -> None
             )
 
 
+# Families whose official files are self-supervised backbones: none carries a classification
+# head (docs/checkpoints.md section 5). A file that has one is a fine-tuned or
+# supervised model, whose patch features are not the ones the family's results describe.
+BACKBONE_ONLY_FAMILIES = ("dino", "ibot", "mae", "dinov2", "dinov2_reg")
+_CLASSIFIER_KEYS = re.compile(r"^head(\.fc)?\.weight$")  # timm: `head`, newer timm: `head.fc`
+
+
+def classifier_head(family: str, state: layouts.SelectedState) -> str | None:
+    """Describes the linear classification head of a backbone-only family's file, if it has one.
+
+    The projection heads of the official training checkpoints (DINO/iBOT `head.mlp.*`,
+    `head.last_layer.*`; DINOv2 `dino_head.*`, `ibot_head.*`) are not classifiers and pass.
+
+    Returns:
+      e.g. "a supervised classifier with a 1000-way head: head.weight [1000, 768]", or None.
+    """
+    if family not in BACKBONE_ONLY_FAMILIES:
+        return None
+    heads = [
+        (state.original[name], tuple(value.shape))
+        for name, value in state.tensors.items()
+        if _CLASSIFIER_KEYS.match(name) and value.ndim == 2
+    ]
+    if not heads:
+        return None
+    key, shape = heads[0]
+    fine_tuned = any(name.startswith("fc_norm.") for name in state.tensors)
+    kind = "a fine-tuned classifier" if fine_tuned else "a supervised classifier"
+    return f"{kind} with a {shape[0]}-way head: {key} {list(shape)}"
+
+
 def convert_checkpoint(
     family: str,
     checkpoint: Mapping[str, Any],
@@ -441,6 +483,8 @@ def convert_checkpoint(
     weights_hash: str = "unknown",
     source: str = "<checkpoint>",
     check_model: bool = True,
+    config: Mapping[str, Any] | None = None,
+    allow_classifier_head: bool = False,
 ) -> Conversion:
     """Converts a checkpoint already read into memory (see `reader.read_checkpoint`).
 
@@ -457,18 +501,46 @@ def convert_checkpoint(
       weights_hash: recorded in the spec (the CLI passes the file's sha256).
       source: file name used in messages.
       check_model: also compare the converted tree with the vitjax model's own parameter tree.
+      config: the layout's config file content (timm: the Hub config.json), for layouts that
+        build the spec from it.
+      allow_classifier_head: convert a DINO/iBOT/MAE/DINOv2 file that carries a linear
+        classification head (a supervised or fine-tuned model; the head is dropped). Refused
+        by default: the official files of these families have none.
 
     Returns:
-      The `Conversion` (trees of float32 numpy arrays, spec, report of ignored keys).
+      The `Conversion` (trees of float32 numpy arrays, spec with `params_sha256`, report of
+      ignored keys).
 
     Raises:
-      CheckpointError: with the complete list of missing, unexpected and mis-shaped keys.
+      CheckpointError: with the complete list of missing, unexpected and mis-shaped keys, or a
+        classification head in a backbone-only family's file.
     """
-    if family not in layouts.FAMILIES:
-        raise CheckpointError(f"unknown family '{family}'; known families: {layouts.FAMILIES}")
+    layout = layouts.get_layout(family)  # CheckpointError naming the known families
     state = layouts.canonicalize(family, checkpoint, checkpoint_key, source)
+    head = classifier_head(family, state)
+    if head is not None and not allow_classifier_head:
+        raise CheckpointError(
+            f"{source}: looks like {head}; the official {family} files are self-supervised "
+            f"backbones without a classification head, so this is not a {family} checkpoint as "
+            "published. Check --family and --input; to convert its backbone anyway (the head is "
+            "dropped), pass --allow_classifier_head"
+        )
     shapes = infer_file_shapes(family, state.tensors)
-    with_decoder = family == "mae" and layouts.has_mae_decoder(list(state.tensors))
+    options: dict[str, Any] = {}
+    if layout.from_config is not None:
+        if config is None:
+            raise CheckpointError(
+                f"{source}: family '{family}' needs its {layout.config_file} (the model's "
+                "configuration) next to the weights"
+            )
+        fields, options, unsupported = layout.from_config(config, source)
+        if unsupported:
+            raise CheckpointError(
+                f"{source}: cannot convert as family '{family}': the vitjax ViT cannot express "
+                f"{len(unsupported)} option(s) of this model: " + "; ".join(unsupported)
+            )
+        shapes = dataclasses.replace(shapes, spec_fields=shapes.spec_fields + tuple(fields.items()))
+    with_decoder = layout.has_decoder and layouts.has_mae_decoder(list(state.tensors))
     spec, notes = build_spec(
         family,
         shapes,
@@ -480,7 +552,7 @@ def convert_checkpoint(
         weights_hash=weights_hash,
         source=source,
     )
-    match = match_layout(family, spec, state)
+    match = match_layout(family, spec, state, options)
     if not match.ok:
         hints = _family_hints(family, checkpoint, checkpoint_key, source)
         raise CheckpointError(_format_error(source, family, spec, state, match, hints, notes))
@@ -494,6 +566,14 @@ def convert_checkpoint(
         state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources
     )
     ignored = {**match.ignored, **state.dropped}
+    if head is not None:
+        for name in state.tensors:
+            if name.startswith(("head.", "fc_norm.")) or _CLASSIFIER_KEYS.match(name):
+                ignored[state.original[name]] = (
+                    "classification head (allowed by --allow_classifier_head)"
+                )
+    all_params = dict(params, decoder=decoder_params) if decoder_params is not None else params
+    spec = dataclasses.replace(spec, params_sha256=models.params_digest(all_params))
     return Conversion(
         spec=spec,
         params=params,
@@ -505,17 +585,22 @@ def convert_checkpoint(
     )
 
 
-def _write_json_atomic(path: str, content: Mapping[str, Any]) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+def _read_layout_config(family: str, input_path: str) -> dict[str, Any] | None:
+    """The config file the family's layout needs beside the weights (timm: config.json)."""
+    name = layouts.get_layout(family).config_file
+    if name is None:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(input_path)), name)
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            f"{input_path}: family '{family}' needs {name} beside the weights (expected {path}; "
+            "timm's Hub repos and timm.models.push_to_hf_hub.save_for_hf write it)"
+        )
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(content, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable JSON config: {err}") from err
 
 
 def convert_file(
@@ -528,27 +613,40 @@ def convert_file(
     checkpoint_key: str | None = None,
     depth: int | None = None,
     decoder_depth: int | None = None,
+    overwrite: bool = False,
+    allow_classifier_head: bool = False,
 ) -> Conversion:
     """Reads an official checkpoint file and writes the vitjax checkpoint (what the CLI runs).
 
     Writes `output_dir` with `models.save` (orbax params + spec.json; the spec's `weights_hash` is
-    the sha256 of `input_path`), plus `conversion.json` listing converted and ignored keys.
+    the sha256 of `input_path`, its `params_sha256` the digest of the converted parameters), plus
+    `conversion.json` listing converted and ignored keys, all in one atomic rename. Nothing but
+    a previous conversion is ever replaced: `output_dir` must not exist or be empty, or, with
+    `overwrite`, hold a previous conversion and nothing else; it may never contain the input.
+    This is checked before the input is read.
 
     Args:
       family: one of `layouts.FAMILIES`.
       input_path: `.pth`/`.pt` (read with `weights_only=True`) or `.safetensors`.
-      output_dir: destination directory.
-      size, patch_size, checkpoint_key, depth, decoder_depth: see `convert_checkpoint`.
+      output_dir: destination directory (created with its parents).
+      size, patch_size, checkpoint_key, depth, decoder_depth, allow_classifier_head: see
+        `convert_checkpoint`.
+      overwrite: replace a previous conversion in `output_dir`.
 
     Returns:
       The `Conversion`.
 
     Raises:
-      CheckpointError: unreadable/truncated/unsafe file, or a layout mismatch (all keys listed).
+      CheckpointError: unreadable/truncated/unsafe file, a layout mismatch (all keys listed), or
+        an output directory that may not be written (named, with what is in the way).
     """
     input_path = os.fspath(input_path)
     output_dir = os.fspath(output_dir)
+    models.check_checkpoint_dir(
+        output_dir, overwrite=overwrite, protect=[input_path], flag="--overwrite"
+    )
     checkpoint = reader.read_checkpoint(input_path)
+    config = _read_layout_config(family, input_path)
     conversion = convert_checkpoint(
         family,
         checkpoint,
@@ -559,11 +657,20 @@ def convert_file(
         decoder_depth=decoder_depth,
         weights_hash=reader.file_sha256(input_path),
         source=input_path,
-    )
-    models.save(
-        output_dir, conversion.params, conversion.spec, decoder_params=conversion.decoder_params
+        config=config,
+        allow_classifier_head=allow_classifier_head,
     )
     report = {"source": os.path.abspath(input_path), **conversion.report()}
-    _write_json_atomic(os.path.join(output_dir, CONVERSION_REPORT), report)
+    models.save(
+        output_dir,
+        conversion.params,
+        conversion.spec,
+        decoder_params=conversion.decoder_params,
+        overwrite=overwrite,
+        extra_files={
+            CONVERSION_REPORT: (json.dumps(report, indent=1, sort_keys=True) + "\n").encode()
+        },
+        protect=[input_path],
+    )
     logging.info("%s\n  written to %s", conversion.summary(), output_dir)
     return conversion

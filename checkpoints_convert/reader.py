@@ -118,6 +118,8 @@ def _read_pytorch(path: str) -> Any:
             f"{path}: not a PyTorch checkpoint ({os.path.getsize(path)} bytes): neither a torch zip "
             "archive nor a legacy torch pickle; the file may be truncated or corrupted"
         )
+    if zipfile.is_zipfile(path):
+        _refuse_torchscript(path)
     stand_ins = [(obj, name) for name, obj in _METADATA_STAND_INS.items()]
     try:
         with torch.serialization.safe_globals(stand_ins):
@@ -134,6 +136,23 @@ def _read_pytorch(path: str) -> Any:
             f"{path}: cannot read PyTorch checkpoint ({os.path.getsize(path)} bytes; truncated or "
             f"corrupted?): {err}"
         ) from err
+
+
+def _refuse_torchscript(path: str) -> None:
+    """TorchScript archives (OpenAI's own CLIP `.pt` files) hold code that loading them runs."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    parts = [name.split("/", 1)[-1] for name in names]
+    if "constants.pkl" in parts or any(p.startswith("code/") for p in parts):
+        raise CheckpointError(
+            f"{path}: a TorchScript archive (it has constants.pkl and code/, like OpenAI's own "
+            "CLIP .pt files): loading it runs the code it carries, so it is refused and was not "
+            "read. Convert a weights-only file of the same model instead: open_clip's "
+            "'open_clip_pytorch_model.bin' or 'open_clip_model.safetensors' (e.g. Hub repo "
+            "timm/vit_base_patch16_clip_224.openai; --family=clip for OpenAI weights, "
+            "--family=openclip for OpenCLIP ones), or the transformers 'model.safetensors' of "
+            "openai/clip-vit-base-patch16 (--family=clip_hf)"
+        )
 
 
 def _looks_like_legacy_torch(path: str) -> bool:

@@ -5,7 +5,10 @@ r"""Demo: every experiment end to end on synthetic scenes with small random mode
 Runs in a few minutes on a laptop CPU and writes the full report. Weights are random except the
 two shipped models trained by vitjax itself (`pretrained:demo_mae`, `pretrained:demo_dino`; the
 report opens with them against their random twins) unless a converted checkpoint is named (e.g. `--config.models=dino:s:16:checkpoints/dino_vits16,...`), and
-the report says so on its first line. Args: `test` (the tiniest settings, used by the tests).
+the report says so on its first line. Args: `test` (the tiniest settings, used by the tests),
+`known` (the hand-built known-answer models of `vitjax.models.known` instead: a sanity check of the
+pipeline whose numbers can be recomputed by hand; works on your own data too, e.g.
+`--config=configs/cityscapes.py --config.models=known:colour,known:colour_planted`).
 """
 
 from configs import bdd100k, common, fair1m, scalemae
@@ -31,6 +34,12 @@ DEMO_MODELS = ",".join(
         "dinov2_reg:ti:14:none",
         "torchvision:ti:16:none",
         "scalemae:ti:16:none",
+        # The newer families: CLIP (open_clip layout, QuickGELU / GELU; transformers layout)
+        # and a timm ViT.
+        "clip:ti:16:none",
+        "openclip:ti:16:none",
+        "clip_hf:ti:16:none",
+        "timm:ti:16:none",
         # Trained on the synthetic scenes by `python -m vitjax.pretrain` (shipped in the package;
         # configs/pretrain_{mae,dino}.py); model_depth=3 makes the random mae/dino their twins.
         "mae:ti:16:pretrained:demo_mae",
@@ -39,8 +48,13 @@ DEMO_MODELS = ",".join(
 )
 
 
+# Known-answer models (vitjax/models/known.py): colour/texture, position only, one constant token,
+# colour plus four planted high-variance dims.
+KNOWN_MODELS = "known:colour,known:colour_planted,known:position,known:constant"
+
+
 def get_config(arg=None):
-    arg = common.parse_arg(arg, test=False)
+    arg = common.parse_arg(arg, test=False, known=False)
     c = common.get_base()
     c.dataset = "synthetic"
     c.experiments = common.ALL_EXPERIMENTS + "," + OTHER_EXPERIMENTS
@@ -90,6 +104,8 @@ def get_config(arg=None):
         c.robustness.freq_bands = (3,)
         c.global_context.top_n = 10
         c.tiling_vs_full.full_hw = (112, 224)
+    if arg.known:
+        c.models = KNOWN_MODELS
     for _, add_demo in OTHER_DEMOS:
         add_demo(c, tiny=arg.test)
     return c

@@ -4,10 +4,13 @@ Numerical parity with the reference models is in parity_test.py; here tiny (widt
 models give official-layout state dicts, and the checks are on keys, shapes, values and errors.
 """
 
+import ast
 import hashlib
 import json
 import os
 import pickle
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -16,11 +19,12 @@ import warnings
 
 import numpy as np
 import safetensors.torch
+import timm
 import torch
 from absl.testing import absltest, parameterized
 
 from checkpoints_convert import convert, layouts, reader
-from tests import test_util  # noqa: F401  (sets CPU devices before JAX starts)
+from tests import test_util  # (sets CPU devices before JAX starts)
 from tests import torch_reference as tr
 from vitjax import models
 from vitjax.errors import CheckpointError
@@ -74,7 +78,7 @@ class ConvertTestCase(parameterized.TestCase):
 
 class MappingTest(ConvertTestCase):
     def test_dino_values_follow_the_mapping_rules(self):
-        # Oracle: the documented rules (checkpoints.md §13), applied to the timm tensors directly.
+        # Oracle: the documented rules (docs/checkpoints.md §3), applied to the timm tensors directly.
         state = _tiny_state("dino")
         params = self.convert("dino", state, depth=2).params
         w = state["patch_embed.proj.weight"].numpy()
@@ -394,6 +398,182 @@ class StrictnessTest(ConvertTestCase):
             self.convert("dino", _tiny_state("dino"), depth=2, checkpoint_key="student")
 
 
+def _supervised_timm_state(num_classes: int = 1000) -> dict[str, torch.Tensor]:
+    """The state dict of a supervised timm ViT (what timm's `vit_*_patch16_224` files hold)."""
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=num_classes, depth=2
+    )
+    return tr.randomize_(model, 0).state_dict()
+
+
+class ClassifierHeadTest(ConvertTestCase):
+    @parameterized.parameters(
+        ("dino", "flat"), ("ibot", "state_dict"), ("mae", "model"), ("dinov2", "flat")
+    )
+    def test_supervised_classifier_is_refused_for_backbone_families(self, family, wrapper):
+        state = tr.wrap(family, _supervised_timm_state(), wrapper)
+        with self.assertRaisesRegex(
+            CheckpointError,
+            r"looks like a supervised classifier with a 1000-way head: "
+            r"head.weight \[1000, 192\].*--allow_classifier_head",
+        ):
+            self.convert(family, state, depth=2)
+
+    def test_allowed_classifier_converts_its_backbone(self):
+        state = _supervised_timm_state()
+        conversion = self.convert("dino", state, depth=2, allow_classifier_head=True)
+        reference = self.convert(
+            "dino", {k: v for k, v in state.items() if "head" not in k}, depth=2
+        )
+        self.assertTreesEqual(conversion.params, reference.params)
+        self.assertEqual(
+            conversion.ignored["head.weight"],
+            "classification head (allowed by --allow_classifier_head)",
+        )
+
+    def test_official_training_heads_are_not_classifiers(self):
+        # An iBOT training checkpoint: teacher with its projection head. (DINO's and DINOv2's
+        # training layouts are converted by WrapperTest, which runs through the same check.)
+        ibot = self.convert("ibot", tr.wrap("ibot", _tiny_state("ibot"), "teacher_full"), depth=2)
+        self.assertEqual(ibot.ignored["head.last_layer.weight_v"], "iBOT projection head")
+
+
+class OutputSafetyTest(ConvertTestCase):
+    """Conversion never deletes or overwrites anything that is not a previous conversion."""
+
+    def setUp(self):
+        super().setUp()
+        self.folder = os.path.join(self.tmp, "downloads")
+        os.makedirs(self.folder)
+        self.input = self.save(_tiny_state("dino"), os.path.join("downloads", "dino.pth"))
+        with open(os.path.join(self.folder, "notes.txt"), "w") as f:
+            f.write("keep me")
+        self.before = self.snapshot()
+
+    def snapshot(self):
+        out = {}
+        for folder, _, files in os.walk(self.tmp):
+            for name in files:
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, self.tmp)] = hashlib.sha256(f.read()).hexdigest()
+        return out
+
+    def assertUntouched(self, before):
+        after = self.snapshot()
+        self.assertEqual({k: after.get(k) for k in before}, before)
+
+    @parameterized.parameters(False, True)
+    def test_folder_holding_the_input_is_refused(self, overwrite):
+        with self.assertRaisesRegex(CheckpointError, f"{self.folder}: .*dino.pth"):
+            convert.convert_file("dino", self.input, self.folder, depth=2, overwrite=overwrite)
+        self.assertUntouched(self.before)
+
+    def test_dot_from_the_input_folder_is_refused(self):
+        cwd = os.getcwd()
+        os.chdir(self.folder)
+        self.addCleanup(os.chdir, cwd)
+        with self.assertRaisesRegex(CheckpointError, "contains dino.pth"):
+            convert.convert_file("dino", "dino.pth", ".", depth=2, overwrite=True)
+        self.assertUntouched(self.before)
+
+    def test_parent_of_conversions_is_refused_and_previous_one_replaced_on_request(self):
+        checkpoints = os.path.join(self.tmp, "checkpoints")
+        first = os.path.join(checkpoints, "dino_vitti16")
+        convert.convert_file("dino", self.input, first, depth=2)
+        convert.convert_file("dino", self.input, os.path.join(checkpoints, "other"), depth=2)
+        before = self.snapshot()
+        for overwrite in (False, True):
+            with self.assertRaisesRegex(CheckpointError, "checkpoints: directory is not empty"):
+                convert.convert_file("dino", self.input, checkpoints, depth=2, overwrite=overwrite)
+        self.assertUntouched(before)
+        # A previous conversion is replaced only on request, and then completely.
+        with self.assertRaisesRegex(CheckpointError, "dino_vitti16: already holds.*--overwrite"):
+            convert.convert_file("dino", self.input, first, depth=2)
+        self.assertUntouched(before)
+        other = self.save(_tiny_state("dino", seed=1), "other.pth")
+        conversion = convert.convert_file("dino", other, first, depth=2, overwrite=True)
+        self.assertEqual(models.load_spec(first), conversion.spec)
+        self.assertEqual(sorted(os.listdir(checkpoints)), ["dino_vitti16", "other"])
+        # ... but never when something else was added to it.
+        with open(os.path.join(first, "mine.txt"), "w") as f:
+            f.write("x")
+        with self.assertRaisesRegex(CheckpointError, r"also other files \['mine.txt'\]"):
+            convert.convert_file("dino", self.input, first, depth=2, overwrite=True)
+        self.assertTrue(os.path.exists(os.path.join(first, "mine.txt")))
+
+    @parameterized.parameters(0o022, 0o027)
+    def test_outputs_follow_the_umask(self, umask):
+        old = os.umask(umask)
+        try:
+            out = os.path.join(self.tmp, "out")
+            convert.convert_file("dino", self.input, out, depth=2)
+        finally:
+            os.umask(old)
+        modes = test_util.file_modes(out)
+        self.assertIn(convert.CONVERSION_REPORT, modes)
+        for name, (is_dir, mode) in modes.items():
+            self.assertEqual(oct(mode), oct((0o777 if is_dir else 0o666) & ~umask), name)
+
+
+class ReadmeTest(absltest.TestCase):
+    """The README's conversion commands produce exactly the folders the configs read."""
+
+    def test_readme_conversions_match_the_configs(self):
+        from checkpoints_convert import __main__ as cli  # defines the CLI's flags
+
+        with open(os.path.join(REPO_ROOT, "README.md")) as f:
+            readme = f.read()
+        section = readme[readme.index("## Using your own checkpoints") :]
+        section = section[: section.index("\n## ")]
+        produced = {}
+        for line in section.splitlines():
+            if not line.startswith("python -m checkpoints_convert"):
+                continue
+            args = dict(arg[2:].split("=", 1) for arg in shlex.split(line, comments=True)[3:])
+            self.assertContainsSubset(
+                args, {f.name for f in cli.flags.FLAGS.get_flags_for_module(cli)}
+            )
+            self.assertIn(args["family"], layouts.FAMILIES, line)
+            self.assertNotIn(args["output"], produced, f"two commands write {args['output']}")
+            produced[args["output"]] = (args["family"], args["input"])
+        # family:size:patch:checkpoints/<folder> strings of the configs and the README.
+        pattern = re.compile(r"([a-z0-9_]+):([a-z]+):(\d+):(checkpoints/[A-Za-z0-9_.-]+)")
+        read = {}
+        for name in sorted(os.listdir(os.path.join(REPO_ROOT, "configs"))):
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(REPO_ROOT, "configs", name)) as f:
+                tree = ast.parse(f.read())
+            # String values the configs use (docstrings only show examples).
+            docstrings = {
+                id(node.body[0].value)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Module | ast.FunctionDef)
+                and node.body
+                and isinstance(node.body[0], ast.Expr)
+            }
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    if id(node) not in docstrings:
+                        for family, _, _, folder in pattern.findall(node.value):
+                            read.setdefault(folder, set()).add(family)
+        self.assertNotEmpty(read)
+        for folder, families in read.items():
+            self.assertIn(folder, produced, f"configs read {folder}; no README command writes it")
+            self.assertEqual(families, {produced[folder][0]}, folder)
+        examples = {folder for *_, folder in pattern.findall(section)}
+        for folder in produced:
+            self.assertTrue(
+                folder in read or folder in examples, f"README writes {folder}; nothing reads it"
+            )
+        with open(os.path.join(REPO_ROOT, "docs", "checkpoints.md")) as f:
+            docs = f.read()
+        for family, input_file in produced.values():
+            self.assertIn(input_file, docs)
+            self.assertIn(f"`--family={family}`", docs)
+
+
 class ReaderTest(ConvertTestCase):
     def test_malicious_pickle_is_refused_and_not_executed(self):
         marker = os.path.join(self.tmp, "pwned")
@@ -497,16 +677,41 @@ class FileTest(ConvertTestCase):
         np.testing.assert_array_equal(
             params["register_tokens"], state["teacher"]["backbone.register_tokens"].numpy()
         )
-        # The same command as the wrong family fails with the key report and a non-zero status.
+        # The same command as the wrong family fails with the key report, printed once and
+        # without a traceback, and a non-zero status; the previous conversion is kept.
         bad = subprocess.run(
-            [c.replace("--family=dinov2_reg", "--family=dino") for c in cmd],
+            [c.replace("--family=dinov2_reg", "--family=dino") for c in cmd] + ["--overwrite"],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,
             text=True,
         )
-        self.assertNotEqual(bad.returncode, 0)
+        self.assertEqual(bad.returncode, 1)
         self.assertIn("register_tokens", bad.stderr)
+        self.assertEqual(bad.stderr.count("cannot convert as family 'dino'"), 1, bad.stderr)
+        self.assertNotIn("Traceback", bad.stderr)
+        self.assertEqual(models.load_spec(out).family, "dinov2_reg")
+
+    def test_cli_never_writes_into_the_input_folder(self):
+        # Observed before the fix: --output=<the input's folder> deleted the input and every
+        # other file there, and exited 0.
+        path = self.save(_tiny_state("dino"), "dino.pth")
+        with open(os.path.join(self.tmp, "notes.txt"), "w") as f:
+            f.write("keep me")
+        before = sorted(os.listdir(self.tmp))
+        with open(path, "rb") as f:
+            content = f.read()
+        cmd = [sys.executable, "-m", "checkpoints_convert", "--family=dino", "--depth=2"]
+        cmd += [f"--input={path}", f"--output={self.tmp}"]
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT, JAX_PLATFORMS="cpu")
+        done = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+        self.assertEqual(done.returncode, 1, done.stderr)
+        self.assertEqual(sorted(os.listdir(self.tmp)), before)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), content)
+        message = f"{self.tmp}: the output directory contains {path}"
+        self.assertEqual(done.stderr.count(message), 1, done.stderr)
+        self.assertNotIn("Traceback", done.stderr)
 
     def test_vitjax_does_not_import_torch(self):
         code = (

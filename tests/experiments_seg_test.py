@@ -27,6 +27,7 @@ from configs import common as common_config
 from configs import demo as demo_config
 from vitjax import errors, experiments, models, probes, run
 from vitjax.data import tiling
+from vitjax.data.loaders import segmentation as segmentation_loaders
 from vitjax.experiments import (
     common,
     fewshot,
@@ -528,11 +529,18 @@ class FewshotTableTest(parameterized.TestCase):
         handle("ibot", "b"),
     )
 
-    def _table(self, config=None, shots=4):
+    def _table(self, config=None, shots=4, eval_images=30):
         config = config or cityscapes_config.get_config()
         ctx = experiments.Context(self.MODELS, None, "/tmp", 0, config)
         rows = [
-            {"model": m.name, "shots": shots, "method": meth, "miou": 0.1}
+            {
+                "model": m.name,
+                "shots": shots,
+                "method": meth,
+                "miou": 0.1,
+                "train_images": 18 * shots,
+                "eval_images": eval_images,
+            }
             for m in self.MODELS
             for meth in ("knn", "linear")
         ]
@@ -544,10 +552,21 @@ class FewshotTableTest(parameterized.TestCase):
         self.assertEqual(table["mae_b"]["linear_paper"], 0.375)
         self.assertEqual(table["dinov2_b"]["knn_paper"], 0.496)  # DINOv2 is ViT-B/14
         self.assertEqual(table["mae_b"]["knn_miou"], 0.1)
-        for name in ("dino_random", "dino_s", "dino_b8", "dinov2_b16", "ibot_b"):
-            # Random weights, not ViT-B, wrong patch size (both ways), no paper number.
-            self.assertNotIn("knn_paper", table[name], name)
-            self.assertNotIn("linear_paper", table[name], name)
+        # No published sha256 of these files: the paper's number comes with that caveat.
+        self.assertIn("checkpoint not identified", table["mae_b"]["knn_vs_paper"])
+        for name, why in (
+            ("dino_random", "weights random"),
+            ("dino_s", "backbone dino s/16 != dino b/16"),
+            ("dino_b8", "backbone dino b/8 != dino b/16"),
+            ("dinov2_b16", "backbone dinov2 b/16 != dinov2 b/14"),
+        ):
+            # Random weights, not ViT-B, wrong patch size (both ways): no number, and why.
+            self.assertIsNone(table[name]["knn_paper"], name)
+            self.assertIsNone(table[name]["linear_paper"], name)
+            self.assertIn(why, table[name]["knn_vs_paper"])
+            self.assertTrue(table[name]["linear_vs_paper"].startswith("not comparable: "))
+        # The paper reports no iBOT number: no column to fill.
+        self.assertNotIn("knn_paper", table["ibot_b"])
 
     @parameterized.named_parameters(
         # (name, field path, value, knn column kept, linear column kept)
@@ -562,12 +581,24 @@ class FewshotTableTest(parameterized.TestCase):
         section, _, name = field.rpartition(".")
         (config[section] if section else config)[name] = value
         row = self._table(config)["mae_b"]
-        self.assertEqual("knn_paper" in row, knn_kept)
-        self.assertEqual("linear_paper" in row, linear_kept)
+        self.assertEqual(row["knn_paper"] is not None, knn_kept)
+        self.assertEqual(row["linear_paper"] is not None, linear_kept)
+        for method, kept in (("knn", knn_kept), ("linear", linear_kept)):
+            # The comparison names the differing field when it hides the number.
+            self.assertEqual(name in row[f"{method}_vs_paper"], not kept, row[f"{method}_vs_paper"])
         self.assertEqual(row["knn_miou"], 0.1)
 
     def test_other_shots_hide_paper_numbers(self):
-        self.assertNotIn("knn_paper", self._table(shots=2)["mae_b"])
+        row = self._table(shots=2)["mae_b"]
+        self.assertIsNone(row["knn_paper"])
+        self.assertIn("train_per_group 2 != 4", row["knn_vs_paper"])
+        self.assertIn("n_train_images 36 != 72", row["knn_vs_paper"])
+
+    def test_fewer_eval_images_hide_paper_numbers(self):
+        # The case: 3 evaluation images instead of 30 showed knn_paper 0.345.
+        row = self._table(eval_images=3)["mae_b"]
+        self.assertIsNone(row["knn_paper"])
+        self.assertEqual(row["knn_vs_paper"], "not comparable: n_eval_images 3 != 30")
 
     def test_methods_parsing(self):
         self.assertEqual(common.methods("knn, linear"), ["knn", "linear"])
@@ -805,6 +836,13 @@ class VarianceOverlapTest(absltest.TestCase):
         self.assertIn(missing, row["note"])
         self.assertIn("Skipped ade20k", entry["text"]["overlap"])
         self.assertEqual(entry["scalars"]["overlap_skipped"], ["ade20k"])
+        self.assertEqual(entry["scalars"]["datasets"], ["synthetic"])  # ade20k was not read
+        # The caption says what was measured and attributes the finding to the paper.
+        spectrum = entry["text"]["spectrum"]
+        self.assertIn("Measured share of the top dimension: dino_vitti16-depth1 ", spectrum)
+        self.assertIn("The paper reports that a few dimensions hold", spectrum)
+        self.assertIn("random weights", spectrum)
+        self.assertNotIn("dominant dimensions show as a steep head", spectrum)
         self.assertNotEmpty(entry["tables"]["removal"])  # the sweep itself ran
         # The BatchNorm variant (the probe's own normalisation) ran for both methods.
         bn_methods = [r["method"] for r in entry["tables"]["batchnorm"]]
@@ -901,7 +939,9 @@ class ADE20KSelectionTest(parameterized.TestCase):
         config = self._config("paper", 4)
         config.data.ade20k_presence_grid = (16, 24)
         with (
-            mock.patch.object(common, "_ade20k_presence", wraps=common._ade20k_presence) as pools,
+            mock.patch.object(
+                segmentation_loaders, "ade20k_presence", wraps=segmentation_loaders.ade20k_presence
+            ) as pools,
             mock.patch.object(
                 fewshot_data, "greedy_per_class", wraps=fewshot_data.greedy_per_class
             ) as greedy,

@@ -1,7 +1,9 @@
 """Tests of vitjax/extract.py: sharded extraction, caching, resume after SIGKILL, disk full."""
 
+import dataclasses
 import errno
 import glob
+import inspect
 import json
 import os
 import shutil
@@ -376,6 +378,39 @@ class ExtractTest(parameterized.TestCase):
         self.assertEqual(feats.registers[-1].shape, (9, 4, 192))
         np.testing.assert_allclose(feats.patch[0], want["patch"][0], atol=1e-4)
         np.testing.assert_allclose(feats.registers[1], want["registers"][1], atol=1e-5)
+
+    def test_options_object_and_keywords_are_one_set_of_options(self):
+        m, p, s = self.module, self.params, self.spec
+        images = self.images[:5]
+        opts = extract.ExtractOptions(batch_size=8, with_cls=True, dtype="float32")
+        by_options = extract.extract(m, p, s, images, layers=(0, 1), options=opts)
+        by_keywords = extract.extract(
+            m, p, s, images, layers=(0, 1), batch_size=8, with_cls=True, dtype="float32"
+        )
+        want = reference_features(m, p, s, images, (0, 1))
+        for layer in (0, 1):
+            np.testing.assert_allclose(by_options.patch[layer], want["patch"][layer], atol=1e-5)
+            np.testing.assert_allclose(by_options.cls[layer], want["cls"][layer], atol=1e-5)
+            np.testing.assert_array_equal(by_options.patch[layer], by_keywords.patch[layer])
+            np.testing.assert_array_equal(by_options.cls[layer], by_keywords.cls[layer])
+        # A keyword replaces that one field of `options`, in extract and in plan alike.
+        self.assertEmpty(
+            extract.extract(m, p, s, images, layers=(0,), options=opts, with_cls=False).cls
+        )
+        self.assertEqual(extract.plan(m, p, s, images, layers=(0,), options=opts).batch_size, 8)
+        plan = extract.plan(m, p, s, images, layers=(0,), options=opts, batch_size=16)
+        self.assertEqual((plan.batch_size, plan.num_batches), (16, 1))
+        with self.assertRaisesRegex(
+            ConfigError, r"extract.extract: unexpected keyword\(s\) \['batchsize'\].*'batch_size'"
+        ):
+            extract.extract(m, p, s, images, batchsize=8)
+        with self.assertRaisesRegex(ConfigError, "extract.plan: options=.*ExtractOptions"):
+            extract.plan(m, p, s, images, options={"batch_size": 8})
+        # The signatures list every option with its default (help(), IDEs).
+        for fn in (extract.extract, extract.plan):
+            params = inspect.signature(fn).parameters
+            for field in dataclasses.fields(extract.ExtractOptions):
+                self.assertEqual(params[field.name].default, field.default, field.name)
 
     def test_bad_inputs(self):
         m, p, s = self.module, self.params, self.spec

@@ -343,6 +343,94 @@ class SearchOracleTest(parameterized.TestCase):
             knn.search(q, x, query_chunk_rows=0)
 
 
+def recall_at(idx, oracle_idx):
+    """Mean fraction of each oracle row's neighbours found in the same row of `idx`."""
+    return np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(idx, oracle_idx)])
+
+
+class L2OffsetTest(parameterized.TestCase):
+    """ViT features share huge offsets in a few dimensions ("massive activations", 1e2-1e4)."""
+
+    @parameterized.product(offset=[1e2, 1e3, 1e4], sharded_streamed=[False, True])
+    def test_l2_exact_with_large_shared_offsets(self, offset, sharded_streamed):
+        rng = np.random.default_rng(11)
+        dim = 32
+        shared = np.zeros(dim, np.float32)
+        shared[[3, 17, 29]] = [offset, -offset / 2, 0.7 * offset]
+        queries = rng.standard_normal((100, dim)).astype(np.float32) + shared
+        database = rng.standard_normal((1000, dim)).astype(np.float32) + shared
+        drop = np.array([5, 17]) if sharded_streamed else None
+        kept_q, kept_x = queries, database
+        kwargs = dict(k=10, metric="l2", db_block=64)
+        if sharded_streamed:
+            kept_q, kept_x = np.delete(queries, drop, 1), np.delete(database, drop, 1)
+            kwargs.update(
+                drop_dims=drop, mesh=mesh_1d(), chunk_rows=512, query_chunk_rows=32, query_block=16
+            )
+            database = test_util.write_memmap(self, database)
+            queries = test_util.write_memmap(self, queries)
+        else:
+            database = database.astype(np.float64)  # the centring must not touch it in place
+        before = np.array(database)
+        scores, idx = knn.search(queries, database, **kwargs)
+        np.testing.assert_array_equal(database, before)
+        oracle_scores, oracle_idx = brute_force(kept_q, kept_x, 10, "l2")
+        self.assertEqual(recall_at(idx, oracle_idx), 1.0)
+        np.testing.assert_array_equal(idx, oracle_idx)
+        # Squared distances are ~64 here: float32 accuracy of the centred expansion.
+        np.testing.assert_allclose(scores, oracle_scores, rtol=0, atol=1e-4)
+        # faiss's flat index, the second oracle, agrees on every neighbour.
+        index = faiss.IndexFlatL2(kept_x.shape[1])
+        index.add(np.ascontiguousarray(kept_x))
+        _, faiss_idx = index.search(np.ascontiguousarray(kept_q), 10)
+        np.testing.assert_array_equal(idx, faiss_idx)
+
+
+class NonFiniteTest(parameterized.TestCase):
+    @parameterized.product(value=[np.nan, np.inf, -np.inf], metric=["dot", "cosine", "l2"])
+    def test_non_finite_database_row_is_an_error(self, value, metric):
+        # One bad row used to take every query's top-1 slot (returned as index -1).
+        rng = np.random.default_rng(12)
+        queries = rng.standard_normal((20, 16)).astype(np.float32)
+        database = rng.standard_normal((200, 16)).astype(np.float32)
+        database[37, 5] = value
+        with self.assertRaisesRegex(
+            errors.InputError, r"`database` .* 1 non-finite value.* in 1 row.* first bad row is 37"
+        ):
+            knn.search(queries, database, k=5, metric=metric)
+
+    @parameterized.parameters(None, "mesh")
+    def test_non_finite_rows_found_in_streamed_and_sharded_chunks(self, mesh):
+        # Bad rows only in the last database chunk (checked after the loop) of a memmap.
+        rng = np.random.default_rng(13)
+        queries = rng.standard_normal((20, 8)).astype(np.float32)
+        database = rng.standard_normal((300, 8)).astype(np.float32)
+        database[290, 1] = np.nan
+        database[295, :3] = np.inf
+        stream = test_util.write_memmap(self, database)
+        with self.assertRaisesRegex(
+            errors.InputError, r"`database` .* 4 non-finite value.* in 2 row.* first bad row is 290"
+        ):
+            knn.search(
+                queries,
+                stream,
+                k=3,
+                db_block=16,
+                chunk_rows=128,
+                mesh=None if mesh is None else mesh_1d(),
+            )
+
+    @parameterized.parameters("dot", "l2")
+    def test_non_finite_query_is_an_error(self, metric):
+        rng = np.random.default_rng(14)
+        queries = rng.standard_normal((30, 16)).astype(np.float32)
+        database = rng.standard_normal((200, 16)).astype(np.float32)
+        queries[4, 0] = np.nan
+        with self.assertRaisesRegex(errors.InputError, r"`queries` .* first bad row is 4"):
+            # Even in a dropped dimension: the value is still not a feature.
+            knn.search(queries, database, k=5, metric=metric, drop_dims=[0])
+
+
 class ClassifyTest(parameterized.TestCase):
     labels = np.array([0, 1, 1, 2, 2, 255, 0])
 
@@ -384,6 +472,13 @@ class ClassifyTest(parameterized.TestCase):
         # Large raw dot products must not overflow.
         pred_big = knn.classify(idx, scores * 1e4, self.labels, 3, "weighted", temperature=t)
         np.testing.assert_array_equal(pred_big, [1, 0])
+
+    def test_float_labels_are_refused_not_truncated(self):
+        idx = np.array([[1, 3, 4]])
+        with self.assertRaisesRegex(errors.InputError, "`db_labels` must hold integer labels"):
+            knn.classify(idx, np.zeros(idx.shape), self.labels + 0.5, 3)
+        with self.assertRaisesRegex(errors.InputError, "`idx`"):
+            knn.classify(idx.astype(np.float32), np.zeros(idx.shape), self.labels, 3)
 
     def test_bad_rule(self):
         with self.assertRaisesRegex(errors.ConfigError, "rule"):

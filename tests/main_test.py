@@ -5,9 +5,11 @@ from tests import test_util  # noqa: F401  (simulated CPU devices before JAX sta
 
 # isort: on
 import csv
+import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from unittest import mock
@@ -107,7 +109,13 @@ class MainTest(absltest.TestCase):
         variance = self.results["experiments"]["variance"]["tables"]["overview"]
         self.assertTrue(all(r.get("knn_removed_paper") is None for r in variance))
         tab2 = self.results["experiments"]["fewshot"]["tables"]["tab2"]
-        self.assertFalse(any(k.endswith("_paper") for r in tab2 for k in r))  # random weights
+        # Random weights: no paper number, and the comparison says why.
+        numbers = [r[m + "_paper"] for r in tab2 for m in ("knn", "linear") if m + "_paper" in r]
+        self.assertNotEmpty(numbers)  # the demo's dino and mae rows have a paper column
+        self.assertTrue(all(v is None for v in numbers))
+        self.assertTrue(
+            all("weights random" in r["knn_vs_paper"] for r in tab2 if "knn_paper" in r)
+        )
 
     def test_files(self):
         for name, entry in self.results["experiments"].items():
@@ -120,6 +128,8 @@ class MainTest(absltest.TestCase):
                     self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         with open(os.path.join(self.workdir, "report.md")) as f:
             report = f.read()
+        with open(os.path.join(self.workdir, "config.json")) as f:
+            self.assertEqual(json.load(f)["models"], self.results["config"]["models"])
         self.assertIn("RANDOM WEIGHTS", report.splitlines()[0])
         for name in EXPERIMENTS:
             self.assertIn(f"## {name}", report)
@@ -165,6 +175,65 @@ class EntryPointTest(absltest.TestCase):
     def test_unknown_experiment_lists_the_known_ones(self):
         with self.assertRaisesRegex(Exception, "fewshot"):
             experiments.get("no_such_experiment")
+
+    def _cli(self, *args):
+        env = dict(os.environ, PYTHONPATH=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "vitjax.main", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    def test_misspelt_field_is_one_line_with_the_valid_names(self):
+        config = f"--config={os.path.join(REPO, 'configs', 'demo.py')}:test"
+        done = self._cli(config, "--config.knn.kk=3", "--workdir=/nonexistent/never")
+        self.assertEqual(done.returncode, 2)
+        self.assertEqual(done.stdout, "")
+        (line,) = done.stderr.strip().splitlines()
+        self.assertIn("--config.knn.kk", line)
+        self.assertIn("did you mean --config.knn.k?", line)
+        self.assertIn("compute_dtype, db_block, exclude_ignore, k, metric", line)
+        self.assertNotIn("Traceback", done.stderr)
+
+    def test_override_problem_names_section_and_suggestion(self):
+        c = demo.get_config("test")
+        self.assertIsNone(main.override_problem(c, "fewshot.shots"))
+        self.assertIn("config.fewshot has no field 'kk'", main.override_problem(c, "fewshot.kk"))
+        self.assertIn("did you mean --config.fewshot?", main.override_problem(c, "fewshots.k"))
+        self.assertIn("is a value", main.override_problem(c, "seed.x"))
+
+    def test_help_lists_configs_and_conversion(self):
+        text = main.usage_text(os.path.join(REPO, "configs"))
+        for name in ("demo", "cityscapes", "ade20k", "fair1m", "bdd100k", "mot17", "scalemae"):
+            self.assertIn(f"configs/{name}.py: ", text)
+        self.assertNotIn("configs/common.py", text)
+        self.assertIn("python -m checkpoints_convert", text)
+        self.assertIn("Demo: every experiment end to end", text)
+        done = self._cli("--help")  # absl exits 1 after --help
+        self.assertIn("configs/fair1m.py: FAIR1M", done.stdout)
+        self.assertIn("python -m checkpoints_convert", done.stdout)
+
+    def test_vitjax_error_prints_one_line_without_traceback(self):
+        path = os.path.join(tempfile.mkdtemp(prefix="vitjax_main_file_"), "f")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path), ignore_errors=True)
+        with open(path, "w") as f:
+            f.write("x")
+        argv = [
+            "main",
+            f"--config={os.path.join(REPO, 'configs', 'demo.py')}:test",
+            f"--workdir={path}",
+        ]
+        err = io.StringIO()
+        with (
+            flagsaver.flagsaver(),
+            mock.patch.object(sys, "argv", argv),
+            mock.patch.object(sys, "stderr", err),
+            self.assertRaises(SystemExit) as exited,
+        ):
+            flags.FLAGS(argv)
+            main.main(["main"])
+        self.assertEqual(exited.exception.code, 1)
+        (line,) = err.getvalue().strip().splitlines()
+        self.assertRegex(line, r"^error: --workdir=.*is a file")
 
 
 if __name__ == "__main__":

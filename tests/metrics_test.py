@@ -95,6 +95,39 @@ class ConfusionMatrixTest(parameterized.TestCase):
             metrics.confusion_matrix(np.zeros(3), np.zeros(4), 2)
 
 
+class InputCheckTest(parameterized.TestCase):
+    def test_float_labels_are_refused_not_truncated(self):
+        # 1.7 used to be counted as class 1.
+        with self.assertRaisesRegex(errors.InputError, "`pred` must hold integer labels"):
+            metrics.confusion_matrix(np.array([0, 1]), np.array([0.0, 1.7]), 2)
+        with self.assertRaisesRegex(errors.InputError, "`gt` must hold integer labels"):
+            metrics.ConfusionMatrix(2).update(np.array([0.0, 1.0]), np.array([0, 1]))
+        with self.assertRaisesRegex(errors.InputError, "`nn_patch`"):
+            metrics.retrieval_outcomes([1], [1], [1], [3], [1], [1], [1], [3.5])
+        with self.assertRaisesRegex(errors.InputError, "`true_cats`"):
+            metrics.association_accuracy([1], [1], [0], [0.2])
+
+    @parameterized.parameters(np.nan, np.inf)
+    def test_non_finite_values_are_errors(self, value):
+        rng = np.random.default_rng(4)
+        a = rng.uniform(0, 255, (4, 8, 8, 3))
+        b = a.copy()
+        b[2, 1, 5, 0] = value
+        for fn in (metrics.mse, lambda x, y: metrics.psnr(x, y, 255.0)):
+            with self.assertRaisesRegex(
+                errors.InputError,
+                r"`b` .* 1 non-finite value.* first bad row is 2 .*\(2, 1, 5, 0\)",
+            ):
+                fn(a, b)
+        with self.assertRaisesRegex(errors.InputError, "`a`"):
+            metrics.ssim(b[2], a[2], 255.0)
+        y = rng.normal(size=(10, 3))
+        yhat = y.copy()
+        yhat[7, 2] = value
+        with self.assertRaisesRegex(errors.InputError, r"r2_score: `yhat` .* first bad row is 7"):
+            metrics.r2_score(y, yhat)
+
+
 class CityscapesOracleTest(absltest.TestCase):
     """Compare with the official Cityscapes pixel-level evaluation on random labelId maps."""
 

@@ -1,6 +1,7 @@
 """The ViT zoo: pinned sizes vs timm/torchvision/transformers, forward semantics, parity, I/O."""
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -46,10 +47,12 @@ PINNED = {
     "dinov2_vits14": 22_056_192,
     "dinov2_vitb14": 86_579_712,
     "dinov2_vitl14": 304_367_616,
+    "dinov2_vitg14": 1_136_479_232,
     "dinov2_reg_vitti14": 5_720_448,
     "dinov2_reg_vits14": 22_057_728,
     "dinov2_reg_vitb14": 86_582_784,
     "dinov2_reg_vitl14": 304_371_712,
+    "dinov2_reg_vitg14": 1_136_485_376,
     "torchvision_vitti16": 5_524_416,
     "torchvision_vitb16": 85_798_656,
     "torchvision_vitb32": 87_455_232,
@@ -58,6 +61,25 @@ PINNED = {
     "torchvision_vith14": 630_764_800,
     "scalemae_vitti16": 5_486_592,
     "scalemae_vitl16": 303_099_904,
+    # CLIP image towers with their projection (open_clip's VisionTransformer incl. `proj`).
+    "clip_vitti16": 5_549_184,
+    "clip_vitb16": 86_192_640,
+    "clip_vitl14": 303_966_208,
+    "clip_vitl14_336": 304_293_888,
+    "openclip_vitti16": 5_549_184,
+    "openclip_vitb16": 86_192_640,
+    "openclip_vitl14": 303_966_208,
+    "openclip_vith14": 632_076_800,
+    "clip_hf_vitti16": 5_549_184,
+    "clip_hf_vitb16": 86_192_640,
+    "clip_hf_vitl14": 303_966_208,
+    "clip_hf_vitl14_336": 304_293_888,
+    # timm's vit_tiny at each patch size (224 px); converted timm models are checked against
+    # timm's own count in parity_families_test.
+    "timm_vitti16": 5_524_416,
+    "timm_vitti14": 5_501_376,
+    "timm_vitti32": 5_938_560,
+    "timm_vitti8": 5_526_720,
 }
 
 
@@ -74,6 +96,34 @@ def _torchvision_count(name: str) -> int:
     with torch.device("meta"):
         model = getattr(torchvision.models, name)()
     return _torch_count(model) - _torch_count(model.heads)
+
+
+def _open_clip_count(config: str, **vision) -> int:
+    """open_clip's image tower (VisionTransformer with proj) of a model config."""
+    import open_clip
+    from open_clip.model import _build_vision_tower
+
+    cfg = open_clip.get_model_config(config)
+    with torch.device("meta"):
+        tower = _build_vision_tower(cfg["embed_dim"], {**cfg["vision_cfg"], **vision})
+    return _torch_count(tower)
+
+
+def _hf_clip_count(width, depth, heads, patch, image, proj) -> int:
+    """transformers CLIPVisionModelWithProjection of the openai/clip-vit-* configs."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        patch_size=patch,
+        image_size=image,
+        projection_dim=proj,
+    )
+    with torch.device("meta"):
+        return _torch_count(CLIPVisionModelWithProjection(config))
 
 
 def _mae_decoder_count(width: int, depth: int, heads: int, mlp: int, patch: int) -> int:
@@ -115,7 +165,7 @@ class ParamCountTest(parameterized.TestCase):
 
     def test_pins_match_pytorch_references(self):
         """The pins against models built (on the meta device) by timm/torchvision/transformers."""
-        reg_cls_pos = {"s": 384, "b": 768, "l": 1024}
+        reg_cls_pos = {"s": 384, "b": 768, "l": 1024, "g": 1536}
         references = {
             "dino_vitti16": _timm_count("vit_tiny_patch16_224"),
             "dino_vits16": _timm_count("vit_small_patch16_224"),
@@ -127,13 +177,30 @@ class ParamCountTest(parameterized.TestCase):
             "simmim_vitb16": _timm_count("beit_base_patch16_224", **_BEIT_SHARED) + 12 * 768,
             "scalemae_vitl16": _timm_count("vit_large_patch16_224") - 197 * 1024,
         }
-        for size, timm_size in (("s", "small"), ("b", "base"), ("l", "large")):
+        for size, timm_size in (("s", "small"), ("b", "base"), ("l", "large"), ("g", "giant")):
             references[f"dinov2_vit{size}14"] = _timm_count(f"vit_{timm_size}_patch14_dinov2")
             references[f"dinov2_reg_vit{size}14"] = (
                 _timm_count(f"vit_{timm_size}_patch14_reg4_dinov2") + reg_cls_pos[size]
             )
         for size, patch in (("b", 16), ("b", 32), ("l", 16), ("l", 32), ("h", 14)):
             references[f"torchvision_vit{size}{patch}"] = _torchvision_count(f"vit_{size}_{patch}")
+        for family, sizes in (("clip", ("b", "l", "l336")), ("openclip", ("b", "l", "h"))):
+            configs = {"b": "ViT-B-16", "l": "ViT-L-14", "l336": "ViT-L-14-336", "h": "ViT-H-14"}
+            for size in sizes:
+                name = models.get_spec(family, size).name
+                references[name] = _open_clip_count(configs[size])
+        references["clip_vitti16"] = _open_clip_count("ViT-B-16", width=192, layers=12)
+        references["clip_vitti16"] -= 512 * 192 - 128 * 192  # embed_dim 128 instead of 512
+        references["openclip_vitti16"] = references["clip_vitti16"]
+        for size, args in (
+            ("ti", (192, 12, 3, 16, 224, 128)),
+            ("b", (768, 12, 12, 16, 224, 512)),
+            ("l", (1024, 24, 16, 14, 224, 768)),
+            ("l336", (1024, 24, 16, 14, 336, 768)),
+        ):
+            references[models.get_spec("clip_hf", size).name] = _hf_clip_count(*args)
+        for patch in (16, 14, 32, 8):
+            references[f"timm_vitti{patch}"] = _timm_count("vit_tiny_patch16_224", patch_size=patch)
         for name in ("ibot_vits16", "ibot_vitb16", "mae_vitb16"):
             references[name] = references[name.replace("ibot", "dino").replace("mae", "dino")]
         references["mae_vitl16"] = references["ibot_vitl16"]
@@ -687,11 +754,15 @@ class IOTest(parameterized.TestCase):
         self.assertEqual(loaded_spec, spec)
         self.assertEqual(loaded_module, module)
         jax.tree.map(np.testing.assert_array_equal, loaded, params)
-        # Saving again replaces the checkpoint atomically.
+        # Saving again is refused unless asked for; then it replaces the checkpoint atomically.
         _, params2, _ = models.random_model("dino", "ti", seed=1, depth=1)
-        models.save(path, params2, spec)
-        _, loaded2, _ = models.load(path)
+        with self.assertRaisesRegex(errors.CheckpointError, "ckpt: already holds.*overwrite"):
+            models.save(path, params2, spec)
+        models.save(path, params2, spec, overwrite=True)
+        _, loaded2, spec2 = models.load(path)
         np.testing.assert_array_equal(loaded2["cls_token"], params2["cls_token"])
+        self.assertEqual(spec2.params_sha256, models.params_digest(params2))
+        self.assertNotEqual(spec2.params_sha256, spec.params_sha256)
         self.assertEqual(sorted(os.listdir(os.path.dirname(path))), ["ckpt"])
 
     def test_round_trip_with_decoder(self):
@@ -747,6 +818,89 @@ class IOTest(parameterized.TestCase):
                 os.remove(target)
         with self.assertRaisesRegex(errors.CheckpointError, "params: unreadable orbax"):
             models.load(path)
+
+    @parameterized.named_parameters(
+        ("unrelated_files", {"input.pth": b"weights", "notes.txt": b"keep"}, False),
+        ("unrelated_files_overwrite", {"input.pth": b"weights"}, True),
+        ("checkpoint_plus_other_files", {"spec.json": b"{}", "notes.txt": b"keep"}, True),
+    )
+    def test_save_never_replaces_what_is_not_a_checkpoint(self, files, overwrite):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        path = os.path.join(self.root, "out")
+        os.makedirs(path)
+        for name, data in files.items():
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(data)
+        with self.assertRaisesRegex(errors.CheckpointError, f"{path}: "):
+            models.save(path, params, spec, overwrite=overwrite)
+        for name, data in files.items():
+            with open(os.path.join(path, name), "rb") as f:
+                self.assertEqual(f.read(), data)
+        self.assertEqual(sorted(os.listdir(self.root)), ["out"])  # no temporaries left
+
+    def test_save_refuses_a_file_and_protected_paths(self):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        target = os.path.join(self.root, "file")
+        with open(target, "w") as f:
+            f.write("x")
+        with self.assertRaisesRegex(errors.CheckpointError, "file: exists and is not a dir"):
+            models.save(target, params, spec, overwrite=True)
+        # The input of a conversion may not live inside the output, even if the folder is new.
+        with self.assertRaisesRegex(errors.CheckpointError, "contains .*input.pth"):
+            models.save(
+                os.path.join(self.root, "new"),
+                params,
+                spec,
+                protect=[os.path.join(self.root, "new", "input.pth")],
+            )
+        # An existing empty directory is fine.
+        os.makedirs(os.path.join(self.root, "empty"))
+        models.save(os.path.join(self.root, "empty"), params, spec)
+        self.assertEqual(models.load_spec(os.path.join(self.root, "empty")).name, spec.name)
+
+    @parameterized.parameters(0o022, 0o027)
+    def test_files_follow_the_umask(self, umask):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        old = os.umask(umask)
+        try:
+            path = models.save(os.path.join(self.root, "ckpt"), params, spec)
+        finally:
+            os.umask(old)
+        modes = test_util.file_modes(path)
+        self.assertIn("spec.json", modes)
+        for name, (is_dir, mode) in modes.items():
+            self.assertEqual(mode, (0o777 if is_dir else 0o666) & ~umask, name)
+
+    def test_params_digest_is_checked_on_load(self):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        # Oracle: the documented formula, recomputed with hashlib over the sorted leaves.
+        digest = hashlib.sha256(b"vitjax-params/1\n")
+        for name, leaf in sorted(models.flatten_params(params).items()):
+            array = np.asarray(leaf, "<f4")
+            digest.update(f"{name}|<f4|{list(array.shape)}\n".encode())
+            digest.update(array.tobytes())
+        self.assertEqual(spec.params_sha256, digest.hexdigest())
+        self.assertNotEqual(
+            spec.params_sha256, models.random_model("dino", "ti", seed=1, depth=1)[2].params_sha256
+        )
+        a, b = os.path.join(self.root, "a"), os.path.join(self.root, "b")
+        changed = jax.tree.map(np.array, params)
+        changed["norm"]["bias"][0] += 1.0
+        models.save(a, params, spec)
+        models.save(b, changed, spec)
+        self.assertNotEqual(models.load_spec(a).params_sha256, models.load_spec(b).params_sha256)
+        # Parameters swapped behind spec.json's back are refused.
+        shutil.rmtree(os.path.join(a, "params"))
+        shutil.copytree(os.path.join(b, "params"), os.path.join(a, "params"))
+        with self.assertRaisesRegex(errors.CheckpointError, "a/spec.json: params_sha256"):
+            models.load(a)
+        # A checkpoint written before digests were recorded gets one computed on load.
+        spec_file = os.path.join(b, "spec.json")
+        with open(spec_file) as f:
+            data = json.load(f)
+        with open(spec_file, "w") as f:
+            json.dump({k: v for k, v in data.items() if k != "params_sha256"}, f)
+        self.assertEqual(models.load(b)[2].params_sha256, models.params_digest(changed))
 
     def test_save_rejects_params_of_another_spec(self):
         _, params, _ = models.random_model("dino", "ti", seed=0, depth=1)

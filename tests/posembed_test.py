@@ -188,7 +188,7 @@ class RelativePositionIndexTest(absltest.TestCase):
         index = posembed.relative_position_index((14, 14))
         self.assertEqual(index.shape, (197, 197))
         self.assertEqual(posembed.relative_table_size((14, 14)), 732)
-        # checkpoints.md section 6: (r1 - r2 + 13) * 27 + (c1 - c2 + 13); cls rows/cols 729..731.
+        # docs/checkpoints.md §4.4: (r1 - r2 + 13) * 27 + (c1 - c2 + 13); cls rows/cols 729..731.
         want = np.zeros((197, 197), np.int64)
         for a in range(196):
             for b in range(196):

@@ -443,5 +443,87 @@ class RidgeTest(parameterized.TestCase):
             probes.one_hot(np.array([0, 7]), 5)
 
 
+class InputCheckTest(parameterized.TestCase):
+    """NaN / inf features and float labels are errors naming the array and the first bad row."""
+
+    def _data(self, rows=400, dim=8):
+        rng = np.random.default_rng(7)
+        means = rng.standard_normal((3, dim)) * 2
+        return gaussian_classes(rng, means, rows)
+
+    @parameterized.parameters(
+        (np.nan, False, False), (np.inf, True, False), (np.nan, False, True), (np.inf, True, True)
+    )
+    def test_non_finite_training_row(self, value, batchnorm, sweep):
+        x, y = self._data()
+        # Without a sweep every labelled row is trained on (counted in the compiled step); with
+        # one and no retraining, row 123 is only a held-out row (checked with the accuracies).
+        config = probes.ProbeConfig(
+            learning_rates=(1e-2,),
+            weight_decays=(0.0,),
+            batch_size=64,
+            epochs=1,
+            val_fraction=0.0,
+            steps_per_call=2,
+        )
+        if sweep:
+            config = dataclasses.replace(
+                config, learning_rates=(1e-2, 1e-1), val_fraction=0.5, retrain_on_all=False
+            )
+        x[123, 4] = value
+        with self.assertRaisesRegex(
+            errors.InputError, r"`features` .* 1 non-finite value.* first bad row is 123"
+        ):
+            probes.train_softmax_probe(x, y, 3, batchnorm=batchnorm, config=config)
+        # The same row ignore-labelled takes no part, and a masked dim is never read.
+        config = dataclasses.replace(config, val_fraction=0.0, learning_rates=(1e-2,))
+        y_ignored = y.copy()
+        y_ignored[123] = 255
+        probes.train_softmax_probe(x, y_ignored, 3, config=config, batchnorm=batchnorm)
+        mask = np.arange(8) != 4
+        probe = probes.train_softmax_probe(x, y, 3, config=config, feature_mask=mask)
+        self.assertTrue(np.isfinite(probe.predict(x)).all())
+        with self.assertRaisesRegex(errors.InputError, r"LinearProbe.predict: .* row is 123"):
+            probes.train_softmax_probe(x[:100], y[:100], 3, config=config).predict(x)
+
+    def test_float_labels_are_refused_not_truncated(self):
+        x, y = self._data()
+        with self.assertRaisesRegex(errors.InputError, "`labels` must hold integer labels"):
+            probes.train_softmax_probe(x, y + 0.4, 3, config=FAST)
+        with self.assertRaisesRegex(errors.InputError, "`labels`"):
+            probes.one_hot(np.array([0.0, 1.9]), 3)
+
+    def test_moments_and_normalizer(self):
+        x, _ = self._data()
+        x[50, 2] = np.inf
+        x[60, 0] = np.nan
+        with self.assertRaisesRegex(
+            errors.InputError, r"feature_moments: `features` .* 2 non-finite value.* row is 50"
+        ):
+            probes.feature_moments(test_util.write_memmap(self, x))
+        with self.assertRaisesRegex(errors.InputError, "row is 60"):
+            probes.feature_normalizer(x, rows=np.arange(55, 100))
+        probes.feature_moments(x, rows=np.arange(49))  # the bad rows are not used
+        mean, std = probes.feature_normalizer(x, rows=np.arange(49))
+        with self.assertRaisesRegex(errors.InputError, r"normalize_features: .* row is 50"):
+            probes.normalize_features(x, mean, std)
+        with self.assertRaisesRegex(errors.InputError, "`std`"):
+            probes.normalize_features(x[:10], mean, np.full_like(std, np.nan))
+
+    def test_ridge(self):
+        rng = np.random.default_rng(8)
+        x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 2))
+        bad_x, bad_y = x.copy(), y.copy()
+        bad_x[31, 3], bad_y[17, 1] = np.nan, np.inf
+        with self.assertRaisesRegex(errors.InputError, r"ridge_fit: `X` .* row is 31"):
+            probes.ridge_fit(bad_x, y)
+        with self.assertRaisesRegex(errors.InputError, r"ridge_fit: `Y` .* row is 17"):
+            probes.ridge_fit(x, bad_y)
+        with self.assertRaisesRegex(errors.InputError, r"ridge_select: `X` .* row is 31"):
+            probes.ridge_select(bad_x, y)
+        with self.assertRaisesRegex(errors.InputError, r"RidgeModel.predict: `X` .* row is 31"):
+            probes.ridge_fit(x, y).predict(bad_x, 1.0)
+
+
 if __name__ == "__main__":
     absltest.main()

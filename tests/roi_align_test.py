@@ -124,6 +124,23 @@ class RoiAlignTest(parameterized.TestCase):
         with self.assertRaisesRegex(errors.VitjaxError, r"\[B, h, w, D\]"):
             roi_align.roi_align(features[0], BOXES, BOX_BATCH)
 
+    @parameterized.parameters(np.nan, np.inf, -np.inf)
+    def test_non_finite_inputs_are_errors(self, value):
+        features = _features()
+        features[1, 3, 7, 2] = value
+        with self.assertRaisesRegex(
+            errors.InputError, r"`feature_map` .* 1 non-finite value.* first bad row is 1 .*7, 2"
+        ):
+            roi_align.roi_align(features, BOXES, BOX_BATCH)
+        boxes = BOXES.copy()
+        boxes[4, 2] = value
+        with self.assertRaisesRegex(errors.InputError, r"`boxes` .* first bad row is 4"):
+            roi_align.roi_align(_features(), boxes, BOX_BATCH)
+
+    def test_float_box_batch_is_refused_not_truncated(self):
+        with self.assertRaisesRegex(errors.InputError, "`box_batch` must hold integer"):
+            roi_align.roi_align(_features(), BOXES, BOX_BATCH + 0.5)
+
 
 if __name__ == "__main__":
     absltest.main()

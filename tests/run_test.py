@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 from unittest import mock
 
@@ -21,7 +22,7 @@ from configs import common as common_config
 from configs import demo
 from configs import mae_reconstruction as recon_config
 from configs import scalemae as scalemae_config
-from vitjax import errors, experiments, report, run
+from vitjax import errors, experiments, fileio, report, run
 
 _CALLS = []
 
@@ -56,6 +57,17 @@ def _probe_experiment(ctx, cfg):
             experiments.SKIPPED_INPUTS: ["absent_dataset"] if cfg.get("skip", False) else [],
         },
     )
+
+
+@experiments.register("_test_other_experiment")
+def _other_experiment(ctx, cfg):
+    """Writes its own table and figure, and warns about a partly empty input."""
+    from vitjax import plotting
+
+    ctx.warn("level 3 had no queries; its row is left out")
+    path = ctx.figure_path("bars")
+    plotting.line_plot(path, {"p": {"a": ([0, 1], [1.0, 0.0])}}, "x", "y")
+    return experiments.Result(tables={"other": [{"x": 1}]}, figures={"bars": path})
 
 
 def tiny_config(value=1.0):
@@ -242,6 +254,138 @@ class ConfigsTest(absltest.TestCase):
         for row in rows:
             self.assertEqual(row["family"], "mae")
             self.assertGreater(row["mse"], 0.0)
+
+
+def file_mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+class WorkdirTest(absltest.TestCase):
+    def test_workdir_that_is_a_file_is_a_config_error(self):
+        folder = make_tempdir(self)
+        path = os.path.join(folder, "a_file")
+        with open(path, "w") as f:
+            f.write("keep")
+        for workdir, says in ((path, "is a file"), (os.path.join(path, "sub"), "a_file is a file")):
+            with self.assertRaisesRegex(errors.ConfigError, f"--workdir=.*{says}, not a folder"):
+                run.run(tiny_config(), workdir)
+        with open(path) as f:
+            self.assertEqual(f.read(), "keep")
+
+    def test_outputs_respect_the_umask(self):
+        workdir = make_tempdir(self)
+        old = os.umask(0o022)
+        try:
+            run.run(tiny_config(), workdir)
+        finally:
+            os.umask(old)
+        outputs = [
+            "results.json", "report.md", "config.json",
+            os.path.join("tables", "_test_probe_experiment_means.csv"),
+            os.path.join("figures", "_test_probe_experiment_curve.png"),
+        ] + [os.path.join("cache", n) for n in os.listdir(os.path.join(workdir, "cache"))]  # fmt: skip
+        for rel in outputs:
+            self.assertEqual(oct(file_mode(os.path.join(workdir, rel))), oct(0o644), rel)
+        old = os.umask(0o077)
+        try:
+            path = os.path.join(workdir, "private.txt")
+            fileio.atomic_write_text(path, "x")
+            self.assertEqual(oct(file_mode(path)), oct(0o600))
+        finally:
+            os.umask(old)
+
+    def test_rerun_with_another_config_clears_only_its_own_outputs(self):
+        workdir = make_tempdir(self)
+        run.run(tiny_config(), workdir)
+        # Files of the user inside the run's folders are never touched.
+        foreign = [os.path.join("tables", "mine.csv"), os.path.join("figures", "mine.png"), "notes"]
+        for rel in foreign:
+            with open(os.path.join(workdir, rel), "w") as f:
+                f.write("user")
+        config = tiny_config()
+        config.experiments = "_test_other_experiment"
+        results = run.run(config, workdir)
+        with open(os.path.join(workdir, "results.json")) as f:
+            self.assertEqual(json.load(f)["outputs"], results["outputs"])
+        listed = {
+            os.path.join(sub, n)
+            for sub in ("tables", "figures")
+            for n in os.listdir(os.path.join(workdir, sub))
+        }
+        self.assertEqual(
+            listed,
+            {
+                os.path.join("tables", "_test_other_experiment_other.csv"),
+                os.path.join("figures", "_test_other_experiment_bars.png"),
+                *foreign[:2],
+            },
+        )
+        self.assertTrue(os.path.exists(os.path.join(workdir, "notes")))
+        self.assertNotEmpty(os.listdir(os.path.join(workdir, "cache")))  # caches are kept
+
+    def test_stale_removal_stays_inside_the_workdir(self):
+        root = make_tempdir(self)
+        workdir = os.path.join(root, "w")
+        os.makedirs(os.path.join(workdir, "cache"))
+        for rel in ("outside.txt", os.path.join("w", "cache", "c.json"), os.path.join("w", "x")):
+            with open(os.path.join(root, rel), "w") as f:
+                f.write("keep")
+        os.symlink(os.path.join(root, "outside.txt"), os.path.join(workdir, "link"))
+        previous = {"../outside.txt", "cache/c.json", "link", "x", "tables"}
+        removed = run.remove_stale_outputs(workdir, previous, current={"x"})
+        self.assertEqual(removed, [])
+        for rel in ("outside.txt", os.path.join("w", "cache", "c.json"), os.path.join("w", "x")):
+            self.assertTrue(os.path.exists(os.path.join(root, rel)), rel)
+
+    def test_results_without_an_outputs_list_name_their_tables_and_figures(self):
+        workdir = make_tempdir(self)
+        old = {"experiments": {"e": {"tables": {"t": []}, "figures": {"f": "figures/e_f.png"}}}}
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(old, f)
+        self.assertEqual(
+            run.previous_outputs(workdir),
+            {"results.json", "config.json", "report.md", os.path.join("tables", "e_t.csv"),
+             os.path.join("figures", "e_f.png")},
+        )  # fmt: skip
+
+
+class WarningsTest(absltest.TestCase):
+    def test_warnings_reach_results_log_and_report_also_from_cache(self):
+        workdir = make_tempdir(self)
+        config = tiny_config()
+        config.experiments = "_test_other_experiment,_test_probe_experiment"
+        with self.assertLogs(level="WARNING") as logs:
+            first = run.run(config, workdir)
+        expected = ["level 3 had no queries; its row is left out"]
+        self.assertEqual(first["experiments"]["_test_other_experiment"]["warnings"], expected)
+        self.assertEqual(first["experiments"]["_test_probe_experiment"]["warnings"], [])
+        self.assertTrue(any(expected[0] in line for line in logs.output))
+        with open(os.path.join(workdir, "report.md")) as f:
+            text = f.read()
+        self.assertIn("## Warnings", text)
+        self.assertIn(f"- `_test_other_experiment`: {expected[0]}", text)
+        with self.assertLogs(level="WARNING") as logs:
+            again = run.run(config, workdir)
+        self.assertTrue(again["experiments"]["_test_other_experiment"]["cached"])
+        self.assertEqual(again["experiments"]["_test_other_experiment"]["warnings"], expected)
+        self.assertTrue(any(expected[0] in line for line in logs.output))
+
+    def test_one_progress_line_per_experiment_and_short_extraction_lines(self):
+        config = tiny_config()
+        config.experiments = "_test_probe_experiment,_test_other_experiment"
+        with self.assertLogs(level="DEBUG") as logs:
+            run.run(config, make_tempdir(self))
+        info = [r.getMessage() for r in logs.records if r.levelname == "INFO"]
+        debug = [r.getMessage() for r in logs.records if r.levelname == "DEBUG"]
+        self.assertLen([m for m in info if m.startswith("experiment 1/2 ")], 2)
+        self.assertTrue(
+            any(m.startswith("experiment 2/2 _test_other_experiment: finished") for m in info)
+        )
+        self.assertTrue(any("ETA" in m for m in info))
+        self.assertFalse(any("Extraction plan" in m for m in info))
+        self.assertTrue(any("Extraction plan" in m for m in debug))
+        # One line for the one extraction that ran (its progress), none for the cached ones.
+        self.assertLen([m for m in info if m.startswith("extract ")], 1)
 
 
 class ReportTest(absltest.TestCase):

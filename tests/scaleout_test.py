@@ -234,6 +234,40 @@ class PatchFeaturesTest(absltest.TestCase):
             common.knn_predict(np.array(feats), labels, np.array(feats[:6]), 3, cfg),
         )
 
+    def test_context_passes_explicit_extraction_options(self):
+        from vitjax import extract
+
+        workdir = make_tempdir(self)
+        module, params, spec = models.random_model("dino", "ti", 0, depth=1)
+        model = experiments.ModelHandle("dino", module, params, spec, True)
+        config = demo.get_config("test")
+        # Values that differ from extract's own defaults, so that each one is seen to arrive.
+        config.extract.batch_size, config.extract.store_dtype, config.log_every_s = (
+            8,
+            "float16",
+            3.0,
+        )
+        ctx = experiments.Context([model], FeatureStore(os.path.join(workdir, "f")), workdir, 0,
+                                  config, mesh=run.device_mesh())  # fmt: skip
+        tiles = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+        with mock.patch.object(extract, "extract", wraps=extract.extract) as spy:
+            common.patch_features(ctx, model, tiles, {"split": "a"}, batch_size=24)
+            feats = ctx.features(model, tiles, key={"split": "b"}, layers=(0,), with_cls=True)
+        given, default = (call.kwargs["options"] for call in spy.call_args_list)
+        self.assertEqual((given.batch_size, default.batch_size), (24, 8))
+        for options in (given, default):  # the rest comes from the run config and the context
+            self.assertEqual(options.dtype, "float16")
+            self.assertEqual(options.compute_dtype, "float32")
+            self.assertEqual(options.progress_interval_s, 3.0)
+            self.assertIs(options.mesh, ctx.mesh)
+        self.assertEqual((given.with_cls, default.with_cls), (False, True))
+        # Oracle: the CLS token of the model applied directly.
+        want = module.apply({"params": params}, models.preprocess(spec, tiles), layers=(0,))
+        self.assertEqual(feats.cls[0].dtype, np.float16)
+        np.testing.assert_allclose(feats.cls[0], want["cls"][0], rtol=1e-3, atol=1e-3)
+        with self.assertRaises(TypeError):  # no pass-through: a typo fails at the call
+            common.patch_features(ctx, model, tiles, {"split": "a"}, batchsize=16)
+
 
 if __name__ == "__main__":
     absltest.main()

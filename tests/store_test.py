@@ -11,11 +11,13 @@ import zlib
 from pathlib import Path
 from unittest import mock
 
+import jax
 import ml_dtypes
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from tests import test_util  # noqa: F401
+from tests import test_util
+from vitjax import extract, models
 from vitjax import store as store_lib
 from vitjax.errors import StoreError
 
@@ -54,6 +56,69 @@ class KeyTest(absltest.TestCase):
             store_lib.canonical_json({"transform": {"fn": object()}})
         with self.assertRaisesRegex(StoreError, "non-finite"):
             store_lib.canonical_json({"sigma": float("nan")})
+
+
+class WeightsKeyTest(parameterized.TestCase):
+    """Features are keyed on the parameters themselves, not on the spec's names for them."""
+
+    def setUp(self):
+        super().setUp()
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
+        self.images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), np.uint8)
+
+    def extract(self, store, module, params, spec):
+        return extract.extract(module, params, spec, self.images, layers=(-1,), store=store)
+
+    def test_changed_weights_saved_under_the_same_spec_get_new_features(self):
+        _, params, spec = models.random_model("dino", "ti", seed=0, depth=1)
+        store = store_lib.FeatureStore(os.path.join(self.root, "features"))
+        models.save(os.path.join(self.root, "a"), params, spec)
+        module, loaded, loaded_spec = models.load(os.path.join(self.root, "a"))
+        first = np.array(self.extract(store, module, loaded, loaded_spec).patch[-1])
+        # A user ablates one parameter and saves under the unchanged spec (same name and
+        # weights_hash) into a new folder.
+        ablated = jax.tree.map(np.array, params)
+        ablated["norm"]["bias"][:] += 1.0
+        models.save(os.path.join(self.root, "b"), ablated, spec)
+        module, loaded, loaded_spec = models.load(os.path.join(self.root, "b"))
+        self.assertEqual(loaded_spec.weights_hash, spec.weights_hash)
+        second = self.extract(store, module, loaded, loaded_spec)
+        # Oracle: the same model run in memory, without a store.
+        fresh = extract.extract(module, loaded, loaded_spec, self.images, layers=(-1,))
+        np.testing.assert_allclose(second.patch[-1], fresh.patch[-1], rtol=1e-6, atol=1e-6)
+        # Only the final LayerNorm's bias moved (by +1), so every normed feature moved by +1.
+        np.testing.assert_allclose(np.asarray(second.patch[-1]) - first, 1.0, atol=1e-5)
+
+    def test_hand_built_specs_are_keyed_on_their_params(self):
+        # A spec without a digest (built with get_spec) gets one from the params it is run with.
+        spec = models.get_spec("dino", "ti", depth=1)
+        module = models.create_model(spec)
+        store = store_lib.FeatureStore(os.path.join(self.root, "features"))
+        keys = set()
+        for seed in (0, 1):
+            params = models.randomize_params(models.init_params(spec, seed), spec, seed)
+            self.assertEqual(spec.params_sha256, "")
+            keys.add(self.extract(store, module, params, spec).key_hash)
+        self.assertLen(keys, 2)
+
+    @parameterized.parameters(0o022, 0o027)
+    def test_store_files_follow_the_umask(self, umask):
+        old = os.umask(umask)
+        try:
+            store = store_lib.FeatureStore(os.path.join(self.root, f"s{umask:o}"))
+            group = store.group(KEY, name="m")
+            arrays = _arrays("float32", n=2)
+            entry = group.entry(0, _shapes(arrays, "float32"))
+            entry.write_rows(0, arrays)
+            entry.finalize()
+            group.write_metadata({"label": np.arange(2)}, 2)
+        finally:
+            os.umask(old)
+        modes = test_util.file_modes(str(store.root))
+        self.assertIn(os.path.join(group.path.name, "meta", "label.npy"), modes)
+        for name, (is_dir, mode) in modes.items():
+            self.assertEqual(oct(mode), oct((0o777 if is_dir else 0o666) & ~umask), name)
 
 
 class StoreTest(parameterized.TestCase):

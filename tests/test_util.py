@@ -37,3 +37,13 @@ def write_memmap(test, values):
 
 
 setup_cpu_devices()
+
+
+def file_modes(root: str) -> dict[str, tuple[bool, int]]:
+    """{path relative to root: (is_dir, permission bits)} of everything under `root`."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            out[os.path.relpath(path, root)] = (os.path.isdir(path), os.stat(path).st_mode & 0o777)
+    return out

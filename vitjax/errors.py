@@ -19,3 +19,7 @@ class StoreError(VitjaxError):
 
 class ConfigError(VitjaxError):
     """A config field is missing or has a value outside what the experiment accepts."""
+
+
+class InputError(VitjaxError, ValueError):
+    """An array given to an engine holds non-finite values, or labels of a non-integer dtype."""

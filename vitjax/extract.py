@@ -32,7 +32,9 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import difflib
 import hashlib
+import inspect
 import math
 import os
 import queue
@@ -368,6 +370,20 @@ def _callable_name(fn: Callable) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
+def _with_params_digest(spec: Any, params: Any) -> Any:
+    """`spec` with `params_sha256` filled in from `params` when it has none yet.
+
+    Specs from `models.load`, `models.save` and `models.random_model` carry the digest of their
+    parameters; a spec built by hand does not, and keying its features on the spec alone would
+    serve one set of weights' features to another.
+    """
+    if dataclasses.is_dataclass(spec) and getattr(spec, "params_sha256", None) == "":
+        from vitjax.models import zoo
+
+        return dataclasses.replace(spec, params_sha256=zoo.params_digest(params))
+    return spec
+
+
 def _spec_dict(spec: Any) -> dict:
     return spec.to_dict() if hasattr(spec, "to_dict") else dataclasses.asdict(spec)
 
@@ -445,6 +461,99 @@ class _ForwardOptions:
             norm,
             preprocess_fn or _default_preprocess,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractOptions:
+    """How `extract` and `plan` run: the same options for both, with `extract`'s defaults.
+
+    Pass one as `options=`, or give any field as a keyword of `extract`/`plan` (a keyword
+    overrides that field of `options`).
+
+    Attributes:
+      batch_size: images per global batch (rounded up to a multiple of the device count).
+      with_cls: also return CLS and register tokens (they are stored either way).
+      gsd_ratio: scalar ground-sample-distance ratio for Scale-MAE (passed to the module).
+      dtype: stored dtype, "float32", "float16" or "bfloat16".
+      compute_dtype: None/"float32" or "bfloat16" matmuls.
+      mesh: device mesh whose every axis shards the batch; all devices on one axis if None.
+      resize_to: (height, width) to resize to on the device (bilinear) before the model.
+      norm: pass returned layers through the final LayerNorm (the paper does).
+      preprocess_fn: `(spec, uint8 images) -> float32` traced inside the jit;
+        `vitjax.models.preprocess` by default.
+      num_workers: host threads decoding images (min(8, cpu count) if None).
+      prefetch: batches read ahead of the device.
+      progress_interval_s: seconds between progress log lines.
+    """
+
+    batch_size: int = 32
+    with_cls: bool = False
+    gsd_ratio: float | None = None
+    dtype: str = "float32"
+    compute_dtype: str | None = None
+    mesh: Mesh | None = None
+    resize_to: tuple[int, int] | None = None
+    norm: bool = True
+    preprocess_fn: Callable[[Any, jax.Array], jax.Array] | None = None
+    num_workers: int | None = None
+    prefetch: int = 2
+    progress_interval_s: float = 10.0
+
+    @classmethod
+    def of(
+        cls, options: ExtractOptions | None, overrides: Mapping[str, Any], caller: str
+    ) -> ExtractOptions:
+        """`options` (default: all defaults) with the fields named in `overrides` replaced.
+
+        Raises:
+          ConfigError: `options` is not an ExtractOptions, or `overrides` names no field of it.
+        """
+        if options is None:
+            options = cls()
+        elif not isinstance(options, cls):
+            raise ConfigError(
+                f"{caller}: options={options!r}, expected an extract.ExtractOptions "
+                "(or pass its fields as keywords)"
+            )
+        fields = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            close = [m for name in unknown for m in difflib.get_close_matches(name, fields, 1)]
+            hint = f"; did you mean {close}?" if close else ""
+            raise ConfigError(
+                f"{caller}: unexpected keyword(s) {unknown}; expected a field of "
+                f"extract.ExtractOptions {fields} (or layers, store, key, metadata){hint}"
+            )
+        return dataclasses.replace(options, **overrides)
+
+    def forward(self) -> _ForwardOptions:
+        """The options that change the compiled forward (checked, defaults filled in)."""
+        return _ForwardOptions.of(
+            self.gsd_ratio,
+            self.dtype,
+            self.compute_dtype,
+            self.resize_to,
+            self.norm,
+            self.preprocess_fn,
+        )
+
+
+def _accepts_options(fn: Callable) -> Callable:
+    """Lists the fields of ExtractOptions as keyword-only parameters in `fn`'s signature.
+
+    `fn` takes them through `**overrides`; the generated signature lets `help()`, IDEs and
+    `inspect` show every option with its default without a second copy of the list.
+    """
+    signature = inspect.signature(fn)
+    kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    fields = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
+        )
+        for f in dataclasses.fields(ExtractOptions)
+    ]
+    fn.__signature__ = signature.replace(parameters=kept + fields)
+    return fn
 
 
 @dataclasses.dataclass
@@ -660,7 +769,10 @@ def _compile(
     try:
         cache_key = (
             module,
-            store_lib.canonical_json(_spec_dict(spec)),
+            # The weights' digest does not change the program (the params are an argument).
+            store_lib.canonical_json(
+                {k: v for k, v in _spec_dict(spec).items() if k != "params_sha256"}
+            ),
             layers,
             opts,
             mesh,
@@ -784,6 +896,7 @@ def _make_plan(job: _Job, work: _Work, stored: bool, peak: tuple[int, str]) -> P
     )
 
 
+@_accepts_options
 def plan(
     module: Any,
     params: Any,
@@ -792,19 +905,10 @@ def plan(
     layers: Sequence[int] = (-1,),
     store: store_lib.FeatureStore | None = None,
     key: Mapping[str, Any] | None = None,
-    batch_size: int = 32,
-    gsd_ratio: float | None = None,
-    dtype: str = "float32",
-    compute_dtype: str | None = None,
-    mesh: Mesh | None = None,
-    resize_to: tuple[int, int] | None = None,
-    norm: bool = True,
-    preprocess_fn: Callable[[Any, jax.Array], jax.Array] | None = None,
-    with_cls: bool = False,
+    *,
+    options: ExtractOptions | None = None,
     metadata: Mapping[str, np.ndarray] | None = None,
-    num_workers: int | None = None,
-    prefetch: int = 2,
-    progress_interval_s: float = 10.0,
+    **overrides: Any,
 ) -> Plan:
     """A dry run of `extract` with the same arguments: counts, bytes and peak memory, no work.
 
@@ -815,9 +919,10 @@ def plan(
     Returns:
       Plan, also logged; `print(plan)` gives a one-paragraph summary.
     """
-    del with_cls, metadata, num_workers, prefetch, progress_interval_s  # no effect on the plan
-    options = _ForwardOptions.of(gsd_ratio, dtype, compute_dtype, resize_to, norm, preprocess_fn)
-    job = _make_job(spec, images, layers, key, batch_size, mesh, store, options)
+    del metadata  # no effect on the plan
+    opts = ExtractOptions.of(options, overrides, "extract.plan")
+    spec = _with_params_digest(spec, params)
+    job = _make_job(spec, images, layers, key, opts.batch_size, opts.mesh, store, opts.forward())
     entries = _open_entries(store, spec, job, create=False)[1] if store is not None else {}
     work = _remaining_work(job, entries, store is not None)
     peak = (0, "nothing to run")
@@ -884,6 +989,7 @@ def _agree(work: _Work, job: _Job) -> _Work:
     return _Work(pending, done, np.flatnonzero(mask[len(layers) :]).tolist())
 
 
+@_accepts_options
 def extract(
     module: Any,
     params: Any,
@@ -892,19 +998,10 @@ def extract(
     layers: Sequence[int] = (-1,),
     store: store_lib.FeatureStore | None = None,
     key: Mapping[str, Any] | None = None,
-    batch_size: int = 32,
-    with_cls: bool = False,
-    gsd_ratio: float | None = None,
-    dtype: str = "float32",
-    compute_dtype: str | None = None,
-    mesh: Mesh | None = None,
+    *,
+    options: ExtractOptions | None = None,
     metadata: Mapping[str, np.ndarray] | None = None,
-    resize_to: tuple[int, int] | None = None,
-    norm: bool = True,
-    preprocess_fn: Callable[[Any, jax.Array], jax.Array] | None = None,
-    num_workers: int | None = None,
-    prefetch: int = 2,
-    progress_interval_s: float = 10.0,
+    **overrides: Any,
 ) -> FeatureSet:
     """Extracts patch (and CLS/register) features of every requested layer in one forward pass.
 
@@ -924,21 +1021,13 @@ def extract(
       store: FeatureStore, or None to compute in memory (single process only).
       key: JSON-like dict naming what produced the images (dataset, split, tiling, transform).
         Required for an ImageSource with a store; for an array it defaults to the images' sha256.
-      batch_size: images per global batch (rounded up to a multiple of the device count).
-      with_cls: also return CLS and register tokens.
-      gsd_ratio: scalar ground-sample-distance ratio for Scale-MAE (passed to the module).
-      dtype: stored dtype, "float32", "float16" or "bfloat16".
-      compute_dtype: None/"float32" or "bfloat16" matmuls.
-      mesh: device mesh whose every axis shards the batch; all devices on one axis if None.
+      options: an `ExtractOptions` (batch_size, with_cls, gsd_ratio, dtype, compute_dtype, mesh,
+        resize_to, norm, preprocess_fn, num_workers, prefetch, progress_interval_s); all
+        defaults if None.
       metadata: per-image (or per-patch [N, h, w, ...]) arrays stored beside the features, e.g.
         {"image_id": ..., "label": ..., "tile_row": ...}.
-      resize_to: (height, width) to resize to on the device (bilinear) before the model.
-      norm: pass returned layers through the final LayerNorm (the paper does).
-      preprocess_fn: `(spec, uint8 images) -> float32` traced inside the jit;
-        `vitjax.models.preprocess` by default.
-      num_workers: host threads decoding images (min(8, cpu count) if None).
-      prefetch: batches read ahead of the device.
-      progress_interval_s: seconds between progress log lines.
+      **overrides: any field of `ExtractOptions` by name (`batch_size=8, dtype="float16"`),
+        replacing that field of `options`.
 
     Returns:
       FeatureSet (np.memmap arrays when stored, numpy arrays in memory).
@@ -948,15 +1037,10 @@ def extract(
       StoreError: the store holds another model/geometry under this key, a corrupted manifest,
         or a full disk (the entry stays resumable).
     """
-    options = _ForwardOptions.of(gsd_ratio, dtype, compute_dtype, resize_to, norm, preprocess_fn)
-    job = _make_job(spec, images, layers, key, batch_size, mesh, store, options)
-    meta = {k: np.asarray(v) for k, v in (metadata or {}).items()}
-    meta.setdefault("image_id", np.arange(job.num_images, dtype=np.int64))
-    for name, value in meta.items():
-        if value.ndim == 0 or value.shape[0] != job.num_images:
-            raise DatasetError(
-                f"metadata {name!r}: expected shape [N={job.num_images}, ...], got {value.shape}"
-            )
+    opts = ExtractOptions.of(options, overrides, "extract.extract")
+    spec = _with_params_digest(spec, params)
+    job = _make_job(spec, images, layers, key, opts.batch_size, opts.mesh, store, opts.forward())
+    meta = _checked_metadata(metadata, job.num_images)
     group, entries = None, {}
     if store is not None:
         group, entries = _open_entries(store, spec, job, create=True)
@@ -965,9 +1049,10 @@ def extract(
     work = _remaining_work(job, entries, store is not None)
     executable = _compile(module, params, spec, job, work.pending) if work.pending else None
     peak = _peak_device_bytes(executable, spec, job) if executable else (0, "nothing to run")
-    logging.info(
-        "Extraction plan for %s: %s", spec.name, _make_plan(job, work, store is not None, peak)
-    )
+    the_plan = _make_plan(job, work, store is not None, peak)
+    # Debug level only (--verbose): a run of many experiments makes hundreds of (mostly cached)
+    # extraction calls, and the progress line below already logs each one that runs.
+    logging.debug("Extraction plan for %s: %s", spec.name, the_plan)
     agreed = _agree(work, job)
     if agreed.pending != work.pending:
         executable = _compile(module, params, spec, job, agreed.pending) if agreed.pending else None
@@ -981,26 +1066,19 @@ def extract(
                 for name, (shape, dt) in job.array_shapes.items()
             }
     if work.pending and work.batches:
-        sink = _Sink(job, work, entries, in_memory, progress_interval_s)
-        _run_batches(job, work, executable, sink, num_workers, prefetch)
+        sink = _Sink(job, work, entries, in_memory, opts.progress_interval_s)
+        _run_batches(job, work, executable, sink, opts.num_workers, opts.prefetch)
 
     if store is None:
         arrays, feats_meta = in_memory, meta
     else:
-        _sync(f"vitjax-extract-written-{store_lib.key_hash(job.group_key)}")
-        if jax.process_index() == 0:
-            for layer in work.pending:
-                entries[layer].finalize()
-        _sync(f"vitjax-extract-final-{store_lib.key_hash(job.group_key)}")
-        arrays = {}
-        for layer in job.layers:
-            entries[layer].reload()
-            arrays[layer] = entries[layer].open_arrays()
-        feats_meta = group.read_metadata()
-    registers = with_cls and job.num_registers > 0
+        arrays, feats_meta = _finalize_stored(job, work, group, entries)
+    registers = opts.with_cls and job.num_registers > 0
     return FeatureSet(
         patch=LayerDict({i: arrays[i]["patch"] for i in job.layers}, job.depth),
-        cls=LayerDict({i: arrays[i]["cls"] for i in job.layers} if with_cls else {}, job.depth),
+        cls=LayerDict(
+            {i: arrays[i]["cls"] for i in job.layers} if opts.with_cls else {}, job.depth
+        ),
         registers=LayerDict(
             {i: arrays[i]["registers"] for i in job.layers} if registers else {}, job.depth
         ),
@@ -1010,6 +1088,40 @@ def extract(
         entry_dir=group.path if group is not None else None,
         grid=job.grid,
     )
+
+
+def _checked_metadata(
+    metadata: Mapping[str, np.ndarray] | None, num_images: int
+) -> dict[str, np.ndarray]:
+    """`metadata` as numpy arrays with a default "image_id"; each must have N rows first."""
+    meta = {k: np.asarray(v) for k, v in (metadata or {}).items()}
+    meta.setdefault("image_id", np.arange(num_images, dtype=np.int64))
+    for name, value in meta.items():
+        if value.ndim == 0 or value.shape[0] != num_images:
+            raise DatasetError(
+                f"metadata {name!r}: expected shape [N={num_images}, ...], got {value.shape}"
+            )
+    return meta
+
+
+def _finalize_stored(
+    job: _Job, work: _Work, group: store_lib.Group, entries: Mapping[int, store_lib.Entry]
+) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Marks the written entries complete (process 0) and opens every layer's arrays.
+
+    Returns:
+      ({layer: {name: np.memmap}}, the group's stored metadata).
+    """
+    _sync(f"vitjax-extract-written-{store_lib.key_hash(job.group_key)}")
+    if jax.process_index() == 0:
+        for layer in work.pending:
+            entries[layer].finalize()
+    _sync(f"vitjax-extract-final-{store_lib.key_hash(job.group_key)}")
+    arrays = {}
+    for layer in job.layers:
+        entries[layer].reload()
+        arrays[layer] = entries[layer].open_arrays()
+    return arrays, group.read_metadata()
 
 
 class _Sink:

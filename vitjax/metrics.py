@@ -26,6 +26,106 @@ RETRIEVAL_OUTCOMES = ("same_patch", "same_fine", "same_super", "other_object", "
 
 
 # ----------------------------------------------------------------------------------------------------
+# Input checks shared by the engines (knn, probes, roi_align and the metrics below).
+
+# Rows per chunk when an array (possibly an np.memmap) is scanned for non-finite values.
+_SCAN_ROWS = 8192
+
+
+def nonfinite_error(
+    where: str, name: str, array: Any, columns: Any = None, rows: Any = None
+) -> errors.InputError | None:
+    """The error describing the non-finite values of `array`, or None when it is all finite.
+
+    The array is scanned in row chunks (an np.memmap is never loaded whole); engines call this
+    after a cheaper fused check found something, to name the count and the first bad row.
+
+    Args:
+      where: the function to name in the message, e.g. "knn.search".
+      name: the argument's name, e.g. "database".
+      array: float [N, ...] array-like.
+      columns: optional bool [D] over the last axis; only those entries are checked (e.g. the
+        dims a feature mask keeps).
+      rows: optional int indices of the rows to check (reported by their index in `array`).
+
+    Returns:
+      An `errors.InputError` naming the array, the number of non-finite values, the rows holding
+      them and the first one (with its index and value), or None.
+    """
+    shape = np.shape(array)
+    if len(shape) == 0:
+        value = np.asarray(array, np.float64)
+        if np.isfinite(value):
+            return None
+        return errors.InputError(f"{where}: `{name}` is {value}; it must be finite")
+    count = bad_rows = 0
+    first = None
+    row_ids = None if rows is None else np.unique(np.asarray(rows, np.int64).reshape(-1))
+    num_rows = shape[0] if row_ids is None else len(row_ids)
+    for start in range(0, num_rows, _SCAN_ROWS):
+        if row_ids is None:
+            chunk = np.asarray(array[start : start + _SCAN_ROWS], np.float64)
+        else:
+            chunk = np.asarray(array[row_ids[start : start + _SCAN_ROWS]], np.float64)
+        bad = ~np.isfinite(chunk)
+        if columns is not None:
+            bad &= np.asarray(columns, bool)
+        if not bad.any():
+            continue
+        count += int(bad.sum())
+        per_row = bad.reshape(len(chunk), -1).any(axis=1)
+        bad_rows += int(per_row.sum())
+        if first is None:
+            position = np.unravel_index(int(np.argmax(bad)), bad.shape)
+            row = start + int(position[0])
+            row = row if row_ids is None else int(row_ids[row])
+            first = ((row,) + tuple(int(i) for i in position[1:]), chunk[position])
+    if first is None:
+        return None
+    index, value = first
+    return errors.InputError(
+        f"{where}: `{name}` (shape {tuple(shape)}) holds {count} non-finite value(s) (NaN or inf) "
+        f"in {bad_rows} row(s); the first bad row is {index[0]} (entry {index} = {value}). "
+        "Inputs must be finite: fix or drop those rows (e.g. features that overflowed float16)."
+    )
+
+
+def check_finite(where: str, name: str, array: Any, columns: Any = None, rows: Any = None) -> None:
+    """Raises `errors.InputError` (see `nonfinite_error`) if `array` holds NaN or inf.
+
+    Args:
+      where, name, array, columns, rows: as `nonfinite_error`.
+    """
+    error = nonfinite_error(where, name, array, columns, rows)
+    if error is not None:
+        raise error
+
+
+def check_labels(where: str, name: str, labels: Any) -> np.ndarray:
+    """`labels` as an integer array; float labels are refused rather than truncated.
+
+    Args:
+      where: the function to name in the message.
+      name: the argument's name.
+      labels: int or bool array-like of any shape (an empty list is accepted).
+
+    Returns:
+      The labels as a numpy array, dtype unchanged.
+
+    Raises:
+      errors.InputError: the dtype is not integer or bool.
+    """
+    array = np.asarray(labels)
+    if array.dtype.kind not in "iub" and array.size:
+        raise errors.InputError(
+            f"{where}: `{name}` must hold integer labels, got dtype {array.dtype} (e.g. "
+            f"{array.reshape(-1)[:3].tolist()}); float labels are not truncated silently: convert "
+            "them with .astype(int) once you have checked that they are whole numbers"
+        )
+    return array
+
+
+# ----------------------------------------------------------------------------------------------------
 # Confusion matrices and segmentation scores.
 
 
@@ -43,6 +143,9 @@ def confusion_matrix(gt: Any, pred: Any, num_classes: int, ignore_label: int = 2
     Returns:
       int64 [C, C + 1]. Matrices of separate batches add up (streaming via ``+=``).
 
+    Raises:
+      errors.InputError: gt or pred are not integers (float labels are not truncated).
+
     Examples:
       >>> confusion_matrix([0, 1, 1, 255], [0, 1, 255, 0], 2).tolist()
       [[1, 0, 0], [0, 1, 1]]
@@ -53,6 +156,8 @@ def confusion_matrix(gt: Any, pred: Any, num_classes: int, ignore_label: int = 2
         raise errors.VitjaxError(
             f"confusion_matrix: gt shape {gt.shape} and pred shape {pred.shape} differ"
         )
+    check_labels("confusion_matrix", "gt", gt)
+    check_labels("confusion_matrix", "pred", pred)
     if num_classes < 1:
         raise errors.ConfigError(f"confusion_matrix: num_classes must be >= 1, got {num_classes}")
     gt = gt.reshape(-1).astype(np.int64)
@@ -220,6 +325,9 @@ def retrieval_outcomes(
 
     Returns:
       dict of int counts.
+
+    Raises:
+      errors.InputError: an array is not integer (float labels are not truncated).
     """
     arrays = {
         "query_fine": query_fine,
@@ -235,7 +343,10 @@ def retrieval_outcomes(
         raise errors.VitjaxError("retrieval_outcomes: pass both query_tile and nn_tile, or neither")
     if query_tile is not None:
         arrays.update(query_tile=query_tile, nn_tile=nn_tile)
-    arrays = {name: np.asarray(value).reshape(-1) for name, value in arrays.items()}
+    arrays = {
+        name: check_labels("retrieval_outcomes", name, value).reshape(-1)
+        for name, value in arrays.items()
+    }
     sizes = {name: value.shape[0] for name, value in arrays.items()}
     if len(set(sizes.values())) != 1:
         raise errors.VitjaxError(f"retrieval_outcomes: arrays must all be [Q], got lengths {sizes}")
@@ -286,8 +397,15 @@ def association_accuracy(
 
     Returns:
       {'instance': float, 'category': float, 'count': int}; accuracies are NaN when count is 0.
+
+    Raises:
+      errors.InputError: ids or categories are not integers (float labels are not truncated).
     """
-    arrays = [np.asarray(x).reshape(-1) for x in (pred_ids, true_ids, pred_cats, true_cats)]
+    names = ("pred_ids", "true_ids", "pred_cats", "true_cats")
+    arrays = [
+        check_labels("association_accuracy", name, x).reshape(-1)
+        for name, x in zip(names, (pred_ids, true_ids, pred_cats, true_cats))
+    ]
     if len({x.shape[0] for x in arrays}) != 1:
         raise errors.VitjaxError(
             "association_accuracy: pred_ids, true_ids, pred_cats, true_cats must all be [N], got "
@@ -313,16 +431,26 @@ def association_accuracy(
 # Reconstruction quality and regression.
 
 
-def _pair(a: Any, b: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _pair(
+    a: Any, b: Any, where: str, names: tuple[str, str] = ("a", "b")
+) -> tuple[np.ndarray, np.ndarray]:
+    """float64 copies of two same-shape arrays; NaN or inf in either is an `errors.InputError`."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     if a.shape != b.shape:
         raise errors.VitjaxError(f"{where}: shapes {a.shape} and {b.shape} differ")
+    for name, value in zip(names, (a, b)):
+        if not np.isfinite(value).all():
+            check_finite(where, name, value if value.ndim else value[None])
     return a, b
 
 
 def mse(a: Any, b: Any, axis: Any = None) -> Any:
-    """Mean squared error ``mean((a - b)^2)`` in float64, over `axis` (None = everything)."""
+    """Mean squared error ``mean((a - b)^2)`` in float64, over `axis` (None = everything).
+
+    Raises:
+      errors.InputError: `a` or `b` holds NaN or inf (also for `psnr`, `ssim`, `r2_score`).
+    """
     a, b = _pair(a, b, "mse")
     return np.mean((a - b) ** 2, axis=axis)
 
@@ -418,7 +546,7 @@ def r2_score(y: Any, yhat: Any) -> float:
     Returns:
       float R^2 (can be negative).
     """
-    y, yhat = _pair(y, yhat, "r2_score")
+    y, yhat = _pair(y, yhat, "r2_score", ("y", "yhat"))
     if y.ndim == 1:
         y, yhat = y[:, None], yhat[:, None]
     if y.ndim != 2 or y.shape[0] < 2:
@@ -438,11 +566,14 @@ __all__ = [
     "ConfusionMatrix",
     "accuracy",
     "association_accuracy",
+    "check_finite",
+    "check_labels",
     "class_accuracy",
     "confusion_matrix",
     "iou_per_class",
     "mean_iou",
     "mse",
+    "nonfinite_error",
     "psnr",
     "r2_score",
     "retrieval_outcomes",

@@ -93,6 +93,7 @@ def feature_moments(
 
     Raises:
       errors.ConfigError: `features` is not 2-D, or there are no rows, or a row is out of range.
+      errors.InputError: a used row holds NaN or inf (seen for free in the float64 sums).
 
     Examples:
       >>> mean, var = feature_moments(np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]]))
@@ -117,6 +118,8 @@ def feature_moments(
     for chunk in _row_chunks(features, rows, chunk_rows):
         # dtype=float64 accumulates without a float64 copy of the chunk.
         total += np.add.reduce(chunk, axis=0, dtype=np.float64)
+    if not np.isfinite(total).all():
+        metrics.check_finite("probes.feature_moments", "features", features, rows=rows)
     mean = total / count
     squares = np.zeros(dim, np.float64)
     deviations = np.zeros(dim, np.float64)
@@ -226,6 +229,7 @@ def normalize_features(
 
     Raises:
       errors.ConfigError: shapes disagree.
+      errors.InputError: features (in the dims kept), mean or std hold NaN or inf.
 
     Examples:
       >>> normalize_features(np.array([[3.0, 5.0]]), np.array([1.0, 1.0]), np.array([2.0, 4.0]))
@@ -240,13 +244,18 @@ def normalize_features(
             f"{mean.shape} and {std.shape}"
         )
     mask = _check_mask(feature_mask, dim, "probes.normalize_features")
+    metrics.check_finite("probes.normalize_features", "mean", mean[None])
+    metrics.check_finite("probes.normalize_features", "std", std[None])
     mean_hi, mean_lo = _split_mean(mean, dim)
     std32 = std.astype(np.float32)
     out = np.empty((num_rows, dim), np.float32)
     chunk_rows = max(1, int(chunk_rows))
     for start in range(0, num_rows, chunk_rows):
         chunk = np.asarray(features[start : start + chunk_rows], np.float32)
-        out[start : start + len(chunk)] = _normalize(np, chunk, mean_hi, mean_lo, std32, mask)
+        normalized = _normalize(np, chunk, mean_hi, mean_lo, std32, mask)
+        if not np.isfinite(normalized).all():
+            metrics.check_finite("probes.normalize_features", "features", features, columns=mask)
+        out[start : start + len(chunk)] = normalized
     return out
 
 
@@ -370,7 +379,12 @@ class LinearProbe:
         return _normalize(np, block, mean_hi, mean_lo, std, self.feature_mask)
 
     def predict(self, features: Any) -> np.ndarray:
-        """Logits float32 [N, C] of features [N, D] (array-like; read in chunks)."""
+        """Logits float32 [N, C] of features [N, D] (array-like; read in chunks).
+
+        Raises:
+          errors.ConfigError: D differs from the probe's.
+          errors.InputError: features hold NaN or inf in a dim the probe uses.
+        """
         num_rows, dim = _check_features("features", features)
         if dim != self.weights.shape[0]:
             raise errors.ConfigError(
@@ -380,7 +394,14 @@ class LinearProbe:
         out = np.empty((num_rows, self.num_classes), np.float32)
         for start in range(0, num_rows, _CHUNK_ROWS):
             block = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float32)
-            out[start : start + len(block)] = self._inputs(block) @ self.weights + self.bias
+            logits = self._inputs(block) @ self.weights + self.bias
+            # A NaN or inf input always reaches the logits; checking [N, C] rather than [N, D]
+            # keeps the check off the prediction's cost.
+            if not np.isfinite(logits).all():
+                metrics.check_finite(
+                    "LinearProbe.predict", "features", block, columns=self.feature_mask
+                )
+            out[start : start + len(block)] = logits
         return out
 
     def predict_labels(self, features: Any) -> np.ndarray:
@@ -470,13 +491,16 @@ def _train_fns(optimizer: str, schedule: str, momentum: float, batchnorm: bool):
             # zero, stays 0, so the probe equals one trained without that column, while the width
             # (and the compiled step) stays D for every mask.
             x = _normalize(jnp, x, mean_hi, mean_lo, std if batchnorm else None, mask)
+            # Rows holding NaN or inf in a used dim, counted in the same compiled step (padding
+            # rows are zeros); the host reads the counts when it waits for the call anyway.
+            bad_rows = jnp.sum(jnp.any(~jnp.isfinite(x), axis=1), dtype=jnp.int32)
             p, state, loss = jax.vmap(member_step, in_axes=(0, 0, 0, 0, None, None, None, None))(
                 p, state, learning_rates, weight_decays, x, y, w, is_valid
             )
-            return (p, state), loss
+            return (p, state), (loss, bad_rows)
 
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batches)
-        return params, opt_state, losses
+        (params, opt_state), (losses, bad_rows) = jax.lax.scan(step, (params, opt_state), batches)
+        return params, opt_state, losses, jnp.sum(bad_rows)
 
     return jax.jit(init), jax.jit(run)
 
@@ -536,7 +560,7 @@ def _train(
             ys[i, : len(step_rows)] = labels[step_rows]
             ws[i, : len(step_rows)] = 1.0
             valid[i] = True
-        params, opt_state, losses = run(
+        params, opt_state, losses, bad_rows = run(
             params,
             opt_state,
             lrs,
@@ -552,7 +576,9 @@ def _train(
         # The next batches are gathered on the host while this call runs; waiting for the
         # previous call keeps at most two blocks of batches alive.
         if in_flight is not None:
-            finished, last_losses = in_flight
+            finished, last_losses, last_bad = in_flight
+            if int(last_bad):
+                _raise_nonfinite(features, rows, mask)
             last_losses = np.asarray(last_losses)
             elapsed = time.perf_counter() - start_time
             logging.log_every_n_seconds(
@@ -566,8 +592,16 @@ def _train(
                 np.round(last_losses, 4).tolist(),
             )
         done += int(valid.sum())
-        in_flight = (done, losses[int(valid.sum()) - 1])
+        in_flight = (done, losses[int(valid.sum()) - 1], bad_rows)
+    if int(in_flight[2]):
+        _raise_nonfinite(features, rows, mask)
     return {key: np.asarray(value) for key, value in params.items()}
+
+
+def _raise_nonfinite(features: Any, rows: np.ndarray, mask: np.ndarray) -> None:
+    """Raises the `errors.InputError` naming the non-finite training rows the step counted."""
+    metrics.check_finite("probes.train_softmax_probe", "features", features, mask, rows)
+    raise errors.InputError("probes.train_softmax_probe: `features` changed during training")
 
 
 def _accuracies(
@@ -588,6 +622,10 @@ def _accuracies(
         chunk = rows[start : start + _CHUNK_ROWS]
         x = _normalize(np, _read_rows(features, chunk), mean_hi, mean_lo, std32, mask)
         logits = np.matmul(x[None], params["w"]) + params["b"][:, None, :]
+        # Non-finite logits come from a non-finite input or from a diverged member; only the
+        # first is an error (a diverged member just scores low).
+        if not np.isfinite(logits).all() and not np.isfinite(x).all():
+            metrics.check_finite("probes.train_softmax_probe", "features", features, mask, chunk)
         correct += (np.argmax(logits, axis=2) == labels[chunk][None, :]).sum(axis=1)
     return correct / len(rows)
 
@@ -635,12 +673,14 @@ def train_softmax_probe(
     Raises:
       errors.ConfigError: on bad shapes, labels outside [0, C) other than the ignore label, a bad
         config, or a sweep of several pairs without held-out rows.
+      errors.InputError: float labels, or NaN / inf in a used dim of a labelled row (counted on
+        the device in the training step).
     """
     config.validate()
     num_rows, dim = _check_features("features", features)
     mask = _check_mask(feature_mask, dim, "probes.train_softmax_probe")
     train_mask = np.ones(dim, bool) if mask is None else mask
-    labels = np.asarray(labels)
+    labels = metrics.check_labels("probes.train_softmax_probe", "labels", labels)
     if labels.shape != (num_rows,):
         raise errors.ConfigError(
             f"probes.train_softmax_probe: `labels` must have shape ({num_rows},), got {labels.shape}"
@@ -783,9 +823,16 @@ class RidgeModel:
         return w, self.y_mean - self.x_mean @ w
 
     def predict(self, X: Any, l2: float) -> np.ndarray:
-        """Predictions float64 [N, T] (or [N] if Y was 1-D) of X [N, D]."""
+        """Predictions float64 [N, T] (or [N] if Y was 1-D) of X [N, D].
+
+        Raises:
+          errors.InputError: X holds NaN or inf.
+        """
         w, b = self.weights(l2)
-        out = np.asarray(X, dtype=np.float64) @ w + b
+        X = np.asarray(X, dtype=np.float64)
+        out = X @ w + b
+        if not np.isfinite(out).all():
+            metrics.check_finite("RidgeModel.predict", "X", X)
         return out[:, 0] if self.squeeze else out
 
 
@@ -805,6 +852,10 @@ def ridge_fit(
     Returns:
       A `RidgeModel`.
 
+    Raises:
+      errors.ConfigError: shapes disagree or X has no rows.
+      errors.InputError: X or Y hold NaN or inf.
+
     Examples:
       >>> model = ridge_fit(np.array([[0.0], [1.0], [2.0]]), np.array([1.0, 3.0, 5.0]), l2s=(0.0,))
       >>> np.round(model.predict(np.array([[3.0]]), 0.0), 6).tolist()
@@ -821,6 +872,8 @@ def ridge_fit(
         )
     if len(X) == 0:
         raise errors.ConfigError("probes.ridge_fit: X has no rows")
+    metrics.check_finite("probes.ridge_fit", "X", X)
+    metrics.check_finite("probes.ridge_fit", "Y", Y)
     x_mean, y_mean = X.mean(axis=0), Y.mean(axis=0)
     Xc, Yc = X - x_mean, Y - y_mean
     num_rows, dim = Xc.shape
@@ -840,8 +893,9 @@ def one_hot(labels: Any, num_classes: int, ignore_label: int = 255) -> np.ndarra
 
     Raises:
       errors.ConfigError: on labels outside [0, C) other than the ignore label.
+      errors.InputError: float labels (not truncated).
     """
-    labels = np.asarray(labels).astype(np.int64)
+    labels = metrics.check_labels("probes.one_hot", "labels", labels).astype(np.int64)
     labelled = labels != ignore_label
     bad = labelled & ((labels < 0) | (labels >= num_classes))
     if bad.any():
@@ -891,6 +945,8 @@ def ridge_select(
         raise errors.ConfigError("probes.ridge_select: `l2s` is empty")
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
+    metrics.check_finite("probes.ridge_select", "X", X)
+    metrics.check_finite("probes.ridge_select", "Y", Y)
     num_val = int(round(val_fraction * len(X)))
     if not 0 < num_val < len(X):
         raise errors.ConfigError(

@@ -1,7 +1,7 @@
 """Writes a run's outputs: results.json, one CSV per table, and report.md (tables + figures).
 
 All writes are atomic (temporary file in the same folder, then `os.replace`), so an interrupted run
-never leaves a half-written file behind.
+never leaves a half-written file behind, and respect the umask (`vitjax.fileio`).
 """
 
 from __future__ import annotations
@@ -10,30 +10,21 @@ import csv
 import io
 import json
 import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from vitjax import experiments, report_trained
+from vitjax import experiments, fileio, report_trained
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes `data` to `path` via a temporary file in the same folder and `os.replace`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes `data` to `path` atomically with the umask's mode (`vitjax.fileio`)."""
+    if isinstance(data, bytes):
+        fileio.atomic_write_bytes(path, data)
+    else:
+        fileio.atomic_write_text(path, data)
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -91,21 +82,270 @@ def random_weights_line(models: Sequence[dict[str, Any]]) -> str | None:
     )
 
 
+def is_known_answer(model: dict[str, Any]) -> bool:
+    """Whether a results.json model entry is a hand-built known-answer model (models.known)."""
+    return model.get("size") == "known" and str(model.get("weights_hash") or "").startswith(
+        "known-"
+    )
+
+
+def known_answer_line(models: Sequence[dict[str, Any]]) -> str | None:
+    """A report line naming the known-answer models, else None."""
+    known = [m["name"] for m in models if is_known_answer(m)]
+    if not known:
+        return None
+    return (
+        f"**NOTE: KNOWN-ANSWER MODELS.** {', '.join(known)} are hand-built (`vitjax.models.known`), "
+        "neither random nor pretrained: their patch tokens are a known function of the pixels, so "
+        "their numbers check the pipeline against answers computed by hand."
+    )
+
+
+# `Result.scalars` key: names of the datasets an experiment read (the report's header says them).
+DATASETS_SCALAR = "datasets"
+
+# Tables larger than this are linked as CSV, not inlined in report.md.
+MAX_INLINE_ROWS = 30
+MAX_INLINE_CELLS = 400
+
+
+def experiment_datasets(entry: dict[str, Any]) -> str:
+    """The datasets an experiment read (its `datasets` scalar), as report text."""
+    names = (entry.get("scalars") or {}).get(DATASETS_SCALAR)
+    if not names:
+        return "not recorded"
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def _pivot(
+    rows: Sequence[dict[str, Any]],
+    value: str,
+    column: Callable[[dict[str, Any]], str],
+    where: Callable[[dict[str, Any]], bool] = lambda r: True,
+    index: str = "model",
+) -> list[dict[str, Any]]:
+    """One row per `index` value, one column per `column(row)`, cells `row[value]` (last wins)."""
+    out: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        if where(r) and r.get(value) is not None:
+            out.setdefault(r.get(index), {index: r.get(index)})[column(r)] = r[value]
+    return list(out.values())
+
+
+def _mean_pivot(rows, value, column, where=lambda r: True) -> list[dict[str, Any]]:
+    """As `_pivot`, but the mean of every cell's values."""
+    cells: dict[Any, dict[str, list[float]]] = {}
+    for r in rows:
+        if where(r) and r.get(value) is not None:
+            cells.setdefault(r["model"], {}).setdefault(column(r), []).append(float(r[value]))
+    return [
+        {"model": m, **{c: sum(v) / len(v) for c, v in cols.items()}} for m, cols in cells.items()
+    ]
+
+
+def _fewshot(t):
+    keep = ("model", "knn_miou", "knn_paper", "linear_miou", "linear_paper")
+    rows = [{k: r[k] for k in keep if r.get(k) is not None} for r in t.get("tab2", [])]
+    return "Tab. 2: mIoU at the table's few-shot size (paper values only where comparable)", rows
+
+
+def _variance(t):
+    def keep(k: str) -> bool:
+        return (
+            k == "model"
+            or k == "knn_full"
+            or k == "knn_removed_paper"
+            or (k.startswith("var_frac_top") and k != "var_frac_top1")
+            or (k.startswith("knn_top-variance") and k.endswith("_removed"))
+        )
+
+    rows = [
+        {k: v for k, v in r.items() if keep(k) and v is not None} for r in t.get("overview", [])
+    ]
+    return "share of variance in the top-N dimensions; k-NN mIoU with all / top-N removed", rows
+
+
+def _layerwise(t):
+    best: dict[str, dict[str, Any]] = {}
+    for r in t.get("by_layer", []):
+        if r.get("miou") is not None and r["miou"] >= best.get(r["model"], {}).get("best_miou", -1):
+            best[r["model"]] = {
+                "model": r["model"],
+                "best_miou": r["miou"],
+                "at_block": r["layer"],
+                "relative_depth": r["relative_depth"],
+            }
+    return "best k-NN mIoU over blocks and where it is", list(best.values())
+
+
+def _robustness(t):
+    rows = t.get("scores", [])
+    strongest: dict[str, float] = {}
+    for r in rows:
+        if r["corruption"] != "clean":
+            strongest[r["corruption"]] = max(strongest.get(r["corruption"], r["level"]), r["level"])
+
+    def column(r):
+        return "clean" if r["corruption"] == "clean" else f"{r['corruption']} {r['level']:g}"
+
+    def where(r):
+        return r["method"] == "knn" and (
+            r["corruption"] == "clean" or r["level"] == strongest.get(r["corruption"])
+        )
+
+    return "k-NN mIoU clean and at the strongest level of each corruption", _pivot(
+        rows, "miou", column, where
+    )
+
+
+def _global_context(t):
+    return "mean R^2 per feature variant (Tab. 6)", _pivot(
+        t.get("r2", []), "r2_mean", lambda r: str(r["features"])
+    )
+
+
+def _tiling_vs_full(t):
+    return "mIoU of tiled vs whole-image input (Tab. 5)", _pivot(
+        t.get("scores", []), "miou", lambda r: f"{r['input']} {r['method']}"
+    )
+
+
+def _fair1m(t):
+    rows = t.get("outcomes", [])
+
+    def where(r):
+        return r["removed"] == 0 and r["perturbation"] != "clean"
+
+    ident = _mean_pivot(rows, "same_patch_frac", lambda r: "identification same_patch",
+                        lambda r: where(r) and r["mode"] == "identification")  # fmt: skip
+    retr = _mean_pivot(rows, "at_least_fine_frac", lambda r: "retrieval at_least_fine",
+                       lambda r: where(r) and r["mode"] == "retrieval")  # fmt: skip
+    merged = {r["model"]: dict(r) for r in ident}
+    for r in retr:
+        merged.setdefault(r["model"], {"model": r["model"]}).update(r)
+    return "fraction of query patches, mean over all perturbation levels", list(merged.values())
+
+
+def _tracking(t):
+    rows = t.get("association", [])
+    gaps = sorted({r["gap"] for r in rows})
+    geometry = rows[0]["geometry"] if rows else None
+    return f"instance accuracy at the shortest and longest frame gap ({geometry})", _pivot(
+        rows, "instance_acc", lambda r: f"gap {r['gap']}",
+        lambda r: r["geometry"] == geometry and r["gap"] in (gaps[0], gaps[-1]),
+    )  # fmt: skip
+
+
+def _scalemae(t):
+    rows = t.get("knn", [])
+    gsds = sorted({r["relative_gsd"] for r in rows})
+    return "k-NN accuracy at native and coarsest GSD, mean over datasets", _mean_pivot(
+        rows, "accuracy", lambda r: f"{r['representation']} gsd {r['relative_gsd']:g}",
+        lambda r: r["removed"] == 0 and r["relative_gsd"] in (gsds[0], gsds[-1]),
+    )  # fmt: skip
+
+
+def _mae_reconstruction(t):
+    rows = t.get("reconstruction", [])
+    top = max((r["mask_ratio"] for r in rows), default=None)
+    return f"PSNR (dB) at mask ratio {top} per feature variant (Tab. 4)", _pivot(
+        rows, "psnr", lambda r: str(r["features"]), lambda r: r["mask_ratio"] == top
+    )
+
+
+# Experiment -> tables -> (what the headline is, one row per model): the paper's headline quantity.
+HEADLINES: dict[str, Callable[[dict[str, Any]], tuple[str, list[dict[str, Any]]]]] = {
+    "fewshot": _fewshot,
+    "variance": _variance,
+    "layerwise": _layerwise,
+    "robustness": _robustness,
+    "global_context": _global_context,
+    "tiling_vs_full": _tiling_vs_full,
+    "fair1m_retrieval": _fair1m,
+    "tracking": _tracking,
+    "scalemae_knn": _scalemae,
+    "mae_reconstruction": _mae_reconstruction,
+}
+
+
+def headline(name: str, entry: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+    """(description, rows) of an experiment's headline quantity per model, or None."""
+    fn = HEADLINES.get(name)
+    if fn is None:
+        return None
+    try:
+        return fn(entry.get("tables", {}))
+    except (KeyError, TypeError, ValueError, IndexError):
+        # A table of another shape (older result, custom experiment): no summary, the full
+        # tables below still stand.
+        return None
+
+
+def table_block(name: str, table: str, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown of one table: inline when small, else a link to its CSV with its size."""
+    path = csv_name(name, table)
+    columns = table_columns(rows)
+    if len(rows) <= MAX_INLINE_ROWS and len(rows) * len(columns) <= MAX_INLINE_CELLS:
+        return [to_markdown(rows), f"(`{path}`)", ""]
+    return [f"Full table ({len(rows)} rows x {len(columns)} columns): [`{path}`]({path})", ""]
+
+
+def warnings_section(results: dict[str, Any]) -> list[str]:
+    """Lines of the report's "Warnings" section (every experiment's `warnings`), or []."""
+    lines = [
+        f"- `{name}`: {warning}"
+        for name, entry in results.get("experiments", {}).items()
+        for warning in entry.get("warnings") or ()
+    ]
+    if not lines:
+        return []
+    return ["## Warnings", "", "Parts of the results below are missing or partial:", "", *lines, ""]
+
+
 def build_report(results: dict[str, Any]) -> str:
-    """The text of report.md for a results dict (as written to results.json)."""
+    """The text of report.md for a results dict (as written to results.json).
+
+    Layout: random-weights warning, a summary (datasets read and the headline quantity per
+    model of every experiment), the models, then every experiment's tables (small ones inline,
+    large ones linked as CSV) and figures.
+    """
     out: list[str] = []
     warning = random_weights_line(results["models"])
     if warning:
         out += [warning, ""]
-    cfg = results.get("config", {})
+    known_note = known_answer_line(results["models"])
+    if known_note:
+        out += [known_note, ""]
+    entries = results["experiments"]
     out += [
         "# vitjax report: local representations of self-supervised ViTs",
         "",
-        f"Dataset: `{cfg.get('dataset', '?')}`; seed {results['seed']}; experiments: "
-        + ", ".join(f"`{n}`" for n in results["experiments"])
+        f"Seed {results['seed']}; experiments: "
+        + ", ".join(f"`{n}`" for n in entries)
         + ". Every number is also in `results.json`, and every table in `tables/*.csv`.",
         "",
+        *warnings_section(results),
         *report_trained.section(results),
+        "## Summary",
+        "",
+        to_markdown(
+            [
+                {
+                    "experiment": f"[{n}](#{n})",
+                    "datasets read": experiment_datasets(e),
+                    "headline": (
+                        headline(n, e) or ("no summary for this experiment; see its tables",)
+                    )[0],
+                }
+                for n, e in entries.items()
+            ]
+        ),
+    ]
+    for name, entry in entries.items():
+        head = headline(name, entry)
+        if head and head[1]:
+            out += [f"**{name}**: {head[0]}", "", to_markdown(head[1])]
+    out += [
         "## Models",
         "",
         to_markdown(
@@ -116,23 +356,25 @@ def build_report(results: dict[str, Any]) -> str:
                     "size": m.get("size"),
                     "patch": m.get("patch_size"),
                     "depth": m.get("depth"),
-                    "weights": "random" if m.get("random_weights") else m.get("checkpoint"),
+                    "weights": "random"
+                    if m.get("random_weights")
+                    else ("known-answer" if is_known_answer(m) else m.get("checkpoint")),
                     "weights hash": str(m.get("weights_hash"))[:16],
                 }
                 for m in results["models"]
             ]
         ),
     ]
-    for name, entry in results["experiments"].items():
+    for name, entry in entries.items():
         text = entry.get("text", {})
-        out += [f"## {name}", ""]
+        out += [f"## {name}", "", f"Datasets read: {experiment_datasets(entry)}.", ""]
         if text.get("summary"):
             out += [text["summary"], ""]
         for table, rows in entry.get("tables", {}).items():
             out += [f"### {table}", ""]
             if text.get(table):
                 out += [text[table], ""]
-            out += [to_markdown(rows), f"(`{csv_name(name, table)}`)", ""]
+            out += table_block(name, table, rows)
         for fig, path in entry.get("figures", {}).items():
             caption = text.get(fig, fig)
             out += [f"![{fig}]({path})", "", f"*{caption}*", ""]

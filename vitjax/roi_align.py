@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vitjax import errors
+from vitjax import errors, metrics
 
 
 def _is_traced(value: Any) -> bool:
@@ -135,7 +135,33 @@ def _roi_align(
     hi = jax.lax.Precision.HIGHEST
     rows = jnp.einsum("kb,kph,bhwd->kpwd", one_hot, weights_y, feature_map, precision=hi)
     pooled = jnp.einsum("kqw,kpwd->kpqd", weights_x, rows, precision=hi)
-    return pooled / count[:, None, None, None]
+    # Map cells holding NaN or inf, counted in the same compiled call (one pass over the maps).
+    bad_cells = jnp.sum(jnp.any(~jnp.isfinite(feature_map), axis=-1), dtype=jnp.int32)
+    return pooled / count[:, None, None, None], bad_cells
+
+
+def _sample_slots(
+    boxes: Any,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    max_samples_per_bin: int | None,
+) -> int:
+    """Static number of sample slots per bin and axis (see `roi_align`'s arguments)."""
+    if sampling_ratio > 0:
+        return int(sampling_ratio)
+    if max_samples_per_bin is not None:
+        return max(int(max_samples_per_bin), 1)
+    if _is_traced(boxes):
+        raise errors.ConfigError(
+            "roi_align: boxes are traced and sampling_ratio <= 0 (adaptive); pass a static "
+            "max_samples_per_bin (e.g. ceil(largest box side * spatial_scale / output size))"
+        )
+    needed = adaptive_samples(boxes, output_size, spatial_scale, aligned)
+    # Round up to a power of two so that batches of similar boxes share one compilation.
+    most = max(int(needed.max()), 1)
+    return 1 << math.ceil(math.log2(most))
 
 
 def roi_align(
@@ -165,6 +191,10 @@ def roi_align(
     Returns:
       float32 [K, out_height, out_width, D].
 
+    Raises:
+      errors.InputError: the feature map or the boxes hold NaN or inf, or box_batch is not
+        integer (checked on concrete inputs; a traced feature map is not checked).
+
     Examples:
       >>> fmap = jnp.ones((1, 14, 14, 8))
       >>> roi_align(fmap, jnp.array([[0.0, 0.0, 64.0, 32.0]]), jnp.array([0])).shape
@@ -188,6 +218,10 @@ def roi_align(
         raise errors.ConfigError(
             f"roi_align: output_size must be two positive ints, got {output_size}"
         )
+    if not _is_traced(boxes):
+        metrics.check_finite("roi_align", "boxes", np.asarray(boxes, np.float64))
+    if not _is_traced(box_batch):
+        metrics.check_labels("roi_align", "box_batch", box_batch)
     num_boxes = np.shape(boxes)[0]
     if num_boxes == 0:
         return jnp.zeros((0, *output_size, feature_map.shape[-1]), jnp.float32)
@@ -199,21 +233,10 @@ def roi_align(
                 f"[{batch_index.min()}, {batch_index.max()}]"
             )
     fixed_grid = sampling_ratio > 0
-    if fixed_grid:
-        slots_y = slots_x = int(sampling_ratio)
-    elif max_samples_per_bin is not None:
-        slots_y = slots_x = max(int(max_samples_per_bin), 1)
-    elif _is_traced(boxes):
-        raise errors.ConfigError(
-            "roi_align: boxes are traced and sampling_ratio <= 0 (adaptive); pass a static "
-            "max_samples_per_bin (e.g. ceil(largest box side * spatial_scale / output size))"
-        )
-    else:
-        needed = adaptive_samples(boxes, output_size, spatial_scale, aligned)
-        # Round up to a power of two so that batches of similar boxes share one compilation.
-        most = max(int(needed.max()), 1)
-        slots_y = slots_x = 1 << math.ceil(math.log2(most))
-    return _roi_align(
+    slots_y = slots_x = _sample_slots(
+        boxes, output_size, spatial_scale, sampling_ratio, aligned, max_samples_per_bin
+    )
+    pooled, bad_cells = _roi_align(
         feature_map,
         jnp.asarray(boxes, jnp.float32),
         jnp.asarray(box_batch, jnp.int32),
@@ -224,6 +247,9 @@ def roi_align(
         slots_x,
         fixed_grid,
     )
+    if not _is_traced(bad_cells) and int(bad_cells):
+        metrics.check_finite("roi_align", "feature_map", np.asarray(feature_map))
+    return pooled
 
 
 def roi_pool_mean(feature_map: Any, boxes: Any, box_batch: Any, **kwargs: Any) -> jax.Array:

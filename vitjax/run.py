@@ -27,9 +27,12 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from vitjax import errors, experiments, provenance, report
+from vitjax import errors, experiments, fileio, provenance, report, validate
 
 RESULTS_FILE = "results.json"
+CONFIG_FILE = "config.json"
+# Folders of the workdir that hold caches, not outputs of one run: never cleared.
+_CACHE_DIRS = ("cache", "features")
 _NO_CHECKPOINT = ("", "none", "random", "null")
 _VERSIONED_PACKAGES = (
     "vitjax",
@@ -58,7 +61,8 @@ class ModelEntry:
 def parse_models(text: str) -> list[ModelEntry]:
     """Parses `config.models`, a comma-separated list of `family:size:patch[:checkpoint]`.
 
-    A checkpoint of `none` (or nothing) means random weights.
+    A checkpoint of `none` (or nothing) means random weights. `known:<kind>[:patch]` names a
+    hand-built known-answer model (`vitjax.models.known`; family 'known', size = the kind).
 
     Examples:
       >>> parse_models("dino:b:16:/ckpt/dino_vitb16, mae:ti:16:none")[1]
@@ -73,6 +77,8 @@ def parse_models(text: str) -> list[ModelEntry]:
         if not raw:
             continue
         parts = raw.split(":", 3)
+        if parts[0].strip() == "known" and len(parts) == 2:
+            parts.append("16")  # known-answer model `known:<kind>[:patch]` (vitjax.models.known)
         if len(parts) < 3 or not parts[2].isdigit():
             raise errors.ConfigError(
                 f"config.models entry {raw!r}: expected 'family:size:patch[:checkpoint_dir|none]', "
@@ -104,7 +110,16 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
     handles: list[experiments.ModelHandle] = []
     depth = int(config.get("model_depth", 0) or 0)
     for entry in parse_models(config.models):
-        if entry.checkpoint is not None:
+        known = entry.family == models.known.KNOWN
+        if known:
+            if entry.checkpoint is not None:
+                raise errors.ConfigError(
+                    f"config.models: {entry.family}:{entry.size}:{entry.patch_size} is a "
+                    f"hand-built known-answer model and takes no checkpoint (got "
+                    f"{entry.checkpoint!r}); write it as 'known:<kind>[:<patch>]'"
+                )
+            module, params, spec = models.known_model(entry.size, entry.patch_size)
+        elif entry.checkpoint is not None:
             module, params, spec = models.load(shipped.resolve(entry.checkpoint))
             held = (spec.family, spec.size, int(spec.patch_size))
             named = (entry.family, entry.size, int(entry.patch_size))
@@ -122,10 +137,12 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
             name, suffix = f"{spec.name}-{suffix}", suffix + 1
         handles.append(
             experiments.ModelHandle(
-                name, module, params, spec, entry.checkpoint is None, entry.checkpoint
+                name, module, params, spec, entry.checkpoint is None and not known, entry.checkpoint
             )
         )
-        logging.info("model %s: %s", name, entry.checkpoint or "random weights")
+        logging.info(
+            "model %s: %s", name, "known-answer" if known else entry.checkpoint or "random weights"
+        )
     return handles
 
 
@@ -219,14 +236,43 @@ def _agree(flag: bool) -> bool:
     return bool(np.asarray(multihost_utils.broadcast_one_to_all(np.int32(bool(flag)))))
 
 
+def prepare_workdir(workdir: str, create: bool = True) -> str:
+    """The absolute `workdir`, created when `create`; checked to be (or become) a folder.
+
+    Raises:
+      ConfigError: `workdir` or a folder above it is a file, or it cannot be created.
+    """
+    path = os.path.abspath(os.path.expanduser(workdir))
+    node = path
+    while node and not os.path.lexists(node):
+        node = os.path.dirname(node) if os.path.dirname(node) != node else ""
+    if node and not os.path.isdir(node):
+        which = "is a file" if node == path else f"cannot be created: {node} is a file"
+        raise errors.ConfigError(
+            f"--workdir={workdir}: {path} {which}, not a folder; name a folder (created if "
+            "missing) for the results, caches and report"
+        )
+    if create:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise errors.ConfigError(f"--workdir={workdir}: cannot create {path} ({e})") from e
+    return path
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs every experiment of `config.experiments` and writes the outputs under `workdir`.
 
-    Outputs: `results.json` (every number with the config, seed, package versions and model
-    weight hashes), `tables/<experiment>_<table>.csv`, `figures/*.png`, `report.md`, and the
-    caches `cache/` (one JSON per finished experiment) and `features/` (the FeatureStore). Only
-    process 0 writes them (every process writes its rows of `features/`); the others draw their
-    figures in a scratch folder that is removed, and return once process 0 has written.
+    The whole config (experiments, enums, data roots, every checkpoint) is checked first
+    (`vitjax.validate`), so a mistake fails before any work. Outputs: `config.json` (the config),
+    `results.json` (every number with the config, seed, package versions, model weight hashes,
+    warnings and the list of output files), `tables/<experiment>_<table>.csv`, `figures/*.png`,
+    `report.md`, and the caches `cache/` (one JSON per finished experiment) and `features/` (the
+    FeatureStore). Files that the previous run in `workdir` listed as its outputs and this run
+    does not write are removed, so the folder matches its results.json; other files are never
+    touched. Only process 0 writes them (every process writes its rows of `features/`); the
+    others draw their figures in a scratch folder that is removed, and return once process 0 has
+    written.
 
     Args:
       config: the run config (see configs/common.py).
@@ -234,13 +280,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     Returns:
       The results dict also written to results.json.
+
+    Raises:
+      ConfigError: on any problem `vitjax.validate.check_config` finds, or a workdir that is a
+        file (before any work).
     """
     from vitjax.store import FeatureStore
 
-    workdir = os.path.abspath(os.path.expanduser(workdir))
+    validate.check_config(config)
     writer = is_writer()
-    if writer:
-        os.makedirs(workdir, exist_ok=True)
+    workdir = prepare_workdir(workdir, create=writer)
     names = experiment_names(config)
     handles = load_models(config)
     store = FeatureStore(os.path.join(workdir, "features"))
@@ -257,16 +306,105 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "random_weights": any(h.random_weights for h in handles),
         "experiments": {},
     }
+    previous = previous_outputs(workdir) if writer else set()
+    if writer:
+        fileio.atomic_write_text(
+            os.path.join(workdir, CONFIG_FILE), json.dumps(results["config"], indent=1) + "\n"
+        )
     try:
-        for name in names:
+        start = time.monotonic()
+        for i, name in enumerate(names, 1):
+            logging.info(
+                "experiment %d/%d %s: starting (%s)",
+                i,
+                len(names),
+                name,
+                _clock(start, i - 1, names),
+            )
             results["experiments"][name] = _run_one(name, config, handles, base_ctx, writer)
+            logging.info(
+                "experiment %d/%d %s: finished; %s", i, len(names), name, _clock(start, i, names)
+            )
         if writer:
+            results["outputs"] = sorted(outputs_of(results))
             report.write_results(workdir, results)
+            remove_stale_outputs(workdir, previous, set(results["outputs"]))
         _barrier("vitjax-run-written")
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return results
+
+
+def _clock(start: float, done: int, names: list[str]) -> str:
+    """'elapsed M:SS, ETA M:SS' after `done` of `names` (ETA from the mean time so far)."""
+    elapsed = time.monotonic() - start
+    left = len(names) - done
+    eta = "?" if done == 0 else _mmss(elapsed / done * left)
+    return f"elapsed {_mmss(elapsed)}, ETA {eta}" if left else f"elapsed {_mmss(elapsed)}"
+
+
+def _mmss(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return (
+        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+        if minutes >= 60
+        else f"{minutes}:{secs:02d}"
+    )
+
+
+def outputs_of(results: dict[str, Any]) -> set[str]:
+    """Workdir-relative paths of the files a run with these results wrote: results.json,
+    config.json, report.md, one CSV per table and every figure (caches excluded)."""
+    out = {RESULTS_FILE, CONFIG_FILE, report.REPORT_FILE}
+    for name, entry in results.get("experiments", {}).items():
+        out.update(report.csv_name(name, table) for table in entry.get("tables", {}))
+        out.update(str(p) for p in entry.get("figures", {}).values())
+    return {os.path.normpath(p) for p in out}
+
+
+def previous_outputs(workdir: str) -> set[str]:
+    """The outputs recorded by the previous run's results.json in `workdir` (empty if none).
+
+    Its `outputs` list when present; for results.json files written before that list existed,
+    the tables and figures its experiments name.
+    """
+    path = results_path(workdir)
+    if not os.path.exists(path):
+        return set()
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        if "outputs" in old:
+            return {os.path.normpath(str(p)) for p in old["outputs"]}
+        return outputs_of(old)
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        logging.warning("%s: unreadable (%s); no previous outputs are removed", path, e)
+        return set()
+
+
+def remove_stale_outputs(workdir: str, previous: set[str], current: set[str]) -> list[str]:
+    """Removes the files of `previous` (workdir-relative) that are not in `current`.
+
+    Only regular files inside `workdir`, outside its cache folders, are removed (a path that
+    leaves the workdir, a link or a folder is left alone): the previous run listed them as its own
+    outputs, so nothing the user put there is touched. Returns the removed paths.
+    """
+    root = os.path.realpath(workdir)
+    removed = []
+    for rel in sorted(previous - current):
+        if os.path.isabs(rel) or rel.split(os.sep)[0] in (os.pardir, *_CACHE_DIRS):
+            continue
+        path = os.path.join(root, rel)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            continue
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        os.remove(path)
+        removed.append(rel)
+    if removed:
+        logging.info("removed %d outputs of the previous run: %s", len(removed), removed)
+    return removed
 
 
 def _run_one(
@@ -291,6 +429,8 @@ def _run_one(
         result = experiments.get(name)(ctx, cfg)
         seconds = time.monotonic() - start
         result = _relative_figures(result, workdir)
+        warnings = list(result.warnings) + [w for w in ctx.warnings if w not in result.warnings]
+        result = dataclasses.replace(result, warnings=warnings)
         # A result that skipped inputs which may appear later (e.g. another dataset's root not yet
         # on disk) is reported but not cached, so the next run picks those inputs up.
         if writer and not result.scalars.get(experiments.SKIPPED_INPUTS):
@@ -304,6 +444,8 @@ def _run_one(
         result, seconds = experiments.Result(), 0.0
     else:
         logging.info("experiment %s: reused cached result %s", name, cache_file)
+        for warning in result.warnings:
+            logging.warning("[%s] %s (cached result)", name, warning)
     entry = result.to_dict()
     entry.update({"cache_key": key, "cached": cached, "seconds": seconds})
     return entry

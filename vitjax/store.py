@@ -66,6 +66,7 @@ import ml_dtypes
 import numpy as np
 from absl import logging
 
+from vitjax import fileio
 from vitjax.errors import StoreError
 
 FORMAT = "vitjax-feature-store/1"
@@ -154,11 +155,7 @@ def _key_differences(stored: Any, wanted: Any, path: str = "") -> list[str]:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fileio.fsync_dir(path)
 
 
 def _disk_full(err: OSError) -> bool:
@@ -166,41 +163,21 @@ def _disk_full(err: OSError) -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Writes `data` to `path` via a unique temporary name (fsync'ed) and os.replace."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        _fsync_dir(path.parent)
+    """Writes `data` to `path` via a unique temporary name (fsync'ed) and os.replace.
+
+    The file's mode follows the umask (see `vitjax.fileio`).
+    """
+    fileio.atomic_write_bytes(path, data, fsync)
 
 
 def atomic_write_json(path: Path, obj: Any, fsync: bool = True) -> None:
     """Writes indented JSON to `path` atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), fsync)
+    fileio.atomic_write_json(path, obj, fsync)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """Saves `array` as .npy at `path` atomically (no pickles)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Saves `array` as .npy at `path` atomically (no pickles); the mode follows the umask."""
+    fileio.atomic_write_with(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))
 
 
 def read_json(path: Path, what: str) -> dict:

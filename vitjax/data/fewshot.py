@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from vitjax import fileio
 from vitjax.data import tiling
 from vitjax.errors import ConfigError, DatasetError
 
@@ -180,16 +180,7 @@ def save_split(path: str | os.PathLike, split_list: SplitList) -> None:
         "description": split_list.description,
         "stems": list(split_list.stems),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    fileio.atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
 
 
 # ----------------------------------------------------------------------------- greedy per class

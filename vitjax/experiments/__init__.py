@@ -157,19 +157,24 @@ class Result:
       text: table or figure name -> one sentence saying what it shows (used as report caption);
         the key "summary" is printed under the experiment's heading.
       scalars: any other JSON-able numbers worth recording.
+      warnings: one sentence per partly empty input or ignored setting (e.g. a level with no
+        queries, a removal count at or above the feature width); logged and shown in the report.
+        `Context.warn` collects them during the run, and the runner appends them here.
     """
 
     tables: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     figures: dict[str, str] = dataclasses.field(default_factory=dict)
     text: dict[str, str] = dataclasses.field(default_factory=dict)
     scalars: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Result:
-        return cls(**{f.name: d.get(f.name, {}) for f in dataclasses.fields(cls)})
+        empty = {f.name: f.default_factory() for f in dataclasses.fields(cls)}
+        return cls(**{name: d.get(name, value) for name, value in empty.items()})
 
 
 def to_jsonable(x: Any) -> Any:
@@ -309,6 +314,8 @@ class Context:
         self.figure_dir = figure_dir or os.path.join(self.workdir, "figures")
         self.feature_calls = 0
         self.digests = digests if digests is not None else DigestMemo()
+        # Warnings of this experiment (`warn`); the runner copies them into its Result.
+        self.warnings: list[str] = []
 
     def for_experiment(self, name: str) -> Context:
         """A copy of this context that logs and names figures for experiment `name`."""
@@ -326,6 +333,25 @@ class Context:
 
     def log(self, msg: str) -> None:
         logging.info("[%s] %s", self.name or "run", msg)
+
+    def warn(self, msg: str) -> None:
+        """Logs `msg` as a WARNING and keeps it for the report (`Result.warnings`)."""
+        logging.warning("[%s] %s", self.name or "run", msg)
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+
+    def removal_counts(
+        self, counts: Iterable[Any], width: int, field: str, model: str
+    ) -> list[int]:
+        """The counts of `field` (dims removed) below the feature `width`; the others are dropped
+        with a warning (removing all `width` dims or more leaves nothing to compare)."""
+        counts = [int(n) for n in counts]
+        dropped = [n for n in counts if n >= width]
+        if dropped:
+            self.warn(
+                f"{field}: {dropped} not run for {model}: at or above its feature width {width}"
+            )
+        return [n for n in counts if n < width]
 
     def rng(self, *names: Any) -> np.random.Generator:
         """A numpy Generator seeded from the run seed, the experiment name and `names`."""
@@ -356,7 +382,10 @@ class Context:
         images: Any,
         key: dict[str, Any],
         layers: Sequence[int] | None = None,
-        **kwargs: Any,
+        *,
+        batch_size: int | None = None,
+        with_cls: bool = False,
+        gsd_ratio: float | None = None,
     ) -> Any:
         """Patch features of `images` through the FeatureStore (extracted once, then cached).
 
@@ -368,8 +397,12 @@ class Context:
           key: JSON-able dict naming what shaped the images (dataset, split, transform, level).
           layers: block indices; default `config.extract.layers` (all layers any experiment
             needs, extracted in one pass so that experiments share the cache).
-          **kwargs: passed to `vitjax.extract.extract` (with_cls, gsd_ratio, ...); the mesh is
-            the context's unless given.
+          batch_size: images per batch; default `config.extract.batch_size`.
+          with_cls: also return CLS and register tokens.
+          gsd_ratio: Scale-MAE ground-sample-distance ratio (None for other models).
+
+        The other `extract.ExtractOptions` come from the run: the stored and compute dtypes from
+        `config.extract`, the log interval from `config.log_every_s`, the mesh from the context.
 
         Returns:
           `extract.FeatureSet`: `.patch[layer]` -> array-like [N, h, w, D].
@@ -385,11 +418,15 @@ class Context:
             # The content digest makes a stale store entry impossible when a reader or generator
             # changes while the descriptive key stays the same.
             key["images_sha256"] = self.digests.digest(images)
-        kwargs.setdefault("batch_size", int(extract_cfg.get("batch_size", 32)))
-        kwargs.setdefault("dtype", extract_cfg.get("store_dtype", "float32"))
-        kwargs.setdefault("compute_dtype", extract_cfg.get("compute_dtype", "float32"))
-        kwargs.setdefault("progress_interval_s", float(self.config.get("log_every_s", 10.0)))
-        kwargs.setdefault("mesh", self.mesh)
+        options = extract.ExtractOptions(
+            batch_size=int(extract_cfg.get("batch_size", 32)) if batch_size is None else batch_size,
+            with_cls=with_cls,
+            gsd_ratio=gsd_ratio,
+            dtype=extract_cfg.get("store_dtype", "float32"),
+            compute_dtype=extract_cfg.get("compute_dtype", "float32"),
+            mesh=self.mesh,
+            progress_interval_s=float(self.config.get("log_every_s", 10.0)),
+        )
         return extract.extract(
             model.module,
             model.params,
@@ -398,7 +435,7 @@ class Context:
             layers=tuple(layers),
             store=self.store,
             key=key,
-            **kwargs,
+            options=options,
         )
 
     def layer_index(self, model: ModelHandle, layer: int) -> int:

@@ -1,8 +1,8 @@
 """FAIR1M instance identification (Fig. 5, 11) and retrieval from other images (Fig. 6).
 
-Data (docs/datasets.md §1, §4; `select_fair1m_tiles`): the images of a FAIR1M split are cut into
-DOTA-style crops (1000 x 1000), every crop into a grid of 224 x 224 tiles (cut, not resized; the
-last row/column zero-padded, padding = background). A tile shows a fine category when at least 1/3
+Data (docs/datasets.md §1, §4; `vitjax/data/loaders/object_tiles.py`): the images of a FAIR1M
+split are cut into DOTA-style crops (1000 x 1000), every crop into a grid of 224 x 224 tiles (cut,
+not resized; the last row/column zero-padded, padding = background). A tile shows a fine category when at least 1/3
 of one of the category's instances (its area inside the crop) lies in the tile; 8 tiles per
 category are then drawn greedily without reuse (`fewshot.select_tiles_per_category`). Each patch
 gets the fine class, supercategory and instance under its centre (`patch_label_rule`).
@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
-from absl import logging
 
 from vitjax import corruptions, errors, experiments, metrics, plotting
-from vitjax.data import fair1m, fewshot, patch_labels, tiling
+from vitjax.data import patch_labels, registry
+from vitjax.data.types import ObjectTiles
 from vitjax.experiments import common
 
 MODES = ("identification", "retrieval")
@@ -39,6 +38,18 @@ QUERY_LABELS = ("original", "transformed")
 # Name in config -> (corruption name of `corruptions.apply`, options builder).
 PERTURBATIONS = ("shift", "rotate", "scale", "box_blur", "blur", "noise")
 _OUTCOMES = metrics.RETRIEVAL_OUTCOMES
+# The level of each perturbation that leaves a tile unchanged (where the clean point is drawn),
+# and its axis label with units.
+CLEAN_LEVEL = {"shift": 0.0, "rotate": 0.0, "scale": 1.0, "box_blur": 0.0, "blur": 0.0,
+               "noise": 0.0}  # fmt: skip
+LEVEL_LABELS = {
+    "shift": "shift (px along shift_direction)",
+    "rotate": "rotation (degrees, counter-clockwise)",
+    "scale": "zoom factor (1 = clean)",
+    "box_blur": "box blur kernel side (px; 0 = clean)",
+    "blur": "Gaussian blur kernel side (px; 0 = clean)",
+    "noise": "Gaussian noise sigma (0-255 scale)",
+}
 _REQUIRED = (
     "dataset", "root", "split", "max_images", "crop_size", "tile_size", "tile_pad",
     "per_category", "area_threshold", "patch_label_rule", "query_labels", "perturbations",
@@ -47,237 +58,10 @@ _REQUIRED = (
 )  # fmt: skip
 
 
-@dataclasses.dataclass
-class ObjectTiles:
-    """Tiles with dense object masks, chosen k per fine category.
-
-    Attributes:
-      images: uint8 [T, S, S, 3].
-      fine_mask: uint8 [T, S, S]; 0 = background, 1..F fine ids.
-      instance_mask: int32 [T, S, S]; 0 = background, instance ids unique within a tile.
-      category: int32 [T] the fine category each tile was drawn for.
-      source: int64 [T] index of the source image (tiles of one image share it).
-      names: T tile names (`<crop>.<tile>_<row>_<col>`, DOTA-devkit style for FAIR1M).
-      fine_to_super: int32 [F + 1] fine id -> supercategory id (index 0 = background -> 0).
-      fine_names: F + 1 names (index 0 = background).
-      super_names: S supercategory names (id s at index s - 1).
-    """
-
-    images: np.ndarray
-    fine_mask: np.ndarray
-    instance_mask: np.ndarray
-    category: np.ndarray
-    source: np.ndarray
-    names: list[str]
-    fine_to_super: np.ndarray
-    fine_names: list[str]
-    super_names: list[str]
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-
-def _objects_in_window(
-    objects: Sequence[fair1m.FAIR1MObject], left: int, top: int, height: int, width: int
-) -> list[fair1m.FAIR1MObject]:
-    """All objects shifted into a window's coordinates; those outside it become unknown (not
-    painted), so instance k stays the k-th object of the XML."""
-    out = []
-    for obj in objects:
-        pts = obj.points - np.array([left, top], np.float64)
-        inside = (
-            pts[:, 0].max() > 0 and pts[:, 1].max() > 0
-            and pts[:, 0].min() < width and pts[:, 1].min() < height
-        )  # fmt: skip
-        fid = obj.fine_id if inside else -1
-        out.append(dataclasses.replace(obj, points=pts, fine_id=fid))
-    return out
-
-
-def _tile_grid(array: np.ndarray, tile: int, pad: str, pad_value: int = 0) -> np.ndarray:
-    """[rows * cols, tile, tile, ...] tiles of `array`, row-major, padded at the bottom/right."""
-    tiles, _ = tiling.tile_image(array, (tile, tile), pad=pad, pad_value=pad_value)
-    return tiles
-
-
-def select_fair1m_tiles(
-    reader: fair1m.FAIR1MReader,
-    split: str = "validation",
-    crop_size: int = 1000,
-    tile_size: int = 224,
-    per_category: int = 8,
-    threshold: float = fewshot.TILE_AREA_THRESHOLD,
-    seed: int = 0,
-    pad: str = "constant",
-    max_images: int = 0,
-    log_every_s: float = 10.0,
-) -> ObjectTiles:
-    """FAIR1M split -> crops -> tiles -> category membership -> `per_category` tiles per category.
-
-    Two passes over the split: the first reads only the label XMLs (rasterising each crop) to find
-    which tiles show which categories; the second decodes only the images that hold a chosen tile.
-
-    Args:
-      reader: a FAIR1MReader.
-      split: split name of the reader.
-      crop_size: side of the DOTA-style crops (windows from `fair1m.crop_windows`).
-      tile_size: tile side S; tiles are cut from a crop on a grid at multiples of S.
-      per_category: tiles drawn per fine category (fewer when a category has fewer tiles).
-      threshold: minimum share of an instance's area (inside the crop) that makes a tile show the
-        instance's category.
-      seed: seed of the draw.
-      pad: image padding of the last tile row/column, 'constant' (zeros) or 'edge'; masks are
-        always padded with background.
-      max_images: > 0: only the first N images of the split.
-      log_every_s: seconds between progress lines.
-
-    Returns:
-      ObjectTiles, grouped by category in visiting order (37 -> 1).
-
-    Raises:
-      DatasetError: no labelled image in the split, or no tile showing any category.
-    """
-    from vitjax.data import images as image_io
-    from vitjax.progress import Progress
-
-    samples = [s for s in reader.samples(split) if s.label_path is not None]
-    if max_images > 0:
-        samples = samples[:max_images]
-    if not samples:
-        raise errors.DatasetError(f"{reader.root}: FAIR1M split {split!r} has no labelled image")
-    # Pass 1: membership of every tile of every crop.
-    membership, where = [], []  # where[t] = (sample index, left, top, crop h, crop w, tile index)
-    annotations = []
-    progress = Progress(
-        len(samples), "images", name="FAIR1M tile membership", interval_s=log_every_s
-    )
-    for i, sample in enumerate(samples):
-        annotation = reader.load_annotation(sample)
-        annotations.append(annotation)
-        if annotation.height is not None and annotation.width is not None:
-            height, width = annotation.height, annotation.width
-        else:
-            height, width = image_io.image_size(sample.image_path)
-        for left, top in fair1m.crop_windows(height, width, crop_size):
-            ch, cw = min(crop_size, height - top), min(crop_size, width - left)
-            shifted = _objects_in_window(annotation.objects, left, top, ch, cw)
-            if all(obj.fine_id <= 0 for obj in shifted):
-                continue
-            masks = fair1m.rasterize(shifted, (ch, cw))
-            if not masks.instance.any():
-                continue
-            rows = fewshot.tile_membership_from_masks(
-                masks.instance, masks.fine, tile_size, fair1m.NUM_FINE, threshold
-            )
-            membership.append(rows)
-            where.extend((i, left, top, ch, cw, t) for t in range(rows.shape[0]))
-        progress.update()
-    progress.close()
-    if not membership:
-        raise errors.DatasetError(
-            f"{reader.root}: no tile of split {split!r} shows any FAIR1M category"
-        )
-    chosen = fewshot.select_tiles_per_category(np.concatenate(membership), per_category, seed)
-    logging.info(
-        "FAIR1M: %d tiles chosen (%d per category) from %d candidate tiles of %d images",
-        len(chosen), per_category, len(where), len(samples),
-    )  # fmt: skip
-
-    # Pass 2: decode the images that hold a chosen tile, cut crops and tiles.
-    by_sample: dict[int, list[int]] = {}
-    for position, (tile_row, _) in enumerate(chosen):
-        by_sample.setdefault(where[tile_row][0], []).append(position)
-    count = len(chosen)
-    out_images = np.zeros((count, tile_size, tile_size, 3), np.uint8)
-    out_fine = np.zeros((count, tile_size, tile_size), np.uint8)
-    out_instance = np.zeros((count, tile_size, tile_size), np.int32)
-    names = [""] * count
-    for i, positions in by_sample.items():
-        image = reader.load_image(samples[i])
-        crops: dict[tuple[int, int], tuple] = {}
-        for position in positions:
-            _, left, top, ch, cw, t = where[chosen[position][0]]
-            if (left, top) not in crops:
-                shifted = _objects_in_window(annotations[i].objects, left, top, ch, cw)
-                masks = fair1m.rasterize(shifted, (ch, cw))
-                crop = image[top : top + ch, left : left + cw]
-                crops[(left, top)] = (
-                    _tile_grid(crop, tile_size, pad),
-                    _tile_grid(masks.fine, tile_size, "constant"),
-                    _tile_grid(masks.instance, tile_size, "constant"),
-                )
-            tiles, fine_tiles, instance_tiles = crops[(left, top)]
-            out_images[position] = tiles[t]
-            out_fine[position] = fine_tiles[t]
-            out_instance[position] = instance_tiles[t]
-            cols = -(-cw // tile_size)
-            crop = fair1m.crop_name(samples[i].stem, left, top)
-            names[position] = f"{crop}.{t}_{t // cols}_{t % cols}"
-    return ObjectTiles(
-        images=out_images,
-        fine_mask=out_fine,
-        instance_mask=out_instance,
-        category=np.array([c for _, c in chosen], np.int32),
-        source=np.array([where[row][0] for row, _ in chosen], np.int64),
-        names=names,
-        fine_to_super=np.asarray(fair1m.FINE_TO_SUPER, np.int32),
-        fine_names=list(fair1m.FINE_NAMES),
-        super_names=list(fair1m.SUPER_NAMES),
-    )
-
-
-def select_synthetic_tiles(
-    candidates: int,
-    tile_size: int = 224,
-    per_category: int = 8,
-    threshold: float = fewshot.TILE_AREA_THRESHOLD,
-    seed: int = 0,
-) -> ObjectTiles:
-    """The same selection on `synthetic.aerial_tiles` (each candidate image is one tile)."""
-    from vitjax.data import synthetic
-
-    aerial = synthetic.aerial_tiles(candidates, size=(tile_size, tile_size), seed=seed)
-    num_fine = len(aerial.fine_names)
-    membership = np.concatenate(
-        [
-            fewshot.tile_membership_from_masks(inst, fine, tile_size, num_fine, threshold)
-            for inst, fine in zip(aerial.instance_mask, aerial.fine_mask)
-        ]
-    )
-    chosen = fewshot.select_tiles_per_category(membership, per_category, seed)
-    rows = np.array([t for t, _ in chosen], np.int64)
-    return ObjectTiles(
-        images=aerial.images[rows],
-        fine_mask=aerial.fine_mask[rows].astype(np.uint8),
-        instance_mask=aerial.instance_mask[rows].astype(np.int32),
-        category=np.array([c for _, c in chosen], np.int32),
-        source=rows,
-        names=[f"synthetic_{t}" for t in rows],
-        fine_to_super=np.asarray(aerial.fine_to_super, np.int32),
-        fine_names=["background", *aerial.fine_names],
-        super_names=list(aerial.super_names),
-    )
-
-
 def load_tiles(cfg: ml_collections.ConfigDict, seed: int) -> ObjectTiles:
-    """The tiles of `cfg.dataset` ('fair1m' or 'synthetic')."""
-    if cfg.dataset == "fair1m":
-        root = common.check_root(
-            cfg.root, "config.fair1m_retrieval.root", "FAIR1M", fair1m.EXPECTED_LAYOUT
-        )
-        return select_fair1m_tiles(
-            fair1m.FAIR1MReader(root), cfg.split, int(cfg.crop_size), int(cfg.tile_size),
-            int(cfg.per_category), float(cfg.area_threshold), seed, cfg.tile_pad,
-            int(cfg.max_images),
-        )  # fmt: skip
-    if cfg.dataset == "synthetic":
-        return select_synthetic_tiles(
-            int(cfg.synthetic_candidates), int(cfg.tile_size), int(cfg.per_category),
-            float(cfg.area_threshold), seed,
-        )  # fmt: skip
-    raise errors.ConfigError(
-        f"config.fair1m_retrieval.dataset={cfg.dataset!r}: expected 'fair1m' or 'synthetic'"
-    )
+    """The tiles of `cfg.dataset` (an "object_tiles" dataset of `vitjax.data.registry`)."""
+    field = "config.fair1m_retrieval.dataset"
+    return registry.get_dataset(cfg.dataset, registry.OBJECT_TILES, field).load(cfg, seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,6 +276,21 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
         )
 
 
+def _check_queries(ctx, cfg, tables: dict[str, PatchTable], num_tiles: int, where: str) -> None:
+    """Raises when no model has a query patch on the clean tiles; warns for each model without."""
+    counts = {name: int(np.count_nonzero(table.fine)) for name, table in tables.items()}
+    if not any(counts.values()):
+        raise errors.DatasetError(
+            f"fair1m_retrieval: no query patch: in none of the {num_tiles} tiles of {where} does "
+            f"a patch's label pixel (patch_label_rule={cfg.patch_label_rule}) lie on an object, "
+            "e.g. because the objects are smaller than a patch; queries are the patches labelled "
+            "with an object category (try patch_label_rule=mode or larger objects/tiles)"
+        )
+    for name, count in counts.items():
+        if not count:
+            ctx.warn(f"{name}: no patch of the clean tiles lies on an object: it has no queries")
+
+
 def _row(model, mode, name, level, removed, counts) -> dict[str, Any]:
     row = {**common.model_row(model), "mode": mode, "perturbation": name, "level": level,
            "removed": int(removed), **counts}  # fmt: skip
@@ -509,6 +308,16 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     tiles.images.flags.writeable = False
     size = int(cfg.tile_size)
     ctx.log(f"{len(tiles)} tiles of {size} px from {cfg.dataset}")
+    spec = registry.get_dataset(
+        cfg.dataset, registry.OBJECT_TILES, "config.fair1m_retrieval.dataset"
+    )
+    where = f"{cfg.dataset} {cfg.root}/{cfg.split}" if spec.needs_root else cfg.dataset
+    if not len(tiles):
+        raise errors.DatasetError(
+            f"fair1m_retrieval: no {size} px tile of {where} holds at least "
+            f"{float(cfg.area_threshold):.2f} of an object (config.fair1m_retrieval.area_threshold"
+            "), so there is nothing to query; check the root, split and max_images"
+        )
     cases = perturbation_cases(cfg)
     base_key = {
         "dataset": f"fair1m_retrieval/{cfg.dataset}",
@@ -519,11 +328,19 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     skipped = [m.name for m in ctx.models if m not in models]
     if skipped:
         ctx.log(f"skipping {skipped}: they cannot take {size} px tiles")
+    if not models:
+        raise errors.ConfigError(
+            f"fair1m_retrieval: no model of config.models can take {size} px tiles "
+            f"(config.fair1m_retrieval.tile_size); skipped {skipped}"
+        )
     layer = int(cfg.layer)
     tables, databases, orders = {}, {}, {}
     for model in models:
         grid = common.grid_of(model, (size, size))
         tables[model.name] = patch_table(tiles, grid, cfg.patch_label_rule, cfg.exclude)
+    # Before any extraction: tiles without query patches must not cost a forward pass.
+    _check_queries(ctx, cfg, tables, len(tiles), where)
+    for model in models:
         clean_key = dict(base_key, perturbation="clean", level=0.0)
         databases[model.name] = flat_patches(ctx, model, tiles.images, clean_key, layer)
         orders[model.name] = common.variance_order(databases[model.name])
@@ -542,12 +359,27 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 features = flat_patches(ctx, model, perturbed, key, layer)
             cmap = correspondence(name, level, size, int(model.spec.patch_size), cfg)
             q_rows, label_rows, targets = query_selection(table, cmap, cfg.query_labels)
+            if not q_rows.size:
+                # A row of zero counts would read as "never found"; leave it out, say so.
+                ctx.warn(
+                    f"{model.name}, {name} level {level}: no query patch (query_labels="
+                    f"{cfg.query_labels}); its rows are left out"
+                )
+                continue
             queries = np.asarray(features[q_rows], np.float32)
-            for removed in cfg.removed:
-                if removed >= database.shape[1]:
-                    continue
+            removal = ctx.removal_counts(
+                cfg.removed, database.shape[1], "config.fair1m_retrieval.removed", model.name
+            )
+            for removed in removal:
                 drop = orders[model.name][: int(removed)] if removed else None
                 for mode in MODES:
+                    if mode == "retrieval" and len(np.unique(table.group)) < 2:
+                        ctx.warn(
+                            f"retrieval: every tile of {model.name} is in one "
+                            f"{cfg.exclude} (config.fair1m_retrieval.exclude), so there is no "
+                            "candidate from another one; only identification is reported"
+                        )
+                        continue
                     groups = (
                         (table.group[q_rows], table.group) if mode == "retrieval" else (None, None)
                     )
@@ -564,25 +396,38 @@ def _result(
     ctx, cfg, tiles: ObjectTiles, rows: list[dict[str, Any]], skipped: list[str]
 ) -> experiments.Result:
     figures = {}
+    families = {m.name: m.spec.family for m in ctx.models}
+    perturbations = [p for p in dict.fromkeys(r["perturbation"] for r in rows) if p != "clean"]
     for mode, outcomes in (
         ("identification", ("same_patch_frac", "at_least_fine_frac")),
         ("retrieval", ("at_least_fine_frac", "at_least_super_frac")),
     ):
         panels: dict[str, dict] = {}
-        styles = {}
+        keys = {}
         for r in rows:
-            if r["mode"] != mode or r["removed"] != 0 or r["perturbation"] == "clean":
+            if r["mode"] != mode or r["removed"] != 0:
                 continue
-            panel = panels.setdefault(r["perturbation"], {})
-            for outcome, style in zip(outcomes, ("-", "--")):
-                label = f"{r['model']} {outcome.removesuffix('_frac')}"
-                xs, ys = panel.setdefault(label, ([], []))
-                xs.append(r["level"])
-                ys.append(r[outcome])
-                styles[label] = style
+            # The clean tiles are every perturbation's starting point (its identity level).
+            names = perturbations if r["perturbation"] == "clean" else [r["perturbation"]]
+            for name in names:
+                panel = panels.setdefault(name, {})
+                for outcome in outcomes:
+                    label = f"{r['model']} {outcome.removesuffix('_frac')}"
+                    xs, ys = panel.setdefault(label, ([], []))
+                    xs.append(CLEAN_LEVEL[name] if r["perturbation"] == "clean" else r["level"])
+                    ys.append(r[outcome])
+                    keys[label] = (families.get(r["model"], r["model"]), r["model"], outcome)
+        for series in (s for panel in panels.values() for s in panel.values()):
+            order = np.argsort(series[0], kind="stable")
+            series[0][:] = [series[0][i] for i in order]
+            series[1][:] = [series[1][i] for i in order]
         path = ctx.figure_path(mode)
-        plotting.line_plot(path, panels, xlabel="level", ylabel="fraction of query patches",
-                           styles=styles)  # fmt: skip
+        plotting.line_plot(
+            path, {n: panels[n] for n in perturbations if n in panels},
+            xlabel={n: LEVEL_LABELS.get(n, "level") for n in perturbations},
+            ylabel="fraction of query patches (0-1)", keys=keys,
+            mark=plotting.random_weights_mark(ctx.models),
+        )  # fmt: skip
         figures[mode] = path
     per_category = np.bincount(tiles.category, minlength=len(tiles.fine_names))
     return experiments.Result(
@@ -603,12 +448,22 @@ def _result(
             "same-patch upper bound, cumulative fractions; mode 'identification' searches all "
             f"original patches, 'retrieval' excludes the query's own {cfg.exclude}; 'removed' "
             "= highest-variance dims dropped from the similarity.",
-            "identification": "Fig. 5: fraction of query patches whose nearest original patch "
-            "is the same patch (solid) or at least the same fine category (dashed), per level.",
-            "retrieval": "Fig. 6: with the query's own tile excluded, fraction whose nearest "
-            "patch has the same fine category (solid) or supercategory (dashed).",
+            "identification": plotting.caption(
+                "Fig. 5: measured fraction of query patches whose nearest original patch is "
+                "the same patch (solid) or at least the same fine category (dashed), per "
+                "perturbation level; the clean tiles are the point at the identity level.",
+                None,
+                ctx.models,
+            ),
+            "retrieval": plotting.caption(
+                "Fig. 6: with the query's own tile excluded, measured fraction whose nearest "
+                "patch has the same fine category (solid) or supercategory (dashed).",
+                None,
+                ctx.models,
+            ),
         },
         scalars={
+            "datasets": [str(cfg.dataset)],
             "tiles": len(tiles),
             "tiles_per_category": {
                 tiles.fine_names[c]: int(n) for c, n in enumerate(per_category) if c and n

@@ -10,8 +10,10 @@ are the paper's real ViT-B checkpoints on Cityscapes with its protocol.
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
-from vitjax import experiments, paper_numbers, plotting
+from vitjax import errors, experiments, paper_numbers, plotting
+from vitjax.data import registry
 from vitjax.experiments import common
 
 
@@ -27,6 +29,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
             queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
             labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
+            _check_sets(data, labels, int(shots))
             for method in method_names:
                 pred = common.predict(
                     method, ctx, model, support, labels, queries, data.num_classes
@@ -37,6 +40,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                         **common.model_row(model),
                         "shots": int(shots),
                         "train_images": data.train.num_images,
+                        "eval_images": data.eval.num_images,
                         "method": method,
                         "miou": s["miou"],
                         "acc": s["acc"],
@@ -56,8 +60,12 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         }
         for method in method_names
     }
-    plotting.line_plot(path, panels, xlabel="train images per group", ylabel="mIoU")
-    unit = {"ade20k": "class", "cityscapes": "city"}.get(ctx.config.dataset, "group")
+    unit = registry.get_dataset(ctx.config.dataset, registry.SEGMENTATION).group_unit
+    plotting.line_plot(
+        path, panels, xlabel=f"train images per {unit}", ylabel="mIoU (0-1)",
+        keys=plotting.model_keys(ctx.models), integer_x=True,
+        mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
     return experiments.Result(
         tables={"scores": rows, "tab2": table},
         figures={"miou_vs_shots": path},
@@ -67,38 +75,70 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             "scores": f"mIoU and accuracy of k-NN (k={ctx.config.knn.k}, {ctx.config.knn.rule}, "
             f"{ctx.config.knn.metric}) and the linear probe for every few-shot size "
             f"(train images per {unit}).",
-            "tab2": f"Tab. 2: mIoU at {cfg.table_shots} train images per {unit}, with the "
-            "paper's values only where the run repeats its setting (real ViT-B/16 or DINOv2 "
-            "ViT-B/14 weights, Cityscapes with the paper's image lists and 4 per city, k-NN "
-            "as 1-NN by dot product with void patches kept).",
-            "miou_vs_shots": "Fig. 2: mIoU grows with the number of train images; the gap "
-            "between models shows how linearly separable and how local their patch tokens are.",
+            "tab2": f"Tab. 2: mIoU at {cfg.table_shots} train images per {unit}. The paper's "
+            "value (`*_paper`) is shown only where the run repeats its setting; `*_vs_paper` "
+            "says so, or which fields differ (data, image lists, evaluation images, patch "
+            "labels, k-NN rule, layer, tiling, backbone, checkpoint).",
+            "miou_vs_shots": plotting.caption(
+                f"Fig. 2: measured mIoU of each model against the number of train images per "
+                f"{unit}.",
+                "that mIoU grows with the number of train images and that the gap between "
+                "models reflects how linearly separable and how local their patch tokens are",
+                ctx.models,
+            ),
         },
-        scalars={"num_classes": data.num_classes},
+        scalars={"num_classes": data.num_classes, "datasets": [ctx.config.dataset]},
     )
+
+
+def _check_sets(data: common.SegData, labels: np.ndarray, shots: int) -> None:
+    """Raises when the support set (labelled train patches) or the evaluation set is empty."""
+    if not len(data.eval.tiles):
+        raise errors.DatasetError(
+            f"fewshot: the evaluation set of {data.name} is empty (config.data.eval_per_group)"
+        )
+    if not np.any(np.asarray(labels) != common.IGNORE):
+        raise errors.DatasetError(
+            f"fewshot: shots={shots}: none of the {data.train.num_images} train images of "
+            f"{data.name} has a labelled patch (every patch is ignore/void under "
+            "config.data.patch_label_rule), so the k-NN support set is empty"
+        )
 
 
 def tab2(ctx: experiments.Context, rows, shots: int, method_names) -> list[dict]:
     """One row per model at `shots`: measured mIoU per method, and the paper's when comparable.
 
-    The paper's column of a method is there only when the run repeats the paper's setting
-    (`common.paper_comparable`: backbone, weights, data, classifier) at its few-shot size.
+    Where the paper reports the model's family, `<method>_vs_paper` says whether the run repeats
+    the paper's setting (`paper_numbers.paper_comparison`: data, few-shot lists, patch labels,
+    k-NN rule, layer, tiling, backbone and checkpoint) or which fields differ; the paper's number
+    (`<method>_paper`) is shown only when it does.
     """
     out = []
     for model in ctx.models:
         row = common.model_row(model)
+        info = model.describe()
         for method in method_names:
             match = [
-                r["miou"]
+                r
                 for r in rows
                 if r["model"] == model.name and r["shots"] == shots and r["method"] == method
             ]
-            row[f"{method}_miou"] = match[0] if match else None
-            if shots == paper_numbers.TAB2_SHOTS and common.paper_comparable(
-                ctx.config, model, method
-            ):
-                row[f"{method}_paper"] = paper_numbers.cityscapes_tab2(
-                    model.spec.family, model.spec.size, method
-                )
+            row[f"{method}_miou"] = match[0]["miou"] if match else None
+            paper = paper_numbers.cityscapes_tab2(
+                model.spec.family, paper_numbers.PAPER_SIZE, method
+            )
+            if paper is None or not match:
+                continue
+            protocol = paper_numbers.run_protocol(
+                ctx.config,
+                train_per_group=shots,
+                n_train_images=match[0]["train_images"],
+                n_eval_images=match[0]["eval_images"],
+            )
+            comparison = paper_numbers.paper_comparison(
+                info, protocol, method, paper_numbers.TAB2_PROTOCOL[method]
+            )
+            row[f"{method}_paper"] = paper if paper_numbers.is_comparable(comparison) else None
+            row[f"{method}_vs_paper"] = comparison
         out.append(row)
     return out

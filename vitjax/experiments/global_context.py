@@ -159,6 +159,12 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
         queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
         order = common.variance_order(support)
+        if int(cfg.top_n) >= len(order):
+            ctx.warn(
+                f"global_context.top_n={int(cfg.top_n)} is at or above {model.name}'s feature width "
+                f"{len(order)}: {len(order) - 1} dimensions are removed/kept/drawn instead "
+                "(one must remain)"
+            )
         x_train = central_patches(support, len(data.train.tiles), grid)[ok_train]
         x_eval = central_patches(queries, len(data.eval.tiles), grid)[ok_eval]
         variants = feature_variants(order, int(cfg.top_n), ctx.rng(model.name))
@@ -183,4 +189,5 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             f"variance dimensions removed, only the top-{cfg.top_n}, or {cfg.top_n} random ones; "
             "higher = more image-level information.",
         },
+        scalars={"datasets": [ctx.config.dataset]},
     )

@@ -99,10 +99,12 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             [(layer + 1) / depth for layer in layers],
             [r["miou"] for r in by_layer if r["model"] == model.name],
         )
+    mark = plotting.random_weights_mark(ctx.models)
     fig_curve = ctx.figure_path("miou_by_layer")
     plotting.line_plot(
-        fig_curve, {"k-NN mIoU per block": curves}, xlabel="block / depth", ylabel="mIoU"
-    )
+        fig_curve, {"k-NN mIoU per block": curves}, xlabel="relative depth (block + 1) / depth",
+        ylabel="mIoU (0-1)", keys=plotting.model_keys(ctx.models), mark=mark,
+    )  # fmt: skip
     fig_heat = ctx.figure_path("iou_per_class")
     first_layers = parse_layers(cfg.layers, int(ctx.models[0].spec.depth))
     plotting.heatmaps(
@@ -110,8 +112,10 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         heat,
         row_labels=data.class_names,
         col_labels=first_layers if len({m.spec.depth for m in ctx.models}) == 1 else [],
-        xlabel="block",
+        cbar_label="IoU (0-1; blank = class absent)",
+        xlabel="block (0 = first)",
         ylabel="class",
+        mark=mark,
     )
     return experiments.Result(
         tables={"by_layer": by_layer, "per_class": per_class},
@@ -120,9 +124,18 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             "summary": f"Layer-wise k-NN patch classification on {ctx.config.dataset}.",
             "by_layer": "k-NN mIoU and accuracy of every block's (normalised) patch tokens.",
             "per_class": "IoU of every class at every block (empty where the class is absent).",
-            "miou_by_layer": "Fig. 3: k-NN mIoU against relative depth; where the curve peaks "
-            "tells which block holds the most local semantic information.",
-            "iou_per_class": "Fig. 3 (per class): IoU per class (rows) and block (columns), one "
-            "panel per model; stuff classes saturate earlier than small things.",
+            "miou_by_layer": plotting.caption(
+                "Fig. 3: measured k-NN mIoU of each block's patch tokens against relative depth.",
+                "where each model's curve peaks, i.e. which block holds the most local semantic "
+                "information",
+                ctx.models,
+            ),
+            "iou_per_class": plotting.caption(
+                "Fig. 3 (per class): measured IoU per class (rows) and block (columns), one "
+                "panel per model.",
+                "that stuff classes saturate at earlier blocks than small things",
+                ctx.models,
+            ),
         },
+        scalars={"datasets": [ctx.config.dataset]},
     )

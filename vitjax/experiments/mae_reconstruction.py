@@ -208,6 +208,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         images = data.eval.tiles
         if int(cfg.num_images) > 0:
             images = images[: int(cfg.num_images)]
+        if not len(images):
+            raise errors.DatasetError(
+                f"mae_reconstruction: no evaluation tiles in {data.name} to reconstruct "
+                "(check config.data and config.mae_reconstruction.num_images)"
+            )
         ctx.log(f"{len(images)} tiles of {images.shape[1]}x{images.shape[2]} from {data.name}")
     n = int(cfg.zeroed)
     zeroed_dims = {}
@@ -216,6 +221,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         grid = common.grid_of(model, images.shape[1:3])
         num_patches = grid[0] * grid[1]
         variants = [("full", None)]
+        if n >= spec.width:
+            ctx.warn(
+                f"config.mae_reconstruction.zeroed: {n} not run for {model.name}: at or above its "
+                f"feature width {spec.width}"
+            )
         if 0 < n < spec.width:
             order = train_variance_order(ctx, model, data)
             rng = ctx.rng(model.name, "random_dims")
@@ -260,14 +270,21 @@ def _result(ctx, cfg, rows, num_models: int, num_images: int) -> experiments.Res
     figures = {}
     if rows:
         panels: dict[str, dict] = {"mse (target space)": {}, "PSNR (dB)": {}, "SSIM": {}}
+        families = {m.name: m.spec.family for m in ctx.models}
+        keys = {}
         for r in rows:
             label = f"{r['model']} {r['features']}"
+            keys[label] = (families.get(r["model"], r["model"]), r["model"], r["features"])
             for panel, column in zip(panels, ("mse", "psnr", "ssim")):
                 xs, ys = panels[panel].setdefault(label, ([], []))
                 xs.append(r["mask_ratio"])
                 ys.append(r[column])
         path = ctx.figure_path("scores")
-        plotting.line_plot(path, panels, xlabel="mask ratio", ylabel="score")
+        plotting.line_plot(
+            path, panels, xlabel="mask ratio (fraction of patches masked)",
+            ylabel="score (unit in panel title)", keys=keys,
+            mark=plotting.random_weights_mark(ctx.models),
+        )  # fmt: skip
         figures["scores"] = path
     none = "" if num_models else " No model has an MAE decoder (an `mae` model converted with "
     none += "" if num_models else "its decoder is needed), so nothing was reconstructed."
@@ -281,6 +298,12 @@ def _result(ctx, cfg, rows, num_models: int, num_images: int) -> experiments.Res
             "reconstruction": "mse: MAE's loss in the decoder's target space (masked patches "
             "when masking); psnr/ssim: the reconstructed image against the original (0-255, "
             "visible patches pasted back when masking), mean over images.",
-            "scores": "Tab. 4: reconstruction scores per mask ratio and feature variant.",
+            "scores": plotting.caption(
+                "Tab. 4: measured reconstruction scores per mask ratio and feature variant "
+                "(line style).",
+                None,
+                ctx.models,
+            ),
         },
+        scalars={"datasets": [ctx.config.dataset]},
     )

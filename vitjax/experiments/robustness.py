@@ -100,21 +100,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                         "acc": s["acc"],
                     }
                 )
-    path = ctx.figure_path("miou_vs_level")
-    panels = {}
-    for label in ("blur", "noise", "freq_noise"):
-        for method in method_names:
-            series = {}
-            for model in ctx.models:
-                pts = [
-                    r
-                    for r in rows
-                    if r["model"] == model.name and r["method"] == method
-                    and r["corruption"] in (label, "clean")
-                ]  # fmt: skip
-                series[model.name] = (list(range(len(pts))), [r["miou"] for r in pts])
-            panels[f"{label} ({method})"] = series
-    plotting.line_plot(path, panels, xlabel="severity (0 = clean)", ylabel="mIoU")
+    path = figure(ctx, cfg, rows, method_names)
     return experiments.Result(
         tables={"scores": rows},
         figures={"miou_vs_level": path},
@@ -125,7 +111,55 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             f"{tuple(cfg.blur_levels)} px, Gaussian noise sigma {tuple(cfg.noise_levels)} "
             f"(0-255), band-limited noise (sigma {cfg.freq_sigma}) in bands "
             f"{tuple(cfg.freq_bands)} of {cfg.num_bands} (0 = lowest frequencies).",
-            "miou_vs_level": "Fig. 4: mIoU as the corruption grows (x = level index, 0 = clean); "
-            "flatter curves are more robust representations.",
+            "miou_vs_level": plotting.caption(
+                "Fig. 4: measured mIoU against the corruption level, from the clean images "
+                "(x = 0) to the strongest level.",
+                "that flatter curves mark more robust representations",
+                ctx.models,
+            ),
         },
+        scalars={"datasets": [ctx.config.dataset]},
     )
+
+
+def figure(ctx: experiments.Context, cfg: ml_collections.ConfigDict, rows, method_names) -> str:
+    """Fig. 4: mIoU against the corruption level (with units), clean images at x = 0; its path."""
+    path = ctx.figure_path("miou_vs_level")
+    panels, xlabels = {}, {}
+    for label in ("blur", "noise", "freq_noise"):
+        for method in method_names:
+            series = {}
+            for model in ctx.models:
+                pts = [
+                    r
+                    for r in rows
+                    if r["model"] == model.name and r["method"] == method
+                    and r["corruption"] in (label, "clean")
+                ]  # fmt: skip
+                series[model.name] = (
+                    [level_x(label, r["level"]) if r["corruption"] != "clean" else 0.0
+                     for r in pts],
+                    [r["miou"] for r in pts],
+                )  # fmt: skip
+            panels[f"{label} ({method})"] = series
+            xlabels[f"{label} ({method})"] = level_axis_label(label, cfg)
+    return plotting.line_plot(
+        path, panels, xlabel=xlabels, ylabel="mIoU (0-1)", keys=plotting.model_keys(ctx.models),
+        mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
+
+
+def level_x(label: str, level: float) -> float:
+    """x position of a corruption level in Fig. 4: the level itself (blur kernel px, noise
+    sigma), frequency bands one up so that the clean images sit at 0."""
+    return float(level) + 1.0 if label == "freq_noise" else float(level)
+
+
+def level_axis_label(label: str, cfg: ml_collections.ConfigDict) -> str:
+    """The x-axis label with units of a corruption's panel in Fig. 4."""
+    if label == "blur":
+        kind = "box" if cfg.blur_kind == "box_blur" else "Gaussian"
+        return f"{kind} blur kernel side (px; 0 = clean)"
+    if label == "noise":
+        return "Gaussian noise sigma (0-255 scale; 0 = clean)"
+    return f"noise band + 1 (of {int(cfg.num_bands)}, 1 = lowest freq.; 0 = clean)"

@@ -76,7 +76,8 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             "summary": f"Tiled vs whole-image input on {ctx.config.dataset}.",
             "scores": f"Tab. 5: pixel-level mIoU with tiles of {data_cfg.tile_size} px "
             f"resized to {data_cfg.tile_out} ({len(tiles.eval.infos) // tiles.eval.num_images} "
-            f"per image) vs the whole image resized to {tuple(cfg.full_hw)}; the gap shows how "
-            "much the models depend on the object scale they were trained at.",
+            f"per image) vs the whole image resized to {tuple(cfg.full_hw)}. The paper reads "
+            "the gap as how much the models depend on the object scale they were trained at.",
         },
+        scalars={"datasets": [ctx.config.dataset]},
     )

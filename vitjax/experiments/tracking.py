@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import functools
 import hashlib
-import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -32,11 +30,11 @@ import ml_collections
 import numpy as np
 
 from vitjax import errors, experiments, metrics, plotting, roi_align
-from vitjax.data import tiling
+from vitjax.data import registry, tiling
 from vitjax.data.bdd100k import FrameTracks, as_frame_tracks
+from vitjax.data.types import Video
 from vitjax.experiments import common
 
-DATASETS = ("bdd100k", "mot17", "synthetic")
 POOLS = ("mean", "flatten")
 METRICS = ("cosine", "dot", "l2")
 _GEOMETRY = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*(?:/\s*(\d+))?\s*$")
@@ -46,25 +44,6 @@ _REQUIRED = (
     "roi_pool", "sampling_ratio", "aligned", "clip_boxes", "metric", "layer", "detector",
     "min_visibility", "frame_rate", "synthetic_videos", "synthetic_frames", "synthetic_hw",
 )  # fmt: skip
-
-
-@dataclasses.dataclass
-class Video:
-    """One annotated video.
-
-    Attributes:
-      name: video / sequence name.
-      frame_rate: frames per second (gaps in seconds = gap / frame_rate).
-      frame_hw: (H, W) of the frames.
-      tracks: FrameTracks per frame (list position = frame index).
-      load_frame: frame index -> uint8 [H, W, 3].
-    """
-
-    name: str
-    frame_rate: float
-    frame_hw: tuple[int, int]
-    tracks: list[FrameTracks]
-    load_frame: Callable[[int], np.ndarray]
 
 
 def parse_geometry(text: str) -> tiling.Geometry:
@@ -354,81 +333,20 @@ class FrameTiles:
         return self._tiles(self.frames[frame])[tile]
 
 
-def _truncate(tracks: list[FrameTracks], max_frames: int) -> list[FrameTracks]:
-    return tracks[:max_frames] if max_frames > 0 else tracks
-
-
 def load_videos(cfg: ml_collections.ConfigDict, seed: int) -> list[Video]:
-    """The annotated videos of `cfg.dataset` (first `num_videos`, first `max_frames` frames)."""
-    from vitjax.data import images as image_io
+    """The annotated videos of `cfg.dataset` (a "tracking" dataset of `vitjax.data.registry`).
 
-    n, max_frames = int(cfg.num_videos), int(cfg.max_frames)
-    if cfg.dataset in LAYOUTS:
-        common.check_root(cfg.root, "config.tracking.root", cfg.dataset, LAYOUTS[cfg.dataset])
-    if cfg.dataset == "synthetic":
-        from vitjax.data import synthetic
+    The first `num_videos` videos (all if <= 0), the first `max_frames` frames of each.
+    """
+    return _spec(cfg).load(cfg, seed)
 
-        hw = tuple(int(v) for v in cfg.synthetic_hw)
-        vids = synthetic.videos(int(cfg.synthetic_videos), int(cfg.synthetic_frames), hw, seed)
-        out = []
-        for v, frames in enumerate(vids.tracks):
-            tracks = _truncate([as_frame_tracks(f) for f in frames], max_frames)
-            out.append(
-                Video(f"synthetic_{v}", float(cfg.frame_rate), hw, tracks,
-                      functools.partial(lambda v, f: vids.frames[v, f], v))
-            )  # fmt: skip
-        return out[:n] if n > 0 else out
-    if cfg.dataset == "bdd100k":
-        from vitjax.data import bdd100k
 
-        reader = bdd100k.BDD100KReader(cfg.root)
-        samples = reader.samples(cfg.split)
-        out = []
-        for video in samples[:n] if n > 0 else samples:
-            tracks, _ = reader.load_tracks(video)
-            tracks = _truncate(tracks, max_frames)
-            paths = {fr.frame_index: fr.image_path for fr in reader.load_frames(video)}
-            missing = [f for f in range(len(tracks)) if f not in paths and len(tracks[f].boxes)]
-            if missing:
-                raise errors.DatasetError(
-                    f"{video.label_path}: frames {missing[:5]} have boxes but no frame entry"
-                )
-            first = paths[min(paths)]
-            out.append(
-                Video(video.name, float(cfg.frame_rate), image_io.image_size(first), tracks,
-                      lambda f, paths=paths: image_io.read_image(paths[f]))
-            )  # fmt: skip
-        return out
-    if cfg.dataset == "mot17":
-        from vitjax.data import mot17
-
-        reader = mot17.MOT17Reader(cfg.root, detector=str(cfg.detector) or None)
-        sequences = reader.samples(cfg.split)
-        out = []
-        for seq in sequences[:n] if n > 0 else sequences:
-            tracks = reader.load_tracks(seq, min_visibility=float(cfg.min_visibility))
-            out.append(
-                Video(seq.name, seq.frame_rate, (seq.height, seq.width),
-                      _truncate(tracks, max_frames),
-                      lambda f, seq=seq: reader.load_image(seq, f))
-            )  # fmt: skip
-        return out
-    raise errors.ConfigError(f"config.tracking.dataset={cfg.dataset!r}: expected one of {DATASETS}")
+def _spec(cfg: ml_collections.ConfigDict) -> registry.DatasetSpec:
+    return registry.get_dataset(cfg.dataset, registry.TRACKING, "config.tracking.dataset")
 
 
 # ---------------------------------------------------------------------------------------------
 # The experiment.
-
-
-# Fields of `config.tracking` that shape the frames of a synthetic video (`load_videos`).
-SYNTHETIC_FIELDS = ("synthetic_videos", "synthetic_frames", "synthetic_hw")
-# Folder layouts of the real datasets (`check_root` messages).
-LAYOUTS = {
-    "bdd100k": "<root>/images/track/<split>/<video>/<video>-<frame>.jpg and "
-    "<root>/labels/box_track_20/<split>/<video>.json (or labels-20/)",
-    "mot17": "<root>/{train,test}/MOT17-<NN>-<DET>/{seqinfo.ini,img1/,gt/gt.txt} (root = MOT17 "
-    "or its parent)",
-}
 
 
 def frames_key(
@@ -442,8 +360,8 @@ def frames_key(
 
     An ImageSource has no content digest, so the key holds every field that defines its pixels:
     the dataset, split, video and frames, the geometry, and where the frames come from: the
-    (resolved) root for BDD100K / MOT17 (plus the detector copy for MOT17), the seed and every
-    `synthetic_*` field for synthetic videos (they define the generated frames).
+    dataset's `identity` (`vitjax.data.registry`): the resolved root for BDD100K / MOT17 (plus
+    the detector copy for MOT17), the seed and every `synthetic_*` field for synthetic videos.
 
     Returns:
       JSON-able dict.
@@ -456,15 +374,9 @@ def frames_key(
         "num_frames": len(frames),
         "geometry": geo.name,
     }
-    if cfg.dataset == "synthetic":
-        key["seed"] = int(seed)
-        for field in SYNTHETIC_FIELDS:
-            value = cfg[field]
-            key[field] = list(value) if isinstance(value, tuple | list) else value
-    else:
-        key["root"] = os.path.realpath(str(cfg.root))
-        if cfg.dataset == "mot17":
-            key["detector"] = str(cfg.detector)
+    identity = _spec(cfg).identity
+    if identity is not None:
+        key.update(identity(cfg, seed))
     return key
 
 
@@ -514,6 +426,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         raise errors.DatasetError(f"config.tracking: no video found in {cfg.dataset} {cfg.root}")
     pairs = [p for v, video in enumerate(videos) for p in association_pairs(video.tracks, gaps, v)]
     ctx.log(f"{len(videos)} videos, {len(pairs)} frame pairs over gaps {gaps}")
+    _check_pairs(ctx, cfg, videos, pairs, gaps)
     needed = {v: sorted({f for p in pairs if p.video == v for f in (p.frame_a, p.frame_b)})
               for v in range(len(videos))}  # fmt: skip
     tracks = [video.tracks for video in videos]
@@ -544,7 +457,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 gap: metrics.association_accuracy(*arrays)
                 for gap, arrays in merge_matches(matches).items()
             }
-            for gap in gaps:
+            for gap in [g for g in gaps if any(p.gap == g for p in pairs)]:
                 s = scores.get(gap, {"instance": float("nan"), "category": float("nan"),
                                      "count": 0})  # fmt: skip
                 # Mean over videos: MOT17-05 runs at 14 fps, the other sequences at 30 (or 25).
@@ -554,21 +467,71 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                     "gap_seconds": seconds, "instance_acc": s["instance"],
                     "category_acc": s["category"], "queries": s["count"],
                 })  # fmt: skip
+    if not rows:
+        raise errors.ConfigError(
+            f"config.tracking: no model of config.models can take the frame geometries "
+            f"{cfg.geometries!r}; skipped {skipped}"
+        )
     return _result(ctx, cfg, videos, rows, skipped)
+
+
+def _labelled_frames(video: Video) -> list[int]:
+    """Frames of `video` (as read, after max_frames) with at least one non-ignored box."""
+    return [f for f, t in enumerate(video.tracks) if np.any(~as_frame_tracks(t).ignore)]
+
+
+def _check_pairs(ctx, cfg, videos: list[Video], pairs: list[FramePair], gaps: list[int]) -> None:
+    """Raises when no frame pair has a query; warns for each gap without one.
+
+    A gap without pairs would report an accuracy over zero queries (a quiet NaN or 0).
+    """
+    if not pairs:
+        window = (
+            f"the first {int(cfg.max_frames)} frames (config.tracking.max_frames)"
+            if int(cfg.max_frames) > 0
+            else "all frames"
+        )
+        found = "; ".join(
+            f"{v.name}: {len(v.tracks)} frames read, labelled frames {_labelled_frames(v)[:8]}"
+            for v in videos[:5]
+        )
+        if int(cfg.max_frames) > 0:
+            # Read once more without the window (error path only) to say where labels start.
+            whole = ml_collections.ConfigDict(cfg.to_dict())
+            whole.max_frames = 0
+            firsts = [(v.name, _labelled_frames(v)[:1]) for v in load_videos(whole, ctx.seed)[:5]]
+            found += "; without the window, labelled frames start at " + ", ".join(
+                f"{name}: {first[0] if first else 'none'}" for name, first in firsts
+            )
+        raise errors.DatasetError(
+            f"config.tracking: no query: in {window} of {len(videos)} {cfg.dataset} video(s) no "
+            f"non-ignored box of frame t is seen again at frame t + gap for any gap {gaps} "
+            f"({found}). Labels may start late in the video (raise or zero max_frames) or the "
+            "gaps may exceed the labelled span."
+        )
+    for gap in gaps:
+        if not any(p.gap == gap for p in pairs):
+            ctx.warn(f"gap {gap}: no frame pair has a query (too few labelled frames); no row")
 
 
 def _result(ctx, cfg, videos, rows, skipped) -> experiments.Result:
     panels: dict[str, dict] = {"instance accuracy": {}, "category accuracy": {}}
     multi = len({r["geometry"] for r in rows}) > 1
+    families = {m.name: m.spec.family for m in ctx.models}
+    keys = {}
     for r in rows:
         label = f"{r['model']} {r['geometry']}" if multi else r["model"]
+        keys[label] = (families.get(r["model"], r["model"]), r["model"], r["geometry"])
         for panel, column in (("instance accuracy", "instance_acc"),
                               ("category accuracy", "category_acc")):  # fmt: skip
             xs, ys = panels[panel].setdefault(label, ([], []))
             xs.append(r["gap"])
             ys.append(r[column])
     path = ctx.figure_path("accuracy_vs_gap")
-    plotting.line_plot(path, panels, xlabel="frame gap", ylabel="accuracy", logx=True)
+    plotting.line_plot(
+        path, panels, xlabel="frame gap (frames)", ylabel="accuracy (0-1)", logx=True, keys=keys,
+        integer_x=True, mark=plotting.random_weights_mark(ctx.models),
+    )  # fmt: skip
     note = f" Skipped (input size the model cannot take): {', '.join(skipped)}." if skipped else ""
     return experiments.Result(
         tables={"association": rows},
@@ -581,7 +544,12 @@ def _result(ctx, cfg, videos, rows, skipped) -> experiments.Result:
             "whole frame resized) and gap: share of instances of frame t matched to the same "
             "track (instance_acc) or a box of the same category (category_acc) in frame t+gap; "
             "ignored boxes (distractors, crowd, MOT17 non-considered) are left out.",
-            "accuracy_vs_gap": "Fig. 7/9/12: association accuracy as the frame gap grows.",
+            "accuracy_vs_gap": plotting.caption(
+                "Fig. 7/9/12: measured association accuracy against the frame gap (log axis); "
+                "line style = frame geometry.",
+                None,
+                ctx.models,
+            ),
         },
-        scalars={"videos": [v.name for v in videos]},
+        scalars={"videos": [v.name for v in videos], "datasets": [str(cfg.dataset)]},
     )

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from vitjax import errors, experiments, paper_numbers, plotting, probes
+from vitjax.data import registry
 from vitjax.experiments import common
 
 
@@ -57,9 +58,8 @@ def removal_sweep(
     rows = []
     dim = support.shape[1]
     rng = ctx.rng(model.name, method)
-    for n in counts:
-        if n >= dim:
-            continue
+    field = "config.variance." + ("removed" if method == "knn" else "linear_removed")
+    for n in ctx.removal_counts(counts, dim, field, model.name):
         controls = [("top-variance", order[:n])]
         if random_control and n > 0:
             controls.append(("random", random_dims(rng, dim, n)))
@@ -94,7 +94,8 @@ def overlap_plan(config: ml_collections.ConfigDict, names: list[str]) -> dict[st
     Raises:
       ConfigError: an unknown dataset name, or a real dataset without an `other_roots` entry.
     """
-    known = {"synthetic", "synthetic_aerial", *common.DATASET_PRESETS}
+    segmentation = registry.list_datasets(registry.SEGMENTATION)
+    known = {*segmentation, *registry.list_datasets(registry.IMAGES)}
     skipped = {}
     for name in names:
         if name not in known:
@@ -102,7 +103,8 @@ def overlap_plan(config: ml_collections.ConfigDict, names: list[str]) -> dict[st
                 f"config.variance.overlap_datasets: unknown dataset {name!r}; expected some of "
                 f"{', '.join(sorted(known))}"
             )
-        if name in common.DATASET_PRESETS and name != config.dataset:
+        preset = name in segmentation and registry.get_dataset(name, registry.SEGMENTATION).preset
+        if preset and name != config.dataset:
             root = common.other_root(config, name)
             if not os.path.isdir(root):
                 skipped[name] = f"root {root!r} (config.data.other_roots) does not exist"
@@ -159,6 +161,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                     {**common.model_row(model), "method": method, "features": "batchnorm",
                      "miou": s["miou"], "acc": s["acc"]}
                 )  # fmt: skip
+        if top_n >= support.shape[1]:
+            ctx.warn(
+                f"config.variance.top_n: {top_n} is at or above {model.name}'s feature width "
+                f"{support.shape[1]}: its overview has no top-{top_n} columns"
+            )
         row = {
             **common.model_row(model),
             "dims": int(support.shape[1]),
@@ -172,13 +179,21 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         for r in bn_rows:
             if r["model"] == model.name:
                 row[f"{r['method']}_batchnorm"] = r["miou"]
-        if (
-            model.spec.family == "mae"
-            and top_n == 200
-            and int(data_cfg.train_per_group) == paper_numbers.TAB2_SHOTS
-            and common.paper_comparable(ctx.config, model, "knn")
-        ):
-            row["knn_removed_paper"] = paper_numbers.CITYSCAPES_MAE_REMOVED_200["knn"]
+        if model.spec.family == "mae":
+            # The paper's "MAE-200" k-NN number, beside ours only where the setting is the same.
+            protocol = paper_numbers.run_protocol(
+                ctx.config,
+                train_per_group=int(data_cfg.train_per_group),
+                n_train_images=data.train.num_images,
+                n_eval_images=data.eval.num_images,
+            )
+            protocol["removed_dims"] = top_n
+            comparison = paper_numbers.paper_comparison(
+                model.describe(), protocol, "knn", paper_numbers.MAE_REMOVED_200_PROTOCOL
+            )
+            paper = paper_numbers.CITYSCAPES_MAE_REMOVED_200["knn"]
+            row["knn_removed_paper"] = paper if paper_numbers.is_comparable(comparison) else None
+            row["knn_removed_vs_paper"] = comparison
         summary.append(row)
         ctx.log(
             f"{model.name}: top-{top_n} dims hold {row[f'var_frac_top{top_n}']:.2%} of variance"
@@ -187,20 +202,24 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     overlap = overlap_rows(ctx, cfg, overlap_names, skipped)
     skipped_text = "".join(f" Skipped {name}: {reason}." for name, reason in skipped.items())
 
+    mark = plotting.random_weights_mark(ctx.models)
     fig_spectrum = ctx.figure_path("spectrum")
     plotting.line_plot(
         fig_spectrum,
         {"variance spectrum": {m: (np.arange(1, len(v) + 1), v) for m, v in spectra.items()}},
-        xlabel="dimension rank",
+        xlabel="dimension rank (1 = highest variance)",
         ylabel="fraction of total variance",
         logy=True,
+        keys=plotting.model_keys(ctx.models),
+        integer_x=True,
+        mark=mark,
     )
     fig_removal = ctx.figure_path("removal_curve")
     panels: dict[str, dict] = {}
-    styles, colors = {}, {}
+    keys = {}
     for method in ("knn", "linear"):
         panel = {}
-        for i, model in enumerate(ctx.models):
+        for model in ctx.models:
             for control in ("top-variance", "random"):
                 pts = [
                     r
@@ -211,12 +230,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 if len(pts) > 1 or (pts and control == "top-variance"):
                     label = f"{model.name} ({control})"
                     panel[label] = ([r["removed"] for r in pts], [r["miou"] for r in pts])
-                    styles[label] = "--" if control == "random" else "-"
-                    colors[label] = f"C{i % 10}"
+                    keys[label] = (model.spec.family, model.name, control)
         panels[f"{method}: top-N removed vs random-N removed"] = panel
     plotting.line_plot(
-        fig_removal, panels, xlabel="removed dimensions N", ylabel="mIoU", styles=styles,
-        colors=colors,
+        fig_removal, panels, xlabel="removed dimensions N", ylabel="mIoU (0-1)", keys=keys,
+        integer_x=True, mark=mark,
     )  # fmt: skip
     return experiments.Result(
         tables={"overview": summary, "removal": removal, "batchnorm": bn_rows, "overlap": overlap},
@@ -234,17 +252,46 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             "BatchNorm, eps 1e-6), the alternative to removal.",
             "overlap": f"Overlap of the top-{top_n} variance dimensions computed on different "
             f"datasets (1 = the same dimensions).{skipped_text}",
-            "spectrum": "Fig. 1a: variance of each feature dimension (sorted) as a fraction of the "
-            "total; a few dominant dimensions show as a steep head.",
-            "removal_curve": "Fig. 1b/c: mIoU as the N highest-variance dimensions (solid) or N random "
-            "dimensions (dashed) are removed; gains mean the top dimensions hurt the metric.",
+            "spectrum": plotting.caption(
+                "Fig. 1a: variance of each feature dimension (sorted) as a fraction of the total. "
+                + spectrum_summary(spectra),
+                "that a few dimensions hold a large share of the variance (a steep head), most "
+                "of all in MAE",
+                ctx.models,
+            ),
+            "removal_curve": plotting.caption(
+                "Fig. 1b/c: measured mIoU as the N highest-variance dimensions (solid) or N "
+                "random dimensions (dashed) are removed.",
+                "that removing MAE's top-variance dimensions raises its k-NN mIoU while random "
+                "removals do not",
+                ctx.models,
+            ),
         },
         scalars={
+            # The segmentation data, plus every overlap dataset that was read.
+            "datasets": [
+                d for d in dict.fromkeys([ctx.config.dataset, *overlap_names]) if d not in skipped
+            ],
             "top_n": top_n,
             "overlap_skipped": sorted(skipped),
             experiments.SKIPPED_INPUTS: sorted(skipped),
         },
     )
+
+
+def spectrum_summary(spectra: dict[str, np.ndarray]) -> str:
+    """One sentence on the measured spectra: the top dimension's share against a flat spectrum.
+
+    Args:
+      spectra: model name -> sorted variance fractions [D].
+    """
+    if not spectra:
+        return "No spectrum was measured."
+    parts = [
+        f"{name} {spec[0]:.1%} ({spec[0] * len(spec):.1f}x the flat 1/{len(spec)})"
+        for name, spec in spectra.items()
+    ]
+    return "Measured share of the top dimension: " + ", ".join(parts) + "."
 
 
 def overlap_rows(

@@ -8,7 +8,8 @@ Examples:
   >>> out["patch"][1].shape                                          # (B, 14, 14, 192)
 """
 
-from vitjax.models.io import load, load_decoder, load_spec, save
+from vitjax.models.io import check_checkpoint_dir, load, load_decoder, load_spec, save
+from vitjax.models.known import known_model
 from vitjax.models.mae_decoder import MAEDecoder, patchify, place_tokens, unpatchify
 from vitjax.models.vit import VisionTransformer, resolve_layers
 from vitjax.models.zoo import (
@@ -25,6 +26,7 @@ from vitjax.models.zoo import (
     init_params,
     list_variants,
     param_shapes,
+    params_digest,
     preprocess,
     random_model,
     randomize_params,
@@ -36,6 +38,7 @@ __all__ = [
     "ModelSpec",
     "Preprocessing",
     "VisionTransformer",
+    "check_checkpoint_dir",
     "count_params",
     "create_decoder",
     "create_model",
@@ -44,11 +47,13 @@ __all__ = [
     "init_decoder_params",
     "init_encoder_params",
     "init_params",
+    "known_model",
     "list_variants",
     "load",
     "load_decoder",
     "load_spec",
     "param_shapes",
+    "params_digest",
     "patchify",
     "place_tokens",
     "preprocess",

@@ -1,12 +1,16 @@
 """Saving and loading converted weights: an orbax PyTree checkpoint plus `spec.json`.
 
 Layout of a checkpoint directory:
-  spec.json     ModelSpec.to_dict()
+  spec.json     ModelSpec.to_dict(), with `params_sha256` = `zoo.params_digest` of the params
   params/       orbax PyTreeCheckpointer tree {"encoder": {...}, "decoder": {...} (MAE only)}
+  (extra files the caller asked for, e.g. the converter's conversion.json)
 
 `save` writes everything into a temporary sibling directory and renames it into place, so a reader
-never sees a half-written checkpoint. `load` checks every parameter name and shape against the
-spec and reports all missing, unexpected and mis-shaped entries at once.
+never sees a half-written checkpoint. It never replaces anything but a previous checkpoint: an
+existing non-empty directory is refused unless `overwrite=True`, and even then only when it holds
+nothing but a previous checkpoint's files. `load` checks every parameter name and shape against
+the spec and the parameters' digest against `spec.json`, and reports all missing, unexpected and
+mis-shaped entries at once.
 
 Examples:
   >>> save("/ckpt/dino_vits16", params, spec)
@@ -19,7 +23,7 @@ import dataclasses
 import json
 import os
 import shutil
-import uuid
+from collections.abc import Collection, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -27,13 +31,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from vitjax import errors
+from vitjax import errors, fileio
 from vitjax.models import zoo
 from vitjax.models.mae_decoder import MAEDecoder
 from vitjax.models.vit import VisionTransformer
 
 SPEC_FILE = "spec.json"
 PARAMS_DIR = "params"
+# Names a previous checkpoint may hold besides spec.json and params/ (written by the converter):
+# only a directory holding nothing else is ever replaced.
+KNOWN_EXTRA_FILES = ("conversion.json",)
 
 
 def _check_tree(tree: dict, expected: dict[str, tuple[int, ...]], where: str) -> None:
@@ -66,23 +73,41 @@ def save(
     params: dict,
     spec: zoo.ModelSpec,
     decoder_params: dict | None = None,
+    *,
+    overwrite: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
+    protect: Collection[str | os.PathLike] = (),
 ) -> str:
-    """Writes params (+ MAE decoder) and spec atomically, replacing an existing checkpoint.
+    """Writes params (+ MAE decoder) and spec atomically into a new checkpoint directory.
 
     Args:
-      checkpoint_dir: destination directory (created; parents too).
+      checkpoint_dir: destination directory (created; parents too). It must not exist, be empty,
+        or (with `overwrite`) hold a previous checkpoint and nothing else.
       params: encoder parameters of `spec` (a "decoder" entry, as `load` returns, is taken as the
         decoder when `decoder_params` is None).
-      spec: the model spec; `has_decoder` is stored as whether a decoder was written.
+      spec: the model spec; `has_decoder` is stored as whether a decoder was written, and
+        `params_sha256` as the digest of the parameters written.
       decoder_params: optional MAE decoder parameters.
+      overwrite: replace a previous checkpoint at `checkpoint_dir`.
+      extra_files: {file name: bytes} written into the checkpoint directory too (inside the same
+        atomic rename); names must be in `KNOWN_EXTRA_FILES`.
+      protect: paths (e.g. the converter's input file) that must not lie inside `checkpoint_dir`.
 
     Returns:
       The absolute checkpoint path.
 
     Raises:
-      CheckpointError: the parameters do not match the spec's shapes.
+      CheckpointError: the parameters do not match the spec's shapes, or `checkpoint_dir` is a
+        file, holds anything but a previous checkpoint, or holds one and `overwrite` is False.
     """
     path = os.path.abspath(os.fspath(checkpoint_dir))
+    extra_files = dict(extra_files or {})
+    unknown = sorted(set(extra_files) - set(KNOWN_EXTRA_FILES))
+    if unknown:
+        raise errors.CheckpointError(
+            f"{path}: extra files {unknown} are not checkpoint files; known: {KNOWN_EXTRA_FILES}"
+        )
+    check_checkpoint_dir(path, overwrite=overwrite, protect=protect)
     params = dict(params)
     if decoder_params is None:
         decoder_params = params.pop("decoder", None)
@@ -101,27 +126,59 @@ def save(
             decoder_params, zoo.param_shapes(spec, decoder=True), f"{path} (decoder params)"
         )
         tree["decoder"] = _to_numpy(decoder_params)
+    digest = zoo.params_digest(_loaded_layout(tree))
+    if spec.params_sha256 and spec.params_sha256 != digest:
+        logging.info("save %s: params_sha256 updated (the parameters differ from the spec's)", path)
+    spec = dataclasses.replace(spec, params_sha256=digest)
 
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
-    os.makedirs(tmp)
+    tmp = fileio.make_temp_dir(path)
     try:
         ocp.PyTreeCheckpointer().save(os.path.join(tmp, PARAMS_DIR), tree)
-        with open(os.path.join(tmp, SPEC_FILE), "w", encoding="utf-8") as f:
-            f.write(spec.to_json())
-        if os.path.exists(path):
-            # Directories cannot be renamed over non-empty ones: move the old one aside first.
-            old = os.path.join(parent, f".{os.path.basename(path)}.old-{uuid.uuid4().hex}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        fileio.atomic_write_text(os.path.join(tmp, SPEC_FILE), spec.to_json())
+        for name, data in extra_files.items():
+            fileio.atomic_write_bytes(os.path.join(tmp, name), data)
+        # Checked again right before the rename: the directory may have changed meanwhile.
+        check_checkpoint_dir(path, overwrite=overwrite, protect=protect)
+        fileio.replace_dir(tmp, path, allowed=(SPEC_FILE, PARAMS_DIR, *KNOWN_EXTRA_FILES))
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def check_checkpoint_dir(
+    checkpoint_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    protect: Collection[str | os.PathLike] = (),
+    flag: str = "overwrite=True",
+) -> bool:
+    """Whether `save` may write `checkpoint_dir` (see `fileio.check_output_dir`).
+
+    Returns:
+      True when the directory exists (empty, or a previous checkpoint to be replaced).
+
+    Raises:
+      CheckpointError: naming the directory and what is in the way.
+    """
+    return fileio.check_output_dir(
+        checkpoint_dir,
+        overwrite=overwrite,
+        marker=SPEC_FILE,
+        allowed=(SPEC_FILE, PARAMS_DIR, *KNOWN_EXTRA_FILES),
+        what="vitjax checkpoint",
+        error=errors.CheckpointError,
+        flag=flag,
+        protect=protect,
+    )
+
+
+def _loaded_layout(tree: dict) -> dict:
+    """The params as `load` returns them (encoder tree with the decoder under "decoder")."""
+    params = dict(tree["encoder"])
+    if "decoder" in tree:
+        params["decoder"] = tree["decoder"]
+    return params
 
 
 def load_spec(checkpoint_dir: str | os.PathLike) -> zoo.ModelSpec:
@@ -186,14 +243,26 @@ def load(
     spec = load_spec(path)
     tree = _restore(path)
     _check_tree(tree["encoder"], zoo.param_shapes(spec), f"{path} (encoder params)")
-    params = _to_jax(tree["encoder"])
     if spec.has_decoder:
         if "decoder" not in tree:
             raise errors.CheckpointError(f"{path}: spec says has_decoder but no decoder was saved")
         _check_tree(
             tree["decoder"], zoo.param_shapes(spec, decoder=True), f"{path} (decoder params)"
         )
-        params["decoder"] = _to_jax(tree["decoder"])
+    else:
+        tree.pop("decoder", None)
+    numpy_params = _loaded_layout(_to_numpy(tree))
+    digest = zoo.params_digest(numpy_params)
+    if spec.params_sha256 and spec.params_sha256 != digest:
+        raise errors.CheckpointError(
+            f"{os.path.join(path, SPEC_FILE)}: params_sha256 {spec.params_sha256[:16]}... does "
+            f"not match the parameters in {os.path.join(path, PARAMS_DIR)} ({digest[:16]}...); "
+            "the parameters were changed after saving. Save them again with models.save"
+        )
+    if not spec.params_sha256:
+        # A checkpoint written before digests were recorded: compute it now.
+        spec = dataclasses.replace(spec, params_sha256=digest)
+    params = _to_jax(numpy_params)
     return zoo.create_model(spec, dtype), params, spec
 
 

@@ -210,7 +210,7 @@ def resample_pos_embed(
 ) -> jnp.ndarray:
     """Maps a stored `[1, 1 + gh*gw, D]` table (cls entry first) to another patch grid.
 
-    Per mode (PyTorch behaviour reproduced; see checkpoints.md section 10):
+    Per mode (PyTorch behaviour reproduced; see docs/checkpoints.md section 6):
       * scale_offset (DINO, iBOT, DINOv2): bicubic A=-0.75, `scale_factor=((h+0.1)/gh, (w+0.1)/gw)`.
       * size_antialias (DINOv2-reg): bicubic `size=(h, w)`, antialias (Keys a=-0.5).
       * size (MAE `interpolate_pos_embed`): bicubic `size=(h, w)`, no antialias.

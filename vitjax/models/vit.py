@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from vitjax import errors
 from vitjax.models import posembed
+from vitjax.models.families import MLP_KINDS
 
 LAYERNORM_EPS = 1e-6
 POS_EMBED_KINDS = ("learned", "sincos", "gsd_sincos", "none")
@@ -38,11 +39,12 @@ Dtype = Any
 _trunc_normal = nn.initializers.truncated_normal(0.02)
 
 
-def layer_norm(name: str) -> nn.LayerNorm:
-    """The LayerNorm of every family: eps 1e-6, two-pass variance (closest to PyTorch), float32."""
-    return nn.LayerNorm(
-        epsilon=LAYERNORM_EPS, use_fast_variance=False, dtype=jnp.float32, name=name
-    )
+def layer_norm(name: str, eps: float = LAYERNORM_EPS) -> nn.LayerNorm:
+    """The LayerNorm of every family: two-pass variance (closest to PyTorch), float32.
+
+    eps is 1e-6 for the timm-style families, 1e-5 (torch's default) for CLIP.
+    """
+    return nn.LayerNorm(epsilon=eps, use_fast_variance=False, dtype=jnp.float32, name=name)
 
 
 class PatchEmbed(nn.Module):
@@ -57,6 +59,7 @@ class PatchEmbed(nn.Module):
     width: int
     patch_size: int
     dtype: Dtype = jnp.float32
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, images: jnp.ndarray) -> jnp.ndarray:
@@ -71,7 +74,6 @@ class PatchEmbed(nn.Module):
         p = self.patch_size
         batch, height, width, channels = images.shape
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (p, p, channels, self.width))
-        bias = self.param("bias", nn.initializers.zeros, (self.width,))
         h, w = height // p, width // p
         # A HWIO kernel flattened to (P*P*C, D) matches patches flattened as (row, col, channel),
         # so the conv is exactly one matmul; cheaper on CPU than XLA's strided conv.
@@ -79,7 +81,9 @@ class PatchEmbed(nn.Module):
         patches = patches.reshape(batch, h, w, p * p * channels).astype(self.dtype)
         flat_kernel = kernel.reshape(p * p * channels, self.width).astype(self.dtype)
         out = jnp.dot(patches, flat_kernel, preferred_element_type=jnp.float32)
-        return out + bias
+        if not self.use_bias:  # CLIP's conv1 has no bias
+            return out
+        return out + self.param("bias", nn.initializers.zeros, (self.width,))
 
 
 class LayerScale(nn.Module):
@@ -136,16 +140,31 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
+    """The block MLP.
+
+    kind 'gelu': fc1 -> exact GELU -> fc2. 'quick_gelu': fc1 -> x * sigmoid(1.702 x) -> fc2
+    (OpenAI CLIP). 'swiglu': w12 [D, 2 * hidden] -> silu(first half) * second half -> w3 (DINOv2's
+    SwiGLUFFNFused; separate w1/w2 files are concatenated into w12 by the converter).
+    """
 
     hidden_dim: int
     dtype: Dtype = jnp.float32
+    kind: str = "gelu"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         dim = x.shape[-1]
+        if self.kind == "swiglu":
+            x12 = nn.Dense(2 * self.hidden_dim, dtype=self.dtype, name="w12")(x)
+            x1, x2 = x12[..., : self.hidden_dim], x12[..., self.hidden_dim :]
+            return nn.Dense(dim, dtype=self.dtype, name="w3")(nn.silu(x1) * x2)
         x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
-        x = nn.gelu(x, approximate=False)
+        if self.kind == "quick_gelu":
+            x = x * nn.sigmoid(jnp.asarray(1.702, x.dtype) * x)
+        elif self.kind == "gelu":
+            x = nn.gelu(x, approximate=False)
+        else:
+            raise errors.ConfigError(f"mlp: expected one of {MLP_KINDS}, got {self.kind!r}")
         return nn.Dense(dim, dtype=self.dtype, name="fc2")(x)
 
 
@@ -158,6 +177,8 @@ class Block(nn.Module):
       layerscale_init: initial LayerScale value; 0 means no LayerScale.
       qkv_bias: 'full' or 'qv'.
       dtype: matmul dtype (the residual stream stays float32).
+      mlp: MLP kind (`Mlp`).
+      norm_eps: LayerNorm epsilon.
     """
 
     num_heads: int
@@ -165,17 +186,19 @@ class Block(nn.Module):
     layerscale_init: float = 0.0
     qkv_bias: str = "full"
     dtype: Dtype = jnp.float32
+    mlp: str = "gelu"
+    norm_eps: float = LAYERNORM_EPS
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, bias: jnp.ndarray | None = None) -> jnp.ndarray:
         """Runs the block on float32 [B, N, D]; returns float32 [B, N, D]."""
-        y = layer_norm("norm1")(x).astype(self.dtype)
+        y = layer_norm("norm1", self.norm_eps)(x).astype(self.dtype)
         y = Attention(self.num_heads, self.qkv_bias, self.dtype, name="attn")(y, bias)
         if self.layerscale_init:
             y = LayerScale(self.layerscale_init, name="ls1")(y)
         x = x + y.astype(jnp.float32)
-        y = layer_norm("norm2")(x).astype(self.dtype)
-        y = Mlp(self.mlp_dim, self.dtype, name="mlp")(y)
+        y = layer_norm("norm2", self.norm_eps)(x).astype(self.dtype)
+        y = Mlp(self.mlp_dim, self.dtype, self.mlp, name="mlp")(y)
         if self.layerscale_init:
             y = LayerScale(self.layerscale_init, name="ls2")(y)
         return x + y.astype(jnp.float32)
@@ -209,6 +232,11 @@ class RelativePositionBias(nn.Module):
         table = posembed.resample_rel_pos_bias(table, grid, target, self.pos_interp)
         index = posembed.relative_position_index(target)
         return jnp.transpose(table[index], (2, 0, 1))
+
+
+def _project(x: jnp.ndarray, proj: jnp.ndarray) -> jnp.ndarray:
+    """float32 [B, D] @ [D, E] -> [B, E] at the highest matmul precision."""
+    return jnp.dot(x, proj, precision=jax.lax.Precision.HIGHEST)
 
 
 def resolve_layers(layers: Sequence[int] | int, depth: int) -> tuple[int, ...]:
@@ -253,6 +281,11 @@ class VisionTransformer(nn.Module):
       layerscale_init: initial LayerScale value; 0 = no LayerScale (only dinov2*, simmim have it).
       rel_pos_bias: SimMIM's shared relative position bias.
       qkv_bias: 'full' or 'qv'.
+      mlp: 'gelu', 'quick_gelu' or 'swiglu' (`Mlp`).
+      pre_norm: LayerNorm `norm_pre` on [cls, patches] + positions before the blocks (CLIP).
+      patch_bias: the patch embedding has a bias.
+      proj_dim: E > 0 adds `proj` [D, E]; the global output is then the normed CLS @ proj.
+      norm_eps: LayerNorm epsilon (1e-6; CLIP 1e-5).
       dtype: matmul dtype (float32 default; bfloat16 for speed). Outputs are float32.
     """
 
@@ -268,6 +301,11 @@ class VisionTransformer(nn.Module):
     layerscale_init: float = 0.0
     rel_pos_bias: bool = False
     qkv_bias: str = "full"
+    mlp: str = "gelu"
+    pre_norm: bool = False
+    patch_bias: bool = True
+    proj_dim: int = 0
+    norm_eps: float = LAYERNORM_EPS
     dtype: Dtype = jnp.float32
 
     def _check_images(self, images: jnp.ndarray) -> tuple[int, int]:
@@ -329,7 +367,9 @@ class VisionTransformer(nn.Module):
 
         Returns:
           Without `keep_indices`: {"patch": {i: [B, h, w, D]}, "cls": {i: [B, D]},
-          "registers": {i: [B, R, D]} (empty dict when R = 0)}, i the resolved (>= 0) indices.
+          "registers": {i: [B, R, D]} (empty dict when R = 0), "global": {i: [B, D or E]}}, i the
+          resolved (>= 0) indices; "global" is the family's global representation (the normed CLS
+          token, or with `proj_dim` that token @ proj).
           With `keep_indices`: {"tokens": [B, 1 + R + K, D]} ([cls, registers, kept patches]).
           All float32.
 
@@ -341,13 +381,17 @@ class VisionTransformer(nn.Module):
         dim = self.width
         num_patches = grid[0] * grid[1]
 
-        x = PatchEmbed(dim, self.patch_size, self.dtype, name="patch_embed")(images)
+        x = PatchEmbed(dim, self.patch_size, self.dtype, self.patch_bias, name="patch_embed")(
+            images
+        )
         x = x.reshape(batch, num_patches, dim)
         cls = self.param("cls_token", _trunc_normal, (1, 1, dim), jnp.float32)
         x = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, dim)), x], axis=1)
         pos = self._position_encoding(grid, gsd_ratio)
         if pos is not None:
             x = x + pos
+        if self.pre_norm:
+            x = layer_norm("norm_pre", self.norm_eps)(x)
 
         if keep_indices is not None:
             keep = jnp.asarray(keep_indices, jnp.int32)
@@ -381,7 +425,7 @@ class VisionTransformer(nn.Module):
                 name="rel_pos_bias",
             )()
 
-        final_norm = layer_norm("norm")
+        final_norm = layer_norm("norm", self.norm_eps)
         if keep_indices is not None or self.is_initializing():
             wanted = (self.depth - 1,)
         else:
@@ -395,6 +439,8 @@ class VisionTransformer(nn.Module):
                 self.layerscale_init,
                 self.qkv_bias,
                 self.dtype,
+                self.mlp,
+                self.norm_eps,
                 name=f"block_{i}",
             )(x, attn_bias)
             if i in wanted:
@@ -404,11 +450,18 @@ class VisionTransformer(nn.Module):
             return {"tokens": collected[self.depth - 1]}
         if self.is_initializing() and not norm:
             final_norm(x)  # create the final norm's parameters even when it is not applied
+        proj = None
+        if self.proj_dim:
+            proj = self.param(
+                "proj", nn.initializers.lecun_normal(), (dim, self.proj_dim), jnp.float32
+            )
 
         first_patch = 1 + self.num_registers
-        out = {"patch": {}, "cls": {}, "registers": {}}
+        out = {"patch": {}, "cls": {}, "registers": {}, "global": {}}
         for i, tokens in collected.items():
             out["cls"][i] = tokens[:, 0]
+            # The family's global representation: the CLS token, or CLIP's projected one.
+            out["global"][i] = tokens[:, 0] if proj is None else _project(tokens[:, 0], proj)
             out["patch"][i] = tokens[:, first_patch:].reshape(batch, grid[0], grid[1], dim)
             if self.num_registers:
                 out["registers"][i] = tokens[:, 1:first_patch]
