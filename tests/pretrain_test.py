@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from absl.testing import absltest, parameterized
 
 from tests import pretrain_worker as worker
-from vitjax import errors, models, report, report_trained, run
+from vitjax import errors, models, report, report_trained, run, validate
 from vitjax.pretrain import data as data_lib
 from vitjax.pretrain import heads, losses, masking, shipped, train
 
@@ -261,6 +261,13 @@ class ShippedTest(absltest.TestCase):
     def test_unknown_name(self):
         with self.assertRaisesRegex(errors.CheckpointError, "demo_mae"):
             shipped.resolve("pretrained:nope")
+        sys.path.insert(0, str(REPO))
+        from configs import demo
+
+        config = demo.get_config("test")
+        config.models = "mae:ti:16:pretrained:demo_mae,dino:ti:16:pretrained:nope"
+        (problem,) = validate.problems(config)  # the shipped one passes, the unknown one not
+        self.assertIn("no shipped checkpoint 'nope'", problem)
         self.assertEqual(shipped.resolve("/some/dir"), "/some/dir")
 
 
