@@ -46,7 +46,18 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=["vitjax", "vitjax.*", "checkpoints_convert", "checkpoints_convert.*"]
     ),
-    package_data={"vitjax": ["data/splits/*.json", "data/splits/*.csv"]},
+    package_data={
+        "vitjax": [
+            "data/splits/*.json",
+            "data/splits/*.csv",
+            # Shipped pretrained checkpoints: spec.json, train_info.json, loss_curve.csv and the
+            # orbax tree (params/ holds files up to three folders deep).
+            "assets/pretrained/*/*",
+            "assets/pretrained/*/params/*",
+            "assets/pretrained/*/params/*/*",
+            "assets/pretrained/*/params/*/*/*",
+        ]
+    },
     install_requires=CORE,
     extras_require={
         "convert": CONVERT,

@@ -2,8 +2,9 @@ r"""Demo: every experiment end to end on synthetic scenes with small random mode
 
   python -m vitjax.main --config=configs/demo.py --workdir=/tmp/vitjax_demo
 
-Runs in a few minutes on a laptop CPU and writes the full report. Weights are random unless a
-converted checkpoint is named (e.g. `--config.models=dino:s:16:checkpoints/dino_vits16,...`), and
+Runs in a few minutes on a laptop CPU and writes the full report. Weights are random except the
+two shipped models trained by vitjax itself (`pretrained:demo_mae`, `pretrained:demo_dino`; the
+report opens with them against their random twins) unless a converted checkpoint is named (e.g. `--config.models=dino:s:16:checkpoints/dino_vits16,...`), and
 the report says so on its first line. Args: `test` (the tiniest settings, used by the tests),
 `known` (the hand-built known-answer models of `vitjax.models.known` instead: a sanity check of the
 pipeline whose numbers can be recomputed by hand; works on your own data too, e.g.
@@ -41,6 +42,10 @@ DEMO_MODELS = ",".join(
         "timm:ti:16:none",
         "dinov3:ti:16:none",
         "siglip:ti:16:none",
+        # Trained on the synthetic scenes by `python -m vitjax.pretrain` (shipped in the package;
+        # configs/pretrain_{mae,dino}.py); model_depth=3 makes the random mae/dino their twins.
+        "mae:ti:16:pretrained:demo_mae",
+        "dino:ti:16:pretrained:demo_dino",
     ]
 )
 

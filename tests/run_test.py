@@ -200,11 +200,12 @@ CONFIG_ARGS = ("", "accelerator", "runlocal", "synthetic", "test")
 
 
 def config_modules():
-    """Every runnable config module of configs/ (those with get_config)."""
+    """Every runnable experiment config module of configs/ (those with get_config); the
+    `pretrain_*` configs are `python -m vitjax.pretrain`'s (tests/pretrain_test.py)."""
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
     out = {}
     for file in sorted(os.listdir(folder)):
-        if file.endswith(".py") and not file.startswith("_"):
+        if file.endswith(".py") and not file.startswith(("_", "pretrain_")):
             module = importlib.import_module(f"configs.{file[:-3]}")
             if hasattr(module, "get_config"):
                 out[file[:-3]] = module

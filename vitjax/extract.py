@@ -415,6 +415,16 @@ def _data_parallel_size(mesh: Mesh) -> int:
     return mesh.size // sharding_lib.model_axis_size(mesh)
 
 
+def default_mesh() -> Mesh:
+    """The extraction mesh: every device (of every process) on one "data" axis."""
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding of a leading batch axis over every axis of `mesh` (as extraction shards it)."""
+    return NamedSharding(mesh, _batch_partition(mesh))
+
+
 def _local_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> tuple[int, int]:
     """The contiguous row range [lo, hi) of a global batch held by this process's devices."""
     spans = set()
@@ -611,7 +621,7 @@ def _make_job(
     grid = (input_size[0] // patch, input_size[1] // patch)
     depth = int(spec.depth)
     layers = resolve_layers(layers, depth)
-    mesh = mesh if mesh is not None else Mesh(np.asarray(jax.devices()), ("data",))
+    mesh = mesh if mesh is not None else default_mesh()
     if jax.process_count() > 1 and store is None:
         raise ConfigError(
             "store: multi-process extraction writes each process's rows to a shared "

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vitjax import canonical, fileio
+from vitjax import canonical, fileio, report_trained
 from vitjax.models import families
 
 TABLES_DIR = "tables"
@@ -337,6 +337,7 @@ def build_report(results: dict[str, Any]) -> str:
         + ". Every number is also in `results.json`, and every table in `tables/*.csv`.",
         "",
         *warnings_section(results),
+        *report_trained.section(results),
         "## Summary",
         "",
         to_markdown(

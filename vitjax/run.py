@@ -28,6 +28,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from vitjax import errors, experiments, fileio, models, progress, provenance, report, validate
+from vitjax.pretrain import shipped
 from vitjax.store import FeatureStore
 
 RESULTS_FILE = "results.json"
@@ -118,7 +119,7 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
                 )
             module, params, spec = models.known_model(entry.size, entry.patch_size)
         elif entry.checkpoint is not None:
-            module, params, spec = models.load(entry.checkpoint)
+            module, params, spec = models.load(shipped.resolve(entry.checkpoint))
             held = (spec.family, spec.size, int(spec.patch_size))
             named = (entry.family, entry.size, int(entry.patch_size))
             if held != named:

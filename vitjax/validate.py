@@ -85,6 +85,7 @@ def _section(config: ml_collections.ConfigDict, name: str) -> ml_collections.Con
 def _check_models(config: ml_collections.ConfigDict, problems: _Problems) -> None:
     """Every checkpoint of `config.models` exists, holds a spec and matches its entry."""
     from vitjax import models, run
+    from vitjax.pretrain import shipped
 
     entries = problems.check(lambda: run.parse_models(config.models))
     for entry in entries or ():
@@ -92,7 +93,7 @@ def _check_models(config: ml_collections.ConfigDict, problems: _Problems) -> Non
         if checkpoint is None:
             continue
         try:
-            spec = models.load_spec(checkpoint)
+            spec = models.load_spec(shipped.resolve(checkpoint))
         except errors.VitjaxError as e:
             problems.add(
                 f"config.models entry {entry.family}:{entry.size}:{entry.patch_size}: {e} "

@@ -1,0 +1,54 @@
+r"""Pretrains the shipped demo DINO (ViT-Ti/16, 3 blocks) on the embedded synthetic scenes.
+
+  python -m vitjax.pretrain --config=configs/pretrain_dino.py --workdir=runs/pretrain_dino \
+      --config.export_dir=vitjax/assets/pretrained/demo_dino
+
+Sized for a 2-core CPU (BUILD_NOTES.md): 2 global crops of 96 px and 2 local crops of 48 px, cut
+at about the scenes' own scale; 200 steps of 32 images, and a faster teacher (EMA momentum from
+0.99) than DINO's 0.996 because the run is short. Args: `test` (a few steps of a 1-block model on
+64 px / 32 px crops, used by the tests).
+"""
+
+from configs import common
+from vitjax import pretrain
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, test=False)
+    c = pretrain.default_config()
+    c.objective = "dino"
+    c.model.family = "dino"
+    c.model.depth = 3
+    c.dino.global_size = 96
+    c.dino.global_scale = (0.1, 0.4)
+    c.dino.local_size = 48
+    c.dino.local_scale = (0.02, 0.1)
+    c.dino.num_local = 2
+    c.dino.teacher_momentum = 0.99
+    c.train.steps = 200
+    c.train.batch_size = 32
+    c.train.warmup_steps = 20
+    c.train.lr = 5e-4
+    c.train.min_lr = 1e-6
+    c.train.weight_decay = 0.04
+    c.train.b2 = 0.999
+    c.train.grad_clip = 3.0
+    c.checkpoint_every = 50
+    c.name = "demo_dino"
+    if arg.test:
+        c.model.depth = 1
+        c.data.num_images = 4
+        c.data.synthetic_hw = (64, 96)
+        c.dino.global_size = 64
+        c.dino.global_scale = (0.4, 1.0)
+        c.dino.local_size = 32
+        c.dino.local_scale = (0.05, 0.4)
+        c.dino.out_dim = 64
+        c.dino.hidden_dim = 32
+        c.dino.bottleneck_dim = 16
+        c.train.steps = 6
+        c.train.batch_size = 8
+        c.train.warmup_steps = 2
+        c.checkpoint_every = 2
+        c.log_every_s = 0.0
+    return c

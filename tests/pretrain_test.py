@@ -1,0 +1,343 @@
+"""Tests of vitjax/pretrain: MAE/DINO losses and masking against numpy references of the official
+formulas, EMA/centering/schedules against hand computations, and resume after SIGKILL."""
+
+import glob
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl.testing import absltest, parameterized
+
+from tests import pretrain_worker as worker
+from vitjax import errors, models, report, report_trained, run, validate
+from vitjax.pretrain import data as data_lib
+from vitjax.pretrain import heads, losses, masking, shipped, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def np_masking(noise, mask_ratio):
+    """The official MAE `random_masking` on given noise, in numpy (argsort, keep the first K)."""
+    batch, n = noise.shape
+    len_keep = int(n * (1 - mask_ratio))
+    ids_shuffle = np.argsort(noise, axis=1)
+    ids_restore = np.argsort(ids_shuffle, axis=1)
+    ids_keep = ids_shuffle[:, :len_keep]
+    mask = np.ones((batch, n))
+    mask[:, :len_keep] = 0
+    mask = np.take_along_axis(mask, ids_restore, axis=1)
+    return ids_keep, mask, ids_restore
+
+
+def np_mae_loss(pred, target, mask, norm_pix):
+    """Official `forward_loss`, one patch at a time (torch.var is unbiased)."""
+    total, count = 0.0, 0.0
+    for b in range(pred.shape[0]):
+        for i in range(pred.shape[1]):
+            t = target[b, i].astype(np.float64)
+            if norm_pix:
+                t = (t - t.mean()) / np.sqrt(t.var(ddof=1) + 1e-6)
+            total += mask[b, i] * np.mean((pred[b, i] - t) ** 2)
+            count += mask[b, i]
+    return total / count
+
+
+def np_softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def np_dino_loss(student, teacher, center, s_temp, t_temp):
+    """Official `DINOLoss.forward`: loop over teacher views iq and student views v != iq."""
+    q_all = np_softmax((teacher - center) / t_temp)
+    total, terms = 0.0, 0
+    for iq in range(teacher.shape[0]):
+        for v in range(student.shape[0]):
+            if v == iq:
+                continue
+            log_p = np.log(np_softmax(student[v] / s_temp))
+            total += np.mean(np.sum(-q_all[iq] * log_p, axis=-1))
+            terms += 1
+    return total / terms
+
+
+class MaskingTest(parameterized.TestCase):
+    @parameterized.parameters((0.75, 196), (0.75, 16), (0.5, 9))
+    def test_matches_official_formula(self, ratio, n):
+        noise = np.random.default_rng(n).random((3, n)).astype(np.float32)
+        keep, mask, restore = masking.masking_from_noise(jnp.asarray(noise), ratio)
+        ref_keep, ref_mask, ref_restore = np_masking(noise, ratio)
+        np.testing.assert_array_equal(keep, ref_keep)
+        np.testing.assert_array_equal(mask, ref_mask)
+        np.testing.assert_array_equal(restore, ref_restore)
+
+    def test_random_masking_per_image(self):
+        keep, mask, _ = masking.random_masking(jax.random.key(0), 4, 196, 0.75)
+        keep, mask = np.asarray(keep), np.asarray(mask)
+        self.assertEqual(keep.shape, (4, 49))
+        np.testing.assert_array_equal(mask.sum(1), [147] * 4)
+        for b in range(4):
+            self.assertLen(set(keep[b]), 49)
+            np.testing.assert_array_equal(mask[b, keep[b]], 0.0)
+        self.assertNotEqual(set(keep[0]), set(keep[1]))  # each image its own subset
+
+    def test_bad_ratio(self):
+        with self.assertRaisesRegex(errors.ConfigError, "mask_ratio"):
+            masking.num_kept(196, 1.0)
+
+
+class LossTest(parameterized.TestCase):
+    @parameterized.parameters(True, False)
+    def test_mae_loss(self, norm_pix):
+        rng = np.random.default_rng(1)
+        pred = rng.normal(size=(2, 6, 12)).astype(np.float32)
+        target = (3.0 * rng.normal(size=(2, 6, 12)) + 1.0).astype(np.float32)
+        mask = np.asarray([[1, 0, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0]], np.float32)
+        got = losses.mae_loss(jnp.asarray(pred), jnp.asarray(target), jnp.asarray(mask), norm_pix)
+        np.testing.assert_allclose(got, np_mae_loss(pred, target, mask, norm_pix), rtol=1e-5)
+
+    @parameterized.parameters(2, 4)
+    def test_dino_loss(self, views):
+        rng = np.random.default_rng(views)
+        student = rng.normal(size=(views, 5, 7)).astype(np.float32)
+        teacher = rng.normal(size=(2, 5, 7)).astype(np.float32)
+        center = rng.normal(size=(7,)).astype(np.float32) * 0.1
+        got = losses.dino_loss(
+            jnp.asarray(student), jnp.asarray(teacher), jnp.asarray(center), 0.1, 0.04
+        )
+        want = np_dino_loss(student, teacher, center, 0.1, 0.04)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+    def test_dino_loss_no_gradient_through_teacher(self):
+        teacher = jnp.ones((2, 3, 4)) * jnp.arange(4.0)
+        # A non-uniform student: otherwise the loss is ln K whatever the teacher is.
+        student = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3, 4)), jnp.float32)
+        grad = jax.grad(lambda t: losses.dino_loss(student, t, jnp.zeros(4), 0.1, 0.04))
+        np.testing.assert_array_equal(grad(teacher), 0.0)
+
+    def test_ema_and_center_by_hand(self):
+        got = losses.ema({"a": jnp.asarray([1.0, 2.0])}, {"a": jnp.asarray([3.0, -2.0])}, 0.9)
+        # 0.9 * 1 + 0.1 * 3 = 1.2; 0.9 * 2 + 0.1 * -2 = 1.6
+        np.testing.assert_allclose(got["a"], [1.2, 1.6], rtol=1e-6)
+        teacher = jnp.asarray([[[1.0, 0.0], [3.0, 2.0]], [[5.0, 4.0], [7.0, 6.0]]])  # [2, 2, 2]
+        # batch mean over the 4 rows = (4, 3); 0.9 * (1, 1) + 0.1 * (4, 3) = (1.3, 1.2)
+        np.testing.assert_allclose(
+            losses.update_center(jnp.ones(2), teacher, 0.9), [1.3, 1.2], rtol=1e-6
+        )
+
+    def test_schedules_by_hand(self):
+        lr = [float(losses.warmup_cosine(s, 1.0, 0.1, 10, 2)) for s in (0, 1, 2, 6, 10)]
+        # warm-up 0, 0.5, then cos from 1 at step 2 to 0.1 at step 10; step 6 is half way: 0.55
+        np.testing.assert_allclose(lr, [0.0, 0.5, 1.0, 0.55, 0.1], rtol=1e-6, atol=1e-7)
+        m = [float(losses.teacher_momentum(s, 0.996, 100)) for s in (0, 50, 100)]
+        np.testing.assert_allclose(m, [0.996, 0.998, 1.0], rtol=1e-7)
+
+    def test_dino_head_weight_normalised_last_layer(self):
+        head = heads.DINOHead(out_dim=6, hidden_dim=8, bottleneck_dim=4)
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 5)), jnp.float32)
+        params = head.init(jax.random.key(0), x)["params"]
+        out = head.apply({"params": params}, x)
+        scaled = dict(params, last_layer=params["last_layer"] * jnp.arange(1.0, 7.0))
+        # Each output is a cosine between the unit bottleneck vector and a unit weight column:
+        # |out| <= 1 and independent of the columns' lengths.
+        np.testing.assert_allclose(head.apply({"params": scaled}, x), out, rtol=1e-5, atol=1e-6)
+        self.assertLessEqual(float(jnp.abs(out).max()), 1.0 + 1e-6)
+
+
+class DataTest(absltest.TestCase):
+    def test_batches_are_a_function_of_seed_and_step(self):
+        images = np.random.default_rng(0).integers(0, 256, (3, 40, 60, 3), np.uint8)
+        a = data_lib.dino_batch(data_lib.step_rng(0, 5), images, 2, 32, 16, 3)
+        b = data_lib.dino_batch(data_lib.step_rng(0, 5), images, 2, 32, 16, 3)
+        c = data_lib.dino_batch(data_lib.step_rng(0, 6), images, 2, 32, 16, 3)
+        self.assertEqual(a[0].shape, (2, 2, 32, 32, 3))
+        self.assertEqual(a[1].shape, (2, 3, 16, 16, 3))
+        np.testing.assert_array_equal(a[0], b[0])
+        self.assertFalse(np.array_equal(a[0], c[0]))
+
+    def test_folder_without_images(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = train.default_config().data
+            cfg.source, cfg.root = "folder", d
+            with self.assertRaisesRegex(errors.DatasetError, "no image files"):
+                data_lib.load_source(cfg)
+
+
+class TrainTest(absltest.TestCase):
+    def test_resume_after_sigkill_equals_uninterrupted(self):
+        tmp = pathlib.Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        reference = train.train(worker.config(), str(tmp / "ref"))
+        _, ref_params, ref_spec = models.load(reference["export_dir"])
+        self.assertStartsWith(ref_spec.weights_hash, "pretrained-demo_mae-seed0-")
+        self.assertEqual(ref_spec.name, "mae_vitti16-depth1-demo_mae")
+        self.assertIn("decoder", ref_params)
+
+        workdir = tmp / "killed"
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        cmd = [sys.executable, "-m", "tests.pretrain_worker", f"--workdir={workdir}", "--delay=0.5"]
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + 120
+        saved = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            saved = [p for p in glob.glob(str(workdir / "state" / "*")) if p.endswith("/2")]
+            if saved:
+                break
+            time.sleep(0.02)
+        if not saved:
+            proc.kill()
+            self.fail(f"worker saved no checkpoint: {proc.communicate()[0][-3000:]}")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.assertEqual(proc.returncode, -signal.SIGKILL)
+        self.assertFalse((workdir / "model").exists())
+
+        resumed = train.train(worker.config(), str(workdir))
+        self.assertBetween(resumed["resumed_from"], 2, 6)
+        _, params, _ = models.load(resumed["export_dir"])
+        jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+        curve = (workdir / "loss_curve.csv").read_text()
+        self.assertEqual(curve, (tmp / "ref" / "loss_curve.csv").read_text())
+
+        other = worker.config()
+        other.train.steps = 10  # another loss-curve length: the saved state does not fit
+        with self.assertRaisesRegex(errors.CheckpointError, "another config"):
+            train.train(other, str(workdir))
+
+    def test_dino_trains_and_exports_the_teacher(self):
+        sys.path.insert(0, str(REPO))
+        from configs import pretrain_dino
+
+        config = pretrain_dino.get_config("test")
+        config.train.steps, config.train.warmup_steps, config.checkpoint_every = 3, 1, 3
+        tmp = pathlib.Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        info = train.train(config, str(tmp))
+        self.assertTrue(np.isfinite(info["final_loss"]))
+        _, params, spec = models.load(info["export_dir"])
+        self.assertEqual(spec.name, "dino_vitti16-depth1-demo_dino")
+        self.assertNotIn("decoder", params)
+        # The export is the EMA teacher of the last training state, not the student.
+        state = ocp.CheckpointManager(tmp / "state").restore(3)
+        jax.tree.map(np.testing.assert_array_equal, params, state["teacher"]["encoder"])
+        kernel = "block_0/mlp/fc1/kernel"
+        student = models.flatten_params(state["params"]["encoder"])[kernel]
+        start = models.flatten_params(models.init_params(spec, config.seed))[kernel]
+        exported = models.flatten_params(params)[kernel]
+        self.assertFalse(np.array_equal(exported, student))
+        self.assertFalse(np.array_equal(exported, start))  # the teacher did move
+
+
+class ShippedTest(absltest.TestCase):
+    def test_names(self):
+        self.assertContainsSubset(["demo_dino", "demo_mae"], shipped.names())
+
+    def test_model_string_loads_the_shipped_checkpoint(self):
+        config = ml_collections.ConfigDict({"models": "mae:ti:16:pretrained:demo_mae", "seed": 0})
+        (handle,) = run.load_models(config)
+        self.assertFalse(handle.random_weights)
+        self.assertEqual(handle.spec.name, "mae_vitti16-depth3-demo_mae")
+        self.assertStartsWith(handle.spec.weights_hash, "pretrained-demo_mae-seed0-")
+        for name in shipped.names():
+            info = json.loads(
+                (pathlib.Path(shipped.ASSETS_DIR) / name / "train_info.json").read_text()
+            )
+            self.assertIn("python -m vitjax.pretrain", info["command"])
+            curve = (pathlib.Path(shipped.ASSETS_DIR) / name / "loss_curve.csv").read_text()
+            self.assertLen(curve.splitlines(), info["steps"] + 1)
+
+    def test_unknown_name(self):
+        with self.assertRaisesRegex(errors.CheckpointError, "demo_mae"):
+            shipped.resolve("pretrained:nope")
+        sys.path.insert(0, str(REPO))
+        from configs import demo
+
+        config = demo.get_config("test")
+        config.models = "mae:ti:16:pretrained:demo_mae,dino:ti:16:pretrained:nope"
+        (problem,) = validate.problems(config)  # the shipped one passes, the unknown one not
+        self.assertIn("no shipped checkpoint 'nope'", problem)
+        self.assertEqual(shipped.resolve("/some/dir"), "/some/dir")
+
+
+class ConfigsTest(absltest.TestCase):
+    def test_pretrain_configs(self):
+        sys.path.insert(0, str(REPO))
+        from configs import pretrain_dino, pretrain_mae, pretrain_variance_study
+
+        for config, objective in (
+            (pretrain_mae.get_config(), "mae"),
+            (pretrain_mae.get_config("raw"), "mae"),
+            (pretrain_dino.get_config(), "dino"),
+            (pretrain_variance_study.get_config("mae_raw"), "mae"),
+            (pretrain_variance_study.get_config("dino"), "dino"),
+        ):
+            self.assertEqual(config.objective, objective)
+            self.assertEqual(train.model_spec(config).depth, 3)  # the demo's random-model depth
+        self.assertFalse(pretrain_variance_study.get_config("mae_raw").mae.norm_pix_loss)
+        study = pretrain_variance_study.get_config("variance,shipped")
+        self.assertEqual(run.experiment_names(study), ["variance"])
+        checkpoints = [e.checkpoint for e in run.parse_models(study.models)]
+        self.assertEqual(
+            checkpoints,
+            ["pretrained:demo_mae", "runs/variance_study/mae_raw/model", "pretrained:demo_dino",
+             None, None],
+        )  # fmt: skip
+        with self.assertRaisesRegex(ValueError, "exactly one"):
+            pretrain_variance_study.get_config("mae_raw,dino")
+
+
+class TrainedVsRandomTest(absltest.TestCase):
+    def results(self, trained_knn):
+        def model(name, family, random):
+            return {"name": name, "family": family, "size": "ti", "patch_size": 16, "depth": 3,
+                    "random_weights": random}  # fmt: skip
+
+        rows = [
+            {"model": "mae-t", "knn_miou": trained_knn, "linear_miou": 0.6},
+            {"model": "mae-r", "knn_miou": 0.4, "linear_miou": 0.5},
+            {"model": "dino-r", "knn_miou": 0.9, "linear_miou": 0.9},
+        ]
+        return {
+            "models": [
+                model("mae-t", "mae", False),
+                model("mae-r", "mae", True),
+                model("dino-r", "dino", True),
+            ],  # fmt: skip
+            "experiments": {"fewshot": {"tables": {"tab2": rows}}},
+        }
+
+    def test_table_and_verdicts(self):
+        table = report_trained.rows(self.results(0.3))
+        self.assertLen(table, 2)  # knn and linear of the one pair; dino has no trained twin
+        knn = table[0]
+        self.assertEqual((knn["trained"], knn["random"]), ("mae-t", "mae-r"))
+        self.assertAlmostEqual(knn["trained - random"], 0.3 - 0.4)
+        self.assertEqual([r["trained better"] for r in table], ["NO", "yes"])
+        text = "\n".join(report_trained.section(self.results(0.3)))
+        self.assertIn(
+            "does not beat the random one on:** fewshot (few-shot k-NN mIoU, mae-t)", text
+        )
+        text = "\n".join(report_trained.section(self.results(0.45)))
+        self.assertIn("beat their random twins on every headline", text)
+
+    def test_report_opens_with_it(self):
+        results = self.results(0.3)
+        results.update(seed=0, config={"dataset": "synthetic"})
+        text = report.build_report(results)
+        self.assertLess(text.index("## Trained vs random"), text.index("## Models"))
+
+
+if __name__ == "__main__":
+    absltest.main()

@@ -1,0 +1,173 @@
+"""Training images and the augmentations of MAE (random resized crop + flip) and DINO (multi-crop).
+
+Images come from the embedded synthetic scenes, a folder of image files, or any ImageSource
+(`len` and `source[i] -> uint8 [H, W, 3]`, sizes may differ). Batches are drawn on the host from a
+numpy generator seeded with (seed, step), so step s gets the same images and crops whether or not
+the run was interrupted and resumed before it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from vitjax import errors
+from vitjax.data import images as images_lib
+from vitjax.data import scenes, synthetic
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_GRAY = np.asarray([0.299, 0.587, 0.114], np.float32)
+
+
+class FolderSource:
+    """Every image file under `root` (recursive, sorted), decoded by `images.read_image`."""
+
+    def __init__(self, root: str):
+        paths = []
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not scenes.is_hidden(d))
+            paths += [
+                os.path.join(folder, f)
+                for f in sorted(files)
+                if f.lower().endswith(IMAGE_SUFFIXES) and not scenes.is_hidden(f)
+            ]
+        if not paths:
+            raise errors.DatasetError(
+                f"data.root {root!r}: no image files ({', '.join(IMAGE_SUFFIXES)}) found; "
+                "point it at a folder of images or use data.source=synthetic"
+            )
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return images_lib.read_image(self.paths[index])
+
+
+def load_source(data: Any) -> Any:
+    """The training images of a config's `data` section.
+
+    Args:
+      data: ConfigDict with `source` ('synthetic' | 'folder'), `root`, `num_images`,
+        `synthetic_hw`, `seed` (of the synthetic scenes).
+
+    Returns:
+      uint8 [N, H, W, 3] (synthetic) or a FolderSource.
+    """
+    if data.source == "synthetic":
+        return synthetic.semantic_scenes(
+            int(data.num_images), size=tuple(data.synthetic_hw), seed=int(data.seed)
+        ).images
+    if data.source == "folder":
+        if not data.root or not os.path.isdir(data.root):
+            raise errors.DatasetError(
+                f"data.root {data.root!r}: not a folder; expected a folder of images "
+                "(data.source=folder)"
+            )
+        return FolderSource(data.root)
+    raise errors.ConfigError(f"data.source: expected 'synthetic' or 'folder', got {data.source!r}")
+
+
+def step_rng(seed: int, step: int) -> np.random.Generator:
+    """The host generator of one training step."""
+    return np.random.default_rng([int(seed), 7, int(step)])
+
+
+def random_resized_crop(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    out_size: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
+    """torchvision's RandomResizedCrop: area fraction in `scale`, log-uniform aspect in `ratio`
+    (10 tries, then the centre crop), resized bicubically to out_size^2, then a random h-flip.
+
+    Returns:
+      uint8 [out_size, out_size, 3].
+    """
+    height, width = image.shape[:2]
+    area = height * width
+    box = None
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            box = (left, top, left + w, top + h)
+            break
+    if box is None:
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        box = (left, top, left + side, top + side)
+    crop = Image.fromarray(image).resize((out_size, out_size), Image.Resampling.BICUBIC, box=box)
+    out = np.asarray(crop)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def colour_augment(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """DINO's photometric augmentation: colour jitter (brightness/contrast/saturation 0.4,
+    p=0.8, random order omitted) and grayscale (p=0.2). uint8 [H, W, 3] -> same."""
+    x = image.astype(np.float32)
+    if rng.random() < 0.8:
+        x = x * rng.uniform(0.6, 1.4)
+        gray = x @ _GRAY
+        x = gray.mean() + (x - gray.mean()) * rng.uniform(0.6, 1.4)
+        gray = (x @ _GRAY)[..., None]
+        x = gray + (x - gray) * rng.uniform(0.6, 1.4)
+    if rng.random() < 0.2:
+        x = np.repeat((x @ _GRAY)[..., None], 3, axis=-1)
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def _pick(rng: np.random.Generator, source: Any, batch: int) -> list[np.ndarray]:
+    indices = rng.integers(0, len(source), batch)
+    return [np.asarray(source[int(i)]) for i in indices]
+
+
+def mae_batch(
+    rng: np.random.Generator, source: Any, batch: int, size: int, scale=(0.2, 1.0)
+) -> np.ndarray:
+    """MAE's augmentation (random resized crop, scale 0.2-1, flip): uint8 [batch, size, size, 3]."""
+    return np.stack([random_resized_crop(rng, im, size, scale) for im in _pick(rng, source, batch)])
+
+
+def dino_batch(
+    rng: np.random.Generator,
+    source: Any,
+    batch: int,
+    global_size: int,
+    local_size: int,
+    num_local: int,
+    global_scale=(0.4, 1.0),
+    local_scale=(0.05, 0.4),
+) -> tuple[np.ndarray, np.ndarray]:
+    """DINO's multi-crop.
+
+    Returns:
+      global: uint8 [batch, 2, global_size, global_size, 3].
+      local: uint8 [batch, num_local, local_size, local_size, 3] (num_local may be 0).
+    """
+    glob, loc = [], []
+    for image in _pick(rng, source, batch):
+        glob.append(
+            [colour_augment(rng, random_resized_crop(rng, image, global_size, global_scale))
+             for _ in range(2)]
+        )  # fmt: skip
+        loc.append(
+            [colour_augment(rng, random_resized_crop(rng, image, local_size, local_scale))
+             for _ in range(num_local)]
+        )  # fmt: skip
+    glob = np.asarray(glob, np.uint8)
+    loc = np.asarray(loc, np.uint8).reshape(batch, num_local, local_size, local_size, 3)
+    return glob, loc

@@ -1,0 +1,485 @@
+"""The pretraining loop: MAE or DINO on a ViT of any registered family shape.
+
+One `jax.jit`-compiled step over extraction's device mesh (`extract.default_mesh`: the batch is
+sharded over every device, parameters and optimiser state are replicated, so XLA inserts the
+gradient all-reduce). AdamW (optax) with a linear warm-up + cosine learning rate. Training state
+(parameters, optimiser state, teacher, centre, loss curve) is checkpointed with orbax every
+`checkpoint_every` steps; a restarted run resumes from the latest complete checkpoint and, since
+every step's randomness is a function of (seed, step) only, ends with the same parameters as an
+uninterrupted one. The final encoder (+ MAE decoder) is written with `models.save`, so it loads
+with `models.load` and can be named in any experiment config's `models`.
+
+Workdir layout:
+  state/              orbax CheckpointManager of the training state (resume)
+  model/              the final checkpoint (`models.save`), unless `export_dir` names another place
+  loss_curve.csv      step, loss (every step)
+  train_info.json     config, seed, command, seconds, images/s
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shlex
+import sys
+import time
+import uuid
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from vitjax import errors, extract, models, progress
+from vitjax.pretrain import data as data_lib
+from vitjax.pretrain import heads, losses, masking
+
+OBJECTIVES = ("mae", "dino")
+STATE_DIR = "state"
+MODEL_DIR = "model"
+LOSS_FILE = "loss_curve.csv"
+INFO_FILE = "train_info.json"
+# Fixed tables that the official code does not train (MAE's sin-cos position embeddings).
+_FROZEN = ("decoder_pos_embed",)
+# Not weight-decayed (as the official param groups): biases, norms, tokens, position tables.
+_NO_DECAY = ("cls_token", "pos_embed", "mask_token", "register_tokens", "decoder_pos_embed")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every pretraining field with its default (a tiny MAE on the synthetic scenes)."""
+    c = ml_collections.ConfigDict()
+    c.objective = "mae"  # mae | dino
+    c.seed = 0
+    c.model = ml_collections.ConfigDict(
+        dict(family="mae", size="ti", patch_size=16, depth=3)  # depth 0 = the variant's own
+    )
+    c.data = ml_collections.ConfigDict(
+        dict(
+            source="synthetic",
+            root="",
+            num_images=256,
+            synthetic_hw=(224, 448),
+            # Not a seed the experiments draw their scenes with (config.seed, seed + 1_000_003),
+            # so a model trained here never saw the evaluation scenes.
+            seed=424242,
+            image_size=224,  # MAE input side
+        )
+    )
+    c.train = ml_collections.ConfigDict(
+        dict(
+            steps=1000,
+            batch_size=32,
+            lr=1.5e-4 * 32 / 256 * 8,  # base lr (after warm-up)
+            min_lr=1e-6,
+            warmup_steps=50,
+            weight_decay=0.05,
+            b1=0.9,
+            b2=0.95,
+            grad_clip=0.0,  # global-norm clip; 0 = none
+        )
+    )
+    c.mae = ml_collections.ConfigDict(
+        dict(mask_ratio=0.75, norm_pix_loss=True, crop_scale=(0.2, 1.0))
+    )
+    c.dino = ml_collections.ConfigDict(
+        dict(
+            out_dim=1024,
+            hidden_dim=512,
+            bottleneck_dim=128,
+            num_local=4,
+            global_size=224,
+            local_size=96,
+            global_scale=(0.4, 1.0),
+            local_scale=(0.05, 0.4),
+            student_temp=0.1,
+            teacher_temp=0.04,
+            center_momentum=0.9,
+            teacher_momentum=0.996,
+        )
+    )
+    c.checkpoint_every = 100
+    c.log_every_s = 10.0
+    c.export_dir = ""  # final models.save checkpoint; "" = <workdir>/model
+    # Tag of the exported model: its spec name gets "-<name>" ("mae_vitti16-depth3-demo_mae"),
+    # its weights_hash is "pretrained-<name>-seed<k>-<digest>"; "" = the objective.
+    c.name = ""
+    return c
+
+
+def model_spec(config: ml_collections.ConfigDict) -> models.ModelSpec:
+    """The spec being trained; MAE objective on a non-MAE family adds the tiny MAE decoder."""
+    m = config.model
+    overrides: dict[str, Any] = {}
+    if int(m.depth) > 0:
+        overrides["depth"] = int(m.depth)
+    if config.objective == "mae":
+        spec = models.get_spec(m.family, m.size, m.patch_size, **overrides)
+        if not spec.has_decoder:
+            overrides.update(
+                has_decoder=True, decoder_width=128, decoder_depth=2, decoder_heads=4,
+                decoder_mlp_dim=512,
+            )  # fmt: skip
+    return models.get_spec(m.family, m.size, m.patch_size, **overrides)
+
+
+def _check(config: ml_collections.ConfigDict) -> None:
+    if config.objective not in OBJECTIVES:
+        raise errors.ConfigError(
+            f"objective: expected one of {OBJECTIVES}, got {config.objective!r}"
+        )
+    t = config.train
+    for field in ("steps", "batch_size"):
+        if int(t[field]) < 1:
+            raise errors.ConfigError(f"train.{field}: expected a positive int, got {t[field]}")
+    if not 0 <= int(t.warmup_steps) < int(t.steps):
+        raise errors.ConfigError(
+            f"train.warmup_steps: expected 0 <= warmup < steps={t.steps}, got {t.warmup_steps}"
+        )
+    if int(config.checkpoint_every) < 1:
+        raise errors.ConfigError(
+            f"checkpoint_every: expected a positive int, got {config.checkpoint_every}"
+        )
+
+
+def _decay_mask(params: dict) -> dict:
+    flat = models.flatten_params(params)
+    keep = {k: (np.ndim(v) >= 2 and k.rsplit("/", 1)[-1] not in _NO_DECAY) for k, v in flat.items()}
+    return _unflatten(keep)
+
+
+def _unflatten(flat: dict[str, Any]) -> dict:
+    import flax
+
+    return flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+
+
+def _frozen_mask(params: dict, spec: models.ModelSpec) -> dict:
+    frozen = set(_FROZEN) | ({"pos_embed"} if spec.pos_embed in ("sincos", "gsd_sincos") else set())
+    flat = models.flatten_params(params)
+    return _unflatten({k: k.rsplit("/", 1)[-1] in frozen for k in flat})
+
+
+def make_optimizer(config: ml_collections.ConfigDict, params: dict, spec: models.ModelSpec):
+    """AdamW with warm-up + cosine lr, weight decay on matrices only, fixed tables frozen."""
+    t = config.train
+    schedule = lambda step: losses.warmup_cosine(  # noqa: E731
+        step, float(t.lr), float(t.min_lr), int(t.steps), int(t.warmup_steps)
+    )
+    chain = []
+    if float(t.grad_clip) > 0:
+        chain.append(optax.clip_by_global_norm(float(t.grad_clip)))
+    chain.append(
+        optax.adamw(
+            schedule, b1=float(t.b1), b2=float(t.b2), weight_decay=float(t.weight_decay),
+            mask=_decay_mask(params),
+        )
+    )  # fmt: skip
+    frozen = _frozen_mask(params, spec)
+    labels = jax.tree.map(lambda f: "frozen" if f else "train", frozen)
+    return optax.multi_transform(
+        {"train": optax.chain(*chain), "frozen": optax.set_to_zero()}, labels
+    )
+
+
+def init_state(config: ml_collections.ConfigDict, spec: models.ModelSpec):
+    """(state, optimizer, dino head module or None); state is a dict of arrays."""
+    seed = int(config.seed)
+    params = models.init_params(spec, seed)
+    head = None
+    if config.objective == "dino":
+        d = config.dino
+        head = heads.DINOHead(int(d.out_dim), int(d.hidden_dim), int(d.bottleneck_dim))
+        head_params = head.init(jax.random.key(seed + 1), jnp.zeros((1, spec.width), jnp.float32))[
+            "params"
+        ]
+        params = {"encoder": params, "head": head_params}
+    else:
+        params = {"encoder": {k: v for k, v in params.items() if k != "decoder"},
+                  "decoder": params["decoder"]}  # fmt: skip
+    optimizer = make_optimizer(config, params, spec)
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "opt_state": optimizer.init(params),
+        "losses": jnp.full((int(config.train.steps),), jnp.nan, jnp.float32),
+    }
+    if config.objective == "dino":
+        state["teacher"] = jax.tree.map(jnp.copy, params)
+        state["center"] = jnp.zeros((int(config.dino.out_dim),), jnp.float32)
+    return state, optimizer, head
+
+
+def _mae_step(config, spec, encoder, decoder, optimizer):
+    ratio = float(config.mae.mask_ratio)
+    norm_pix = bool(config.mae.norm_pix_loss)
+    num_registers = spec.num_registers
+
+    def loss_fn(params, images, key):
+        x = models.preprocess(spec, images)
+        grid = (x.shape[1] // spec.patch_size, x.shape[2] // spec.patch_size)
+        keep, mask, _ = masking.random_masking(key, x.shape[0], grid[0] * grid[1], ratio)
+        tokens = encoder.apply({"params": params["encoder"]}, x, keep_indices=keep)["tokens"]
+        # The decoder takes [cls, kept patches]; registers (if any) are not decoded.
+        tokens = jnp.concatenate([tokens[:, :1], tokens[:, 1 + num_registers :]], axis=1)
+        pred = decoder.apply({"params": params["decoder"]}, tokens, keep_indices=keep, grid=grid)
+        return losses.mae_loss(pred, models.patchify(x, spec.patch_size), mask, norm_pix)
+
+    def step(state, images, key):
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], images, key)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        new = dict(state)
+        new["params"] = optax.apply_updates(state["params"], updates)
+        new["opt_state"] = opt_state
+        new["losses"] = state["losses"].at[state["step"]].set(loss)
+        new["step"] = state["step"] + 1
+        return new, loss
+
+    return step
+
+
+def _dino_step(config, spec, encoder, head, optimizer):
+    d = config.dino
+    total = int(config.train.steps)
+    last = spec.depth - 1
+
+    def embed(params, crops):
+        # crops: uint8 [B, V, S, S, 3] -> head outputs [V, B, K]
+        batch, views = crops.shape[:2]
+        x = models.preprocess(spec, crops.reshape(batch * views, *crops.shape[2:]))
+        cls = encoder.apply({"params": params["encoder"]}, x, layers=(last,))["cls"][last]
+        out = head.apply({"params": params["head"]}, cls)
+        return out.reshape(batch, views, -1).transpose(1, 0, 2)
+
+    def loss_fn(params, teacher_params, center, glob, loc):
+        teacher = jax.lax.stop_gradient(embed(teacher_params, glob))
+        student = embed(params, glob)
+        if loc.shape[1]:
+            student = jnp.concatenate([student, embed(params, loc)], axis=0)
+        loss = losses.dino_loss(
+            student, teacher, center, float(d.student_temp), float(d.teacher_temp)
+        )
+        return loss, teacher
+
+    def step(state, batch, key):
+        del key  # DINO's randomness is all in the host-side crops
+        glob, loc = batch
+        (loss, teacher), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], state["teacher"], state["center"], glob, loc
+        )
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        m = losses.teacher_momentum(state["step"], float(d.teacher_momentum), total)
+        new = dict(state)
+        new["params"] = params
+        new["opt_state"] = opt_state
+        new["teacher"] = losses.ema(state["teacher"], params, m)
+        new["center"] = losses.update_center(state["center"], teacher, float(d.center_momentum))
+        new["losses"] = state["losses"].at[state["step"]].set(loss)
+        new["step"] = state["step"] + 1
+        return new, loss
+
+    return step
+
+
+def _host_batch(config, source, step: int, batch_size: int):
+    rng = data_lib.step_rng(int(config.seed), step)
+    if config.objective == "mae":
+        return data_lib.mae_batch(
+            rng, source, batch_size, int(config.data.image_size), tuple(config.mae.crop_scale)
+        )
+    d = config.dino
+    return data_lib.dino_batch(
+        rng, source, batch_size, int(d.global_size), int(d.local_size), int(d.num_local),
+        tuple(d.global_scale), tuple(d.local_scale),
+    )  # fmt: skip
+
+
+def command_line() -> str:
+    """The command that started this process (for the provenance file)."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("pretrain", "__main__.py")):
+        argv[0:1] = ["-m", "vitjax.pretrain"]  # how `python -m vitjax.pretrain` shows in argv
+    return " ".join(shlex.quote(a) for a in ["python", *argv])
+
+
+def _write_outputs(workdir, config, state, spec, info) -> str:
+    params = jax.device_get(state["params"])
+    export = config.export_dir or os.path.join(workdir, MODEL_DIR)
+    decoder = params.get("decoder") if config.objective == "mae" else None
+    encoder = params["encoder"]
+    if config.objective == "dino":
+        # The teacher is the model DINO evaluates and ships.
+        encoder = jax.device_get(state["teacher"])["encoder"]
+    # The name plus a digest of the weights: experiment caches key on it, so a re-trained model
+    # never reuses features of an earlier one.
+    digest = hashlib.sha256()
+    for key, value in sorted(models.flatten_params({"e": encoder, "d": decoder or {}}).items()):
+        digest.update(key.encode() + np.ascontiguousarray(value, np.float32).tobytes())
+    tag = config.name or config.objective
+    out_spec = dataclasses.replace(
+        spec,
+        name=f"{spec.name}-{tag}",
+        weights_hash=f"pretrained-{tag}-seed{int(config.seed)}-{digest.hexdigest()[:12]}",
+    )
+    info.update(model=out_spec.name, weights_hash=out_spec.weights_hash)
+    path = models.save(export, encoder, out_spec, decoder_params=decoder)
+    curve = np.asarray(jax.device_get(state["losses"]))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["step", "loss"])
+    for i, loss in enumerate(curve):
+        writer.writerow([i, f"{float(loss):.6g}"])
+    for folder in {workdir, path}:
+        _write_text(os.path.join(folder, LOSS_FILE), buf.getvalue())
+        _write_text(os.path.join(folder, INFO_FILE), json.dumps(info, indent=1))
+    return path
+
+
+def _write_text(path: str, text: str) -> None:
+    """Atomic write (temporary name, then rename) with the umask's permissions."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains (or resumes) and exports; returns the info dict also written to train_info.json.
+
+    Args:
+      config: `default_config()` with overrides (see configs/pretrain_*.py).
+      workdir: folder of the resumable state, loss curve and (by default) the final model.
+
+    Returns:
+      {"export_dir", "steps", "final_loss", "seconds", "images_per_s", "config", ...}.
+    """
+    _check(config)
+    spec = model_spec(config)
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    mesh = extract.default_mesh()
+    data_sharding = extract.batch_sharding(mesh)
+    replicated = NamedSharding(mesh, P())
+    batch_size = int(config.train.batch_size)
+    if batch_size % mesh.size:
+        raise errors.ConfigError(
+            f"train.batch_size: {batch_size} must be a multiple of the {mesh.size} devices"
+        )
+    if jax.process_count() > 1:
+        raise errors.ConfigError("pretraining runs in a single process (all local devices)")
+
+    state, optimizer, head = init_state(config, spec)
+    encoder = models.create_model(spec)
+    if config.objective == "mae":
+        step_fn = _mae_step(config, spec, encoder, models.create_decoder(spec), optimizer)
+    else:
+        step_fn = _dino_step(config, spec, encoder, head, optimizer)
+
+    manager = ocp.CheckpointManager(
+        os.path.join(workdir, STATE_DIR),
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
+    )
+    start = 0
+    if manager.latest_step() is not None:
+        start = int(manager.latest_step())
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        try:
+            state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # orbax raises many types (ValueError, KeyError, tensorstore)
+            raise errors.CheckpointError(
+                f"{manager.directory}: cannot resume from step {start} with this config ({e}); "
+                "the workdir holds a run of another config: use a new --workdir"
+            ) from e
+        logging.info("pretrain: resumed from step %d of %s", start, manager.directory)
+    state = jax.device_put(state, replicated)
+    jitted = jax.jit(
+        step_fn,
+        in_shardings=(replicated, data_sharding, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+
+    total = int(config.train.steps)
+    # A finished run started again only re-exports: no images needed.
+    source = data_lib.load_source(config.data) if start < total else None
+    last_loss = [float("nan")]
+    bar = None
+    base_key = jax.random.key(int(config.seed))
+    t0 = time.monotonic()
+    batch = _host_batch(config, source, start, batch_size) if start < total else None
+    for step in range(start, total):
+        state, loss = jitted(state, batch, jax.random.fold_in(base_key, step))
+        # Build the next batch while the device runs this step.
+        batch = _host_batch(config, source, step + 1, batch_size) if step + 1 < total else None
+        last_loss[0] = float(loss)
+        if not np.isfinite(last_loss[0]):
+            raise errors.VitjaxError(
+                f"pretrain: loss became {last_loss[0]} at step {step}; lower train.lr"
+            )
+        name = f"pretrain {config.objective} {spec.name} step {step + 1}/{total}"
+        if bar is None:
+            # The clock starts after the first (compiling) step: images/s is the steady rate.
+            logging.info(
+                "%s (compiled in %.1f s), loss %.4f", name, time.monotonic() - t0, last_loss[0]
+            )
+            t_steady = time.monotonic()
+            bar = progress.Progress(
+                total=(total - step - 1) * batch_size,
+                unit="images",
+                name=name,
+                interval_s=float(config.log_every_s),
+                log_fn=lambda line: logging.info("%s, loss %.4f", line, last_loss[0]),
+            )
+        else:
+            bar.name = name
+            bar.update(batch_size)
+        if (step + 1) % int(config.checkpoint_every) == 0 or step + 1 == total:
+            manager.save(step + 1, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+    seconds = time.monotonic() - t0
+    done = total - start
+    steady_s = time.monotonic() - t_steady if done > 1 else 0.0
+    info_path = os.path.join(workdir, INFO_FILE)
+    if done == 0 and os.path.exists(info_path):
+        # A finished run started again only re-exports: keep the training run's figures.
+        with open(info_path, encoding="utf-8") as f:
+            previous = json.load(f)
+        info = dict(previous, config=config.to_dict(), command=command_line())
+        info.setdefault("training_command", previous.get("command"))
+        info["export_dir"] = _write_outputs(workdir, config, state, spec, info)
+        return info
+    info = {
+        "objective": config.objective,
+        "model": spec.name,
+        "seed": int(config.seed),
+        "steps": total,
+        "steps_this_run": done,
+        "resumed_from": start,
+        "batch_size": batch_size,
+        "seconds_this_run": round(seconds, 1),
+        # Steady rate: after the first step, which includes compilation.
+        "images_per_s": round((done - 1) * batch_size / steady_s, 2) if steady_s > 0 else None,
+        "final_loss": float(np.asarray(jax.device_get(state["losses"]))[-1]),
+        "devices": f"{mesh.size} x {jax.devices()[0].platform}",
+        "command": command_line(),
+        "config": config.to_dict(),
+    }
+    if bar is not None:
+        bar.close()
+    info["export_dir"] = _write_outputs(workdir, config, state, spec, info)
+    logging.info("pretrain: wrote %s", info["export_dir"])
+    return info
