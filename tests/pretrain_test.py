@@ -298,6 +298,25 @@ class ConfigsTest(absltest.TestCase):
             pretrain_variance_study.get_config("mae_raw,dino")
 
 
+class CommandLineTest(absltest.TestCase):
+    def test_python_m_vitjax_pretrain_from_another_folder(self):
+        # The documented command, run where only the installed package and the config path
+        # tell it where the configs are; the exported model loads with models.load.
+        cwd = tempfile.mkdtemp(prefix="vitjax_pretrain_cli_")
+        self.addCleanup(shutil.rmtree, cwd, ignore_errors=True)
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        cmd = [
+            sys.executable, "-m", "vitjax.pretrain",
+            f"--config={REPO / 'configs' / 'pretrain_mae.py'}:test", "--workdir=run",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertIn(os.path.join("run", "model"), proc.stdout)
+        _, params, spec = models.load(os.path.join(cwd, "run", "model"))
+        self.assertEqual(spec.family, "mae")
+        self.assertTrue(spec.weights_hash.startswith("pretrained-"))
+
+
 class TrainedVsRandomTest(absltest.TestCase):
     def results(self, trained_knn):
         def model(name, family, random):

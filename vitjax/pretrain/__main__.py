@@ -15,12 +15,20 @@ from ml_collections import config_flags
 
 from vitjax.pretrain.train import train as run_training
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a pretraining config (configs/pretrain_*.py[:arg]).", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Folder of the resumable state and outputs (default: runs/<config name>)."
-)
+
+def _define_flags() -> tuple:
+    # Defined when run as a program, not on import: importing this module beside vitjax.main (a
+    # test that imports every module, or a notebook) must not define `--config` twice.
+    config = config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "Path to a pretraining config (configs/pretrain_*.py[:arg]).",
+        lock_config=True,
+    )
+    workdir = flags.DEFINE_string(
+        "workdir", None, "Folder of the resumable state and outputs (default: runs/<config name>)."
+    )
+    return config, workdir
 
 
 def _put_config_root_on_path(argv: list[str]) -> None:
@@ -33,19 +41,19 @@ def _put_config_root_on_path(argv: list[str]) -> None:
                 sys.path.insert(0, root)
 
 
-def main(argv):
+def main(argv, config_flag, workdir_flag):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if _CONFIG.value is None:
+    if config_flag.value is None:
         raise app.UsageError("--config is required, e.g. --config=configs/pretrain_mae.py")
     config_arg = config_flags.get_config_filename(flags.FLAGS["config"])
     stem = os.path.splitext(os.path.basename(config_arg))[0]
-    workdir = _WORKDIR.value or os.path.join("runs", stem)
-    info = run_training(_CONFIG.value, workdir)
+    workdir = workdir_flag.value or os.path.join("runs", stem)
+    info = run_training(config_flag.value, workdir)
     print(f"model: {info['export_dir']}")
 
 
-_put_config_root_on_path(sys.argv)
-
 if __name__ == "__main__":
-    app.run(main)
+    _put_config_root_on_path(sys.argv)
+    _config_flag, _workdir_flag = _define_flags()
+    app.run(lambda argv: main(argv, _config_flag, _workdir_flag))
