@@ -139,6 +139,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     one. Any other error while loading the config file prints one line too (`--verbose`: the
     traceback).
     """
+    argv = run.expand_models_flag(argv)  # the short form `--config.models=a:b:16:x,c:d:14:y`
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
