@@ -135,8 +135,10 @@ class ConfigDefaultsTest(parameterized.TestCase):
             for key, value in section.items():
                 if isinstance(value, ml_collections.ConfigDict):
                     walk(value, f"{prefix}{key}.")
-                elif isinstance(value, str):
-                    self.assertNotIn(",", value, f"configs/{name}.py: {prefix}{key}={value!r}")
+                elif isinstance(value, (str, tuple)):
+                    for item in (value,) if isinstance(value, str) else value:
+                        if isinstance(item, str):
+                            self.assertNotIn(",", item, f"configs/{name}.py: {prefix}{key}")
                 elif isinstance(value, list):
                     self.fail(f"configs/{name}.py: {prefix}{key} is a list, expected a tuple")
 

@@ -505,7 +505,7 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
 @experiments.register("tracking")
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
     _check(cfg)
-    gaps = [int(g) for g in cfg.gaps]
+    gaps = list(cfg.gaps)
     videos = load_videos(cfg, ctx.seed)
     if not videos:
         raise errors.DatasetError(f"config.tracking: no video found in {cfg.dataset} {cfg.root}")
