@@ -25,6 +25,7 @@ TEST = CONVERT + [
     "scikit-learn>=1.4",
     "cityscapesscripts>=2.2",
     "hypothesis>=6.100",
+    "open_clip_torch>=2.24",
     "pytest>=8",
     "pytest-xdist>=3.5",
     "psutil>=5.9",
@@ -42,7 +43,9 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["vitjax", "vitjax.*", "checkpoints_convert"]),
+    packages=setuptools.find_packages(
+        include=["vitjax", "vitjax.*", "checkpoints_convert", "checkpoints_convert.*"]
+    ),
     package_data={"vitjax": ["data/splits/*.json", "data/splits/*.csv"]},
     install_requires=CORE,
     extras_require={

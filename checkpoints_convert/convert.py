@@ -26,6 +26,7 @@ from absl import logging
 from checkpoints_convert import layouts, reader
 from vitjax import models
 from vitjax.errors import CheckpointError, ConfigError
+from vitjax.models import families
 
 CONVERSION_REPORT = "conversion.json"
 
@@ -97,6 +98,9 @@ class FileShapes:
     grid: tuple[int, int] | None = None
     num_registers: int | None = None
     decoder_depth: int | None = None
+    # Further ModelSpec fields the layout reads off the file, e.g. (("proj_dim", 768),), or
+    # implied by its flavour (the position resampling rule of an HF vs a big_vision SigLIP file).
+    spec_fields: tuple[tuple[str, Any], ...] = ()
 
 
 def _block_indices(prefix_format: str, keys) -> set[int]:
@@ -116,25 +120,33 @@ def infer_file_shapes(family: str, tensors: Mapping[str, np.ndarray]) -> FileSha
     weight = tensors.get(f"{patch}.weight")
     if weight is not None and weight.ndim == 4 and weight.shape[2] == weight.shape[3]:
         width, patch_size = int(weight.shape[0]), int(weight.shape[2])
-    blocks = _block_indices(layouts.BLOCK_NAMES[family].prefix, tensors)
+    blocks = _block_indices(layouts.block_names(family).prefix, tensors)
     depth = max(blocks) + 1 if blocks else None
     if pos is not None and (p := tensors.get(pos)) is not None and p.ndim == 3:
         side = _square_side(p.shape[1] - 1)
         grid = (side, side) if side else None
-    if family == "simmim":
-        table = tensors.get("rel_pos_bias.relative_position_bias_table")
-        if table is not None and table.ndim == 2:
-            side = _square_side(table.shape[0] - 3)
-            grid = ((side + 1) // 2,) * 2 if side and side % 2 == 1 else None
-    if family == "dinov2_reg" and (r := tensors.get("register_tokens")) is not None and r.ndim == 3:
-        num_registers = int(r.shape[1])
     decoder_blocks = _block_indices(layouts.MAE_DECODER_BLOCK.prefix, tensors)
     decoder_depth = max(decoder_blocks) + 1 if decoder_blocks else None
-    return FileShapes(width, patch_size, depth, grid, num_registers, decoder_depth)
+    shapes = FileShapes(width, patch_size, depth, grid, num_registers, decoder_depth)
+    # Family-specific fields (SimMIM's grid from its bias table, DINOv2-reg's register count).
+    infer = layouts.get_layout(family).infer
+    return dataclasses.replace(shapes, **infer(tensors)) if infer is not None else shapes
 
 
-def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[str, str | None]:
-    """The registered size whose width is `width`, and a note when there is none."""
+def _pick_size(
+    family: str,
+    width: int | None,
+    patch_size: int | None,
+    grid: tuple[int, int] | None = None,
+    spec_fields=(),
+) -> tuple[str, str | None]:
+    """The registered size whose width is `width`, and a note when there is none.
+
+    Among sizes of that width, one whose patch size and native grid match wins (CLIP L/14 at 224
+    and at 336 px differ only in their grid), then one whose patch size matches. Sizes of one
+    width and patch (DINOv3 S and S+) are told apart first by the spec fields the file implies
+    (its MLP kind): sizes whose spec agrees with all of them come first.
+    """
     variants = [(s, p) for f, s, p in models.list_variants() if f == family]
     sizes = [s for s, _ in variants]
     # Without a match, fall back to a base model so that the key comparison can still report
@@ -151,6 +163,16 @@ def _pick_size(family: str, width: int | None, patch_size: int | None) -> tuple[
             f"the patch embedding width {width} matches no '{family}' size; known (size, width): "
             f"{known}"
         )
+
+    def agrees(item) -> bool:
+        spec = models.get_spec(family, item[0], patch_size=item[1])
+        return all(getattr(spec, field) == value for field, value in spec_fields)
+
+    matches.sort(key=lambda item: not agrees(item))  # stable: registry order otherwise
+    for size, patch in matches:
+        native = models.get_spec(family, size, patch_size=patch).native_grid
+        if patch == patch_size and grid is not None and tuple(grid) == native:
+            return size, None
     for size, patch in matches:
         if patch == patch_size:
             return size, None
@@ -181,11 +203,12 @@ def build_spec(
     Raises:
       CheckpointError: unknown family, or an explicit size/patch size that is not registered.
     """
-    if family not in layouts.FAMILIES:
-        raise CheckpointError(f"unknown family '{family}'; known families: {layouts.FAMILIES}")
+    layouts.get_layout(family)  # CheckpointError naming the known families
     notes = []
     if size is None:
-        size, note = _pick_size(family, shapes.width, patch_size or shapes.patch_size)
+        size, note = _pick_size(
+            family, shapes.width, patch_size or shapes.patch_size, shapes.grid, shapes.spec_fields
+        )
         notes += [note] if note else []
     patch = patch_size or shapes.patch_size
     try:
@@ -203,10 +226,13 @@ def build_spec(
         overrides["depth"] = depth
     if shapes.grid is not None and tuple(shapes.grid) != _grid(base):
         overrides["native_grid"] = shapes.grid
-    if family == "dinov2_reg" and shapes.num_registers not in (None, base.num_registers):
+    if shapes.num_registers not in (None, base.num_registers):
         overrides["num_registers"] = shapes.num_registers
     if with_decoder and decoder_depth is not None and decoder_depth != base.decoder_depth:
         overrides["decoder_depth"] = decoder_depth
+    for field, value in shapes.spec_fields:
+        if getattr(base, field) != value:
+            overrides[field] = value
     spec = (
         models.get_spec(family, size, patch_size=base.patch_size, **overrides)
         if overrides
@@ -221,8 +247,8 @@ def _grid(spec: models.ModelSpec) -> tuple[int, int]:
     return tuple(spec.native_grid)
 
 
-def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
-    """The layout dimensions implied by a `ModelSpec`."""
+def encoder_dims(spec: models.ModelSpec, options: Mapping[str, Any] | None = None):
+    """The layout dimensions implied by a `ModelSpec` (plus config-derived layout options)."""
     return layouts.EncoderDims(
         width=spec.width,
         depth=spec.depth,
@@ -231,6 +257,10 @@ def encoder_dims(spec: models.ModelSpec) -> layouts.EncoderDims:
         num_heads=spec.num_heads,
         grid=_grid(spec),
         num_registers=spec.num_registers,
+        mlp=spec.mlp,
+        qkv_bias=spec.qkv_bias,
+        proj_dim=spec.proj_dim,
+        options=tuple(sorted((options or {}).items())),
     )
 
 
@@ -267,11 +297,17 @@ class Match:
         return not (self.missing or self.unexpected or self.misshaped or self.bad_values)
 
 
-def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedState) -> Match:
+def match_layout(
+    family: str,
+    spec: models.ModelSpec,
+    state: layouts.SelectedState,
+    options: Mapping[str, Any] | None = None,
+) -> Match:
     """Compares the selected tensors with every key the family's layout expects at `spec`."""
-    rules = layouts.encoder_rules(family, encoder_dims(spec))
+    layout = layouts.get_layout(family)
+    rules = layouts.encoder_rules(family, encoder_dims(spec, options), state.tensors)
     dec_rules = []
-    if family == "mae" and spec.has_decoder:
+    if layout.has_decoder and spec.has_decoder:
         dec_rules = layouts.decoder_rules(spec.width, decoder_dims(spec))
     expected: dict[str, tuple[int, ...]] = {}
     for rule in rules + dec_rules:
@@ -295,17 +331,12 @@ def match_layout(family: str, spec: models.ModelSpec, state: layouts.SelectedSta
     for name, value in tensors.items():
         if name in expected and not np.issubdtype(value.dtype, np.floating):
             bad_values.append(f"{state.original[name]}: dtype {value.dtype}, expected floating")
-    if (
-        family == "simmim"
-        and (index := tensors.get("rel_pos_bias.relative_position_index")) is not None
-    ):
-        want = layouts.expected_relative_position_index(*_grid(spec))
-        if index.shape != want.shape or not np.array_equal(index, want):
-            bad_values.append(
-                f"{state.original['rel_pos_bias.relative_position_index']}: does not equal the "
-                f"BEiT/SimMIM relative position index for a {_grid(spec)} grid (shape "
-                f"{tuple(index.shape)}, expected {want.shape})"
-            )
+    if layout.check_values is not None:
+        for key, problem in layout.check_values(tensors, _grid(spec)):
+            bad_values.append(f"{state.original[key]}: {problem}")
+    if layout.check_dims is not None:
+        for key, problem in layout.check_dims(tensors, encoder_dims(spec)):
+            bad_values.append(f"{state.original[key]}: {problem}")
     return Match(
         rules,
         dec_rules,
@@ -325,7 +356,7 @@ def _natural(key: str) -> list:
 def _family_hints(family: str, checkpoint: Mapping[str, Any], checkpoint_key, source) -> list[str]:
     """Other families whose layout the file matches exactly (for the error message)."""
     hints = []
-    for other in layouts.FAMILIES:
+    for other in layouts.convertible_families():
         if other == family:
             continue
         try:
@@ -472,7 +503,9 @@ def convert_checkpoint(
     weights_hash: str = "unknown",
     source: str = "<checkpoint>",
     check_model: bool = True,
+    config: Mapping[str, Any] | None = None,
     allow_classifier_head: bool = False,
+    weight_set: str | None = None,
 ) -> Conversion:
     """Converts a checkpoint already read into memory (see `reader.read_checkpoint`).
 
@@ -489,9 +522,13 @@ def convert_checkpoint(
       weights_hash: recorded in the spec (the CLI passes the file's sha256).
       source: file name used in messages.
       check_model: also compare the converted tree with the vitjax model's own parameter tree.
+      config: the layout's config file content (timm: the Hub config.json), for layouts that
+        build the spec from it.
       allow_classifier_head: convert a DINO/iBOT/MAE/DINOv2 file that carries a linear
         classification head (a supervised or fine-tuned model; the head is dropped). Refused
         by default: the official files of these families have none.
+      weight_set: a named weight set of the family record whose preprocessing differs from the
+        default (DINOv3 'sat493m'); None = the default.
 
     Returns:
       The `Conversion` (trees of float32 numpy arrays, spec with `params_sha256`, report of
@@ -501,8 +538,7 @@ def convert_checkpoint(
       CheckpointError: with the complete list of missing, unexpected and mis-shaped keys, or a
         classification head in a backbone-only family's file.
     """
-    if family not in layouts.FAMILIES:
-        raise CheckpointError(f"unknown family '{family}'; known families: {layouts.FAMILIES}")
+    layout = layouts.get_layout(family)  # CheckpointError naming the known families
     state = layouts.canonicalize(family, checkpoint, checkpoint_key, source)
     head = classifier_head(family, state)
     if head is not None and not allow_classifier_head:
@@ -513,7 +549,21 @@ def convert_checkpoint(
             "dropped), pass --allow_classifier_head"
         )
     shapes = infer_file_shapes(family, state.tensors)
-    with_decoder = family == "mae" and layouts.has_mae_decoder(list(state.tensors))
+    options: dict[str, Any] = {}
+    if layout.from_config is not None:
+        if config is None:
+            raise CheckpointError(
+                f"{source}: family '{family}' needs its {layout.config_file} (the model's "
+                "configuration) next to the weights"
+            )
+        fields, options, unsupported = layout.from_config(config, source)
+        if unsupported:
+            raise CheckpointError(
+                f"{source}: cannot convert as family '{family}': the vitjax ViT cannot express "
+                f"{len(unsupported)} option(s) of this model: " + "; ".join(unsupported)
+            )
+        shapes = dataclasses.replace(shapes, spec_fields=shapes.spec_fields + tuple(fields.items()))
+    with_decoder = layout.has_decoder and layouts.has_mae_decoder(list(state.tensors))
     spec, notes = build_spec(
         family,
         shapes,
@@ -525,7 +575,13 @@ def convert_checkpoint(
         weights_hash=weights_hash,
         source=source,
     )
-    match = match_layout(family, spec, state)
+    if weight_set is not None:
+        try:
+            prep = families.get_family(family).weight_set(weight_set)
+        except ConfigError as err:
+            raise CheckpointError(f"{source}: {err}") from err
+        spec = dataclasses.replace(spec, preprocessing=prep)
+    match = match_layout(family, spec, state, options)
     if not match.ok:
         hints = _family_hints(family, checkpoint, checkpoint_key, source)
         raise CheckpointError(_format_error(source, family, spec, state, match, hints, notes))
@@ -536,7 +592,7 @@ def convert_checkpoint(
     if check_model:
         _check_against_model(spec, params, decoder_params)
     converted = sorted(
-        state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources
+        {state.original[k] for rule in match.rules + match.decoder_rules for k in rule.sources}
     )
     ignored = {**match.ignored, **state.dropped}
     if head is not None:
@@ -558,6 +614,33 @@ def convert_checkpoint(
     )
 
 
+def weight_set_of_file(family: str, path: str) -> str | None:
+    """The family's named weight set that the file name mentions (e.g. 'sat493m'), or None."""
+    name = os.path.basename(path).lower()
+    if family not in families.family_names():
+        return None
+    found = [w for w, _ in families.get_family(family).weight_sets if w.lower() in name]
+    return found[0] if found else None
+
+
+def _read_layout_config(family: str, input_path: str) -> dict[str, Any] | None:
+    """The config file the family's layout needs beside the weights (timm: config.json)."""
+    name = layouts.get_layout(family).config_file
+    if name is None:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(input_path)), name)
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            f"{input_path}: family '{family}' needs {name} beside the weights (expected {path}; "
+            "timm's Hub repos and timm.models.push_to_hf_hub.save_for_hf write it)"
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable JSON config: {err}") from err
+
+
 def convert_file(
     family: str,
     input_path: str | os.PathLike[str],
@@ -570,6 +653,7 @@ def convert_file(
     decoder_depth: int | None = None,
     overwrite: bool = False,
     allow_classifier_head: bool = False,
+    weight_set: str | None = None,
 ) -> Conversion:
     """Reads an official checkpoint file and writes the vitjax checkpoint (what the CLI runs).
 
@@ -587,6 +671,8 @@ def convert_file(
       size, patch_size, checkpoint_key, depth, decoder_depth, allow_classifier_head: see
         `convert_checkpoint`.
       overwrite: replace a previous conversion in `output_dir`.
+      weight_set: see `convert_checkpoint`; None = the family's weight set whose name the file
+        name contains (DINOv3's `..._sat493m-<hash>.pth`), else the default.
 
     Returns:
       The `Conversion`.
@@ -601,6 +687,9 @@ def convert_file(
         output_dir, overwrite=overwrite, protect=[input_path], flag="--overwrite"
     )
     checkpoint = reader.read_checkpoint(input_path)
+    config = _read_layout_config(family, input_path)
+    if weight_set is None:
+        weight_set = weight_set_of_file(family, input_path)
     conversion = convert_checkpoint(
         family,
         checkpoint,
@@ -611,7 +700,9 @@ def convert_file(
         decoder_depth=decoder_depth,
         weights_hash=reader.file_sha256(input_path),
         source=input_path,
+        config=config,
         allow_classifier_head=allow_classifier_head,
+        weight_set=weight_set,
     )
     report = {"source": os.path.abspath(input_path), **conversion.report()}
     models.save(

@@ -1,4 +1,4 @@
-"""Reads PyTorch (.pth/.pt) and safetensors checkpoints into nested dicts of numpy arrays, safely.
+"""Reads PyTorch (.pth/.pt), safetensors and big_vision .npz checkpoints into numpy dicts, safely.
 
 PyTorch files are unpickled with `torch.load(..., weights_only=True)`: only tensors, containers and
 plain values are rebuilt, so a file cannot run code. Training checkpoints also pickle a few metadata
@@ -19,6 +19,7 @@ from typing import Any
 from vitjax.errors import CheckpointError
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
+NPZ_SUFFIXES = (".npz",)
 
 
 class OpaqueObject:
@@ -74,7 +75,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Reads a checkpoint file into a nested dict whose tensors are numpy arrays.
 
     Args:
-      path: a `.safetensors` file, or a PyTorch file (any other name: `.pth`, `.pt`, `.bin`...).
+      path: a `.safetensors` file, a big_vision `.npz` (numpy, no pickle), or a PyTorch file (any
+        other name: `.pth`, `.pt`, `.bin`...).
 
     Returns:
       The file's top-level mapping. Tensors become numpy arrays (bfloat16 as float32, other dtypes
@@ -89,6 +91,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.endswith(SAFETENSORS_SUFFIXES):
         return _read_safetensors(path)
+    if path.endswith(NPZ_SUFFIXES):
+        return _read_npz(path)
     content = _read_pytorch(path)
     if not isinstance(content, Mapping):
         raise CheckpointError(
@@ -99,7 +103,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _read_safetensors(path: str) -> dict[str, Any]:
-    import safetensors.numpy
+    import safetensors.numpy  # why: optional (the `convert` extra); only .safetensors inputs need it
 
     try:
         return dict(safetensors.numpy.load_file(path))
@@ -110,14 +114,30 @@ def _read_safetensors(path: str) -> dict[str, Any]:
         ) from err
 
 
+def _read_npz(path: str) -> dict[str, Any]:
+    """A big_vision parameter file: a flat `.npz` of '/'-joined names, read without pickle."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: np.asarray(archive[name]) for name in archive.files}
+    except Exception as err:  # BadZipFile, ValueError (object arrays), EOFError, OSError
+        raise CheckpointError(
+            f"{path}: cannot read .npz parameter file ({os.path.getsize(path)} bytes; truncated, "
+            f"corrupted, or holding pickled objects, which are refused): {err}"
+        ) from err
+
+
 def _read_pytorch(path: str) -> Any:
-    import torch
+    import torch  # why: optional heavy dependency (the `convert` extra), loaded on first use
 
     if not zipfile.is_zipfile(path) and not _looks_like_legacy_torch(path):
         raise CheckpointError(
             f"{path}: not a PyTorch checkpoint ({os.path.getsize(path)} bytes): neither a torch zip "
             "archive nor a legacy torch pickle; the file may be truncated or corrupted"
         )
+    if zipfile.is_zipfile(path):
+        _refuse_torchscript(path)
     stand_ins = [(obj, name) for name, obj in _METADATA_STAND_INS.items()]
     try:
         with torch.serialization.safe_globals(stand_ins):
@@ -136,6 +156,23 @@ def _read_pytorch(path: str) -> Any:
         ) from err
 
 
+def _refuse_torchscript(path: str) -> None:
+    """TorchScript archives (OpenAI's own CLIP `.pt` files) hold code that loading them runs."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    parts = [name.split("/", 1)[-1] for name in names]
+    if "constants.pkl" in parts or any(p.startswith("code/") for p in parts):
+        raise CheckpointError(
+            f"{path}: a TorchScript archive (it has constants.pkl and code/, like OpenAI's own "
+            "CLIP .pt files): loading it runs the code it carries, so it is refused and was not "
+            "read. Convert a weights-only file of the same model instead: open_clip's "
+            "'open_clip_pytorch_model.bin' or 'open_clip_model.safetensors' (e.g. Hub repo "
+            "timm/vit_base_patch16_clip_224.openai; --family=clip for OpenAI weights, "
+            "--family=openclip for OpenCLIP ones), or the transformers 'model.safetensors' of "
+            "openai/clip-vit-base-patch16 (--family=clip_hf)"
+        )
+
+
 def _looks_like_legacy_torch(path: str) -> bool:
     # Pre-1.6 torch files are a raw pickle stream starting with the PROTO opcode.
     with open(path, "rb") as f:
@@ -143,7 +180,7 @@ def _looks_like_legacy_torch(path: str) -> bool:
 
 
 def _unsafe_globals(path: str) -> list[str]:
-    import torch
+    import torch  # why: optional heavy dependency (the `convert` extra), loaded on first use
 
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -153,7 +190,7 @@ def _unsafe_globals(path: str) -> list[str]:
 
 
 def _to_numpy(value: Any) -> Any:
-    import torch
+    import torch  # why: optional heavy dependency (the `convert` extra), loaded on first use
 
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu()

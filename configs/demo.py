@@ -33,6 +33,14 @@ DEMO_MODELS = (
     "dinov2_reg:ti:14:none",
     "torchvision:ti:16:none",
     "scalemae:ti:16:none",
+    # The newer families: CLIP (open_clip layout, QuickGELU / GELU; transformers layout),
+    # a timm ViT, DINOv3 (RoPE, storage tokens) and SigLIP (no CLS token, MAP head).
+    "clip:ti:16:none",
+    "openclip:ti:16:none",
+    "clip_hf:ti:16:none",
+    "timm:ti:16:none",
+    "dinov3:ti:16:none",
+    "siglip:ti:16:none",
 )
 
 

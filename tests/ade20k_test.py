@@ -9,12 +9,13 @@ import types
 from unittest import mock
 
 import numpy as np
-import torch
 from absl.testing import absltest
 from PIL import Image
 
 from vitjax.data import ade20k, fewshot, patch_labels, tfds_source, tiling
 from vitjax.errors import ConfigError, DatasetError
+
+torch = test_util.optional_import("torch")
 
 # Quirks of the real file: a space after some Idx values, trailing spaces, ', ' synonyms.
 OBJECT_INFO = (
@@ -145,6 +146,7 @@ class ADE20KTest(absltest.TestCase):
         b = fewshot.ade20k_fewshot(self.reader, 1, 1, train_pool_size=None, seed=4)
         self.assertEqual(a, b)
 
+    @test_util.requires("torch")
     def test_protocol_geometry_and_stitching(self):
         # 672 x 448 resize (mask nearest), 3 x 2 tiles of 224, stitch back to the original size.
         sample = self.reader.samples("training")[1]  # 80 x 64

@@ -7,11 +7,12 @@ import tempfile
 
 import numpy as np
 from absl.testing import absltest
-from cityscapesscripts.helpers import labels as cs_labels
 from PIL import Image
 
 from vitjax.data import cityscapes, fewshot, patch_labels, tiling
 from vitjax.errors import ConfigError, DatasetError
+
+cs_labels = test_util.optional_import("cityscapesscripts.helpers.labels")
 
 H, W = 64, 128  # 1:2 like the real 1024 x 2048 frames
 # The first listed stems of the shipped lists, so the fixture also exercises `find`.
@@ -58,6 +59,7 @@ class CityscapesTest(absltest.TestCase):
         self.label_ids = write_fixture(self.root)
         self.reader = cityscapes.CityscapesReader(self.root)
 
+    @test_util.requires("cityscapesscripts")
     def test_label_table_equals_cityscapesscripts(self):
         ours = [(r.name, r.id, r.train_id, r.category, r.ignore_in_eval) for r in cityscapes.LABELS]
         official = [(r.name, r.id, r.trainId, r.category, r.ignoreInEval) for r in cs_labels.labels]
@@ -71,6 +73,7 @@ class CityscapesTest(absltest.TestCase):
             cityscapes.CLASS_NAMES, tuple(cs_labels.trainId2label[i].name for i in range(19))
         )
 
+    @test_util.requires("cityscapesscripts")
     def test_train_ids_of_fixture(self):
         sample = self.reader.samples("train")[0]
         train_ids = self.reader.load_train_ids(sample)

@@ -3,13 +3,14 @@
 import jax
 import numpy as np
 import scipy.ndimage as ndimage
-import torch
-import torchvision.transforms.v2.functional as tvf
 from absl.testing import absltest, parameterized
 from skimage import transform as sktransform
 
 from tests import test_util  # noqa: F401
 from vitjax import corruptions, errors
+
+torch = test_util.optional_import("torch")
+tvf = test_util.optional_import("torchvision.transforms.v2.functional")
 
 # scipy.ndimage names of the module's (numpy) border modes.
 SCIPY_MODE = {
@@ -41,6 +42,7 @@ class BlurTest(parameterized.TestCase):
         np.testing.assert_allclose(np.asarray(got), expected, atol=FILTER_ATOL)
 
     @parameterized.parameters(3, 7, 9)
+    @test_util.requires("torch", "torchvision")
     def test_gaussian_default_sigma_matches_torchvision(self, kernel_size):
         images = _images(channels=1, height=30, width=26).astype(np.float32)
         tensor = torch.from_numpy(images).permute(0, 3, 1, 2)

@@ -16,6 +16,8 @@ from configs import scalemae as scalemae_config  # noqa: E402
 from tests import test_util  # noqa: F401
 from vitjax import corruptions, errors, run  # noqa: E402
 from vitjax.data import fair1m, fewshot  # noqa: E402
+from vitjax.data.loaders import object_tiles  # noqa: E402
+from vitjax.data.types import ObjectTiles  # noqa: E402
 from vitjax.experiments import (
     common,  # noqa: E402
     scalemae_knn,  # noqa: E402
@@ -92,7 +94,9 @@ class FAIR1MTilesTest(parameterized.TestCase):
         root = tempdir(self)
         image = write_fair1m(root, unit)
         reader = fair1m.FAIR1MReader(root)
-        tiles = fr.select_fair1m_tiles(reader, "validation", 1000, tile, per_category=1, seed=5)
+        tiles = object_tiles.select_fair1m_tiles(
+            reader, "validation", 1000, tile, per_category=1, seed=5
+        )
 
         # Oracle of the draw: the hand-derived membership through the same greedy sampler.
         membership = np.zeros((6, fair1m.NUM_FINE + 1), bool)
@@ -122,7 +126,9 @@ class FAIR1MTilesTest(parameterized.TestCase):
     def test_threshold_drops_a_quarter_of_an_instance(self):
         root = tempdir(self)
         write_fair1m(root, 4)
-        tiles = fr.select_fair1m_tiles(fair1m.FAIR1MReader(root), tile_size=64, per_category=8)
+        tiles = object_tiles.select_fair1m_tiles(
+            fair1m.FAIR1MReader(root), tile_size=64, per_category=8
+        )
         truck = fair1m.fine_id("Cargo Truck")
         self.assertEqual(int((tiles.category == truck).sum()), 1)  # tile 3 holds only 1/4
         self.assertEqual(len(tiles), 6)  # each tile is used once whatever the category
@@ -131,14 +137,14 @@ class FAIR1MTilesTest(parameterized.TestCase):
         root = tempdir(self)
         os.makedirs(os.path.join(root, "validation", "images"))
         with self.assertRaisesRegex(errors.DatasetError, "no labelled image"):
-            fr.select_fair1m_tiles(fair1m.FAIR1MReader(root))
+            object_tiles.select_fair1m_tiles(fair1m.FAIR1MReader(root))
 
 
 # ---------------------------------------------------------------------------------------------
 # Outcome hierarchy and correspondence on hand-made features.
 
 
-def hand_tiles() -> fr.ObjectTiles:
+def hand_tiles() -> ObjectTiles:
     """2 tiles of 4 x 4 px; with 2-px patches each patch is one 2 x 2 block (grid 2 x 2)."""
 
     def blocks(values):
@@ -146,7 +152,7 @@ def hand_tiles() -> fr.ObjectTiles:
 
     fine = np.stack([blocks([1, 1, 2, 0]), blocks([3, 4, 0, 1])]).astype(np.uint8)
     instance = np.stack([blocks([1, 1, 2, 0]), blocks([1, 2, 0, 3])]).astype(np.int32)
-    return fr.ObjectTiles(
+    return ObjectTiles(
         images=np.zeros((2, 4, 4, 3), np.uint8),
         fine_mask=fine,
         instance_mask=instance,
@@ -224,7 +230,7 @@ class OutcomeTest(parameterized.TestCase):
     def test_same_patch_count_through_the_correspondence_map(self, mode, queries, bound):
         # Two 64 px tiles, every patch an object; the perturbed tile is shifted by one whole
         # patch (16 px) to the right, so patch (i, j) shows original patch (i, j - 1).
-        tiles = fr.ObjectTiles(
+        tiles = ObjectTiles(
             images=np.zeros((2, 64, 64, 3), np.uint8),
             fine_mask=np.ones((2, 64, 64), np.uint8),
             instance_mask=np.ones((2, 64, 64), np.int32),

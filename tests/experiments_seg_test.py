@@ -18,8 +18,6 @@ import ml_collections
 import numpy as np
 from absl.testing import absltest, parameterized
 from PIL import Image
-from sklearn import linear_model, preprocessing
-from sklearn import metrics as sk_metrics
 
 from configs import ade20k as ade20k_config
 from configs import cityscapes as cityscapes_config
@@ -27,6 +25,7 @@ from configs import common as common_config
 from configs import demo as demo_config
 from vitjax import errors, experiments, models, probes, run
 from vitjax.data import tiling
+from vitjax.data.loaders import segmentation as segmentation_loaders
 from vitjax.experiments import (
     common,
     fewshot,
@@ -35,6 +34,10 @@ from vitjax.experiments import (
     robustness,
     variance,
 )
+
+linear_model = test_util.optional_import("sklearn.linear_model")
+preprocessing = test_util.optional_import("sklearn.preprocessing")
+sk_metrics = test_util.optional_import("sklearn.metrics")
 
 KNN_CFG = common.knn_defaults()
 KNN_CFG.update(
@@ -133,6 +136,7 @@ class VarianceTest(parameterized.TestCase):
         )
         self.assertAlmostEqual(common.topn_overlap(a, b, n), expected)
 
+    @test_util.requires("sklearn")
     def test_standardize_is_the_probe_batchnorm_on_labelled_rows(self):
         rng = np.random.default_rng(4)
         ref = (rng.standard_normal((100, 5)) * [1, 10, 0.1, 3, 7] + 5).astype(np.float32)
@@ -184,6 +188,7 @@ class StreamedStatisticsTest(parameterized.TestCase):
         )
 
     @parameterized.product(dtype=[np.float16, np.float32], offset=[0.0, 1e4])
+    @test_util.requires("sklearn")
     def test_standardize_memmap_matches_sklearn(self, dtype, offset):
         ref = self._memmap(dtype, offset, seed=1)
         x = self._memmap(dtype, offset, rows=700, seed=2)
@@ -324,6 +329,7 @@ class ScoreTest(parameterized.TestCase):
         geo = tiling.Geometry("t", tile_size=(4, 4))
         return common.make_split(images, labels, geo, [0, 1], ["a", "b"]), labels
 
+    @test_util.requires("sklearn")
     def test_patch_level_scores_match_sklearn(self):
         split, _ = self._split()
         targets = split.patch_targets((2, 2), "centre")
@@ -339,6 +345,7 @@ class ScoreTest(parameterized.TestCase):
         self.assertAlmostEqual(s["miou"], iou.mean())
         self.assertAlmostEqual(s["acc"], sk_metrics.accuracy_score(targets[keep], pred[keep]))
 
+    @test_util.requires("sklearn")
     def test_pixel_level_scores_upsample_each_patch(self):
         split, labels = self._split()
         pred = np.random.default_rng(2).integers(0, 3, 8 * 4)
@@ -387,6 +394,7 @@ class LayerwiseTest(parameterized.TestCase):
         with self.assertRaises(errors.ConfigError):
             layerwise.resolve_layers(layers, 4)
 
+    @test_util.requires("sklearn")
     def test_per_class_breakdown(self):
         gt = np.array([0, 0, 1, 1, 2, 2, 2, 255])
         pred = np.array([0, 1, 1, 1, 2, 0, 2, 0])
@@ -427,6 +435,7 @@ class GlobalContextTest(absltest.TestCase):
         self.assertCountEqual(v["top5_only"], order[:5])
         self.assertLen(np.unique(v["random5"]), 5)
 
+    @test_util.requires("sklearn")
     def test_ridge_r2_matches_sklearn(self):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((120, 6))
@@ -674,6 +683,7 @@ class KnnVoidTest(parameterized.TestCase):
         )  # fmt: skip
         return c
 
+    @test_util.requires("sklearn")
     def test_void_neighbour_is_an_error_when_kept(self):
         support, labels, queries, gt = self._data()
         pred = common.knn_predict(support, labels, queries, 3, self._cfg(False))
@@ -943,7 +953,9 @@ class ADE20KSelectionTest(parameterized.TestCase):
         config = self._config("paper", 4)
         config.data.ade20k_presence_grid = (16, 24)
         with (
-            mock.patch.object(common, "_ade20k_presence", wraps=common._ade20k_presence) as pools,
+            mock.patch.object(
+                segmentation_loaders, "ade20k_presence", wraps=segmentation_loaders.ade20k_presence
+            ) as pools,
             mock.patch.object(
                 fewshot_data, "greedy_per_class", wraps=fewshot_data.greedy_per_class
             ) as greedy,

@@ -10,8 +10,6 @@ from concurrent import futures  # noqa: E402
 from unittest import mock  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
 from absl.testing import absltest, parameterized  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -22,6 +20,9 @@ from vitjax import errors, run  # noqa: E402
 from vitjax.data import tiling  # noqa: E402
 from vitjax.data.bdd100k import FrameTracks  # noqa: E402
 from vitjax.experiments import tracking  # noqa: E402
+
+torch = test_util.optional_import("torch")
+torchvision = test_util.optional_import("torchvision")
 
 
 def tempdir(test) -> str:
@@ -115,6 +116,7 @@ class AssociationTest(parameterized.TestCase):
 
 class PoolingTest(parameterized.TestCase):
     @parameterized.parameters(("mean", 16), ("flatten", 14))
+    @test_util.requires("torch", "torchvision")
     def test_pooled_boxes_match_torchvision(self, pool, patch):
         rng = np.random.default_rng(2)
         fmap = rng.standard_normal((6, 10, 8)).astype(np.float32)

@@ -18,7 +18,6 @@ from unittest import mock
 import jax
 import ml_dtypes
 import numpy as np
-import torch
 from absl.testing import absltest, parameterized
 from jax.sharding import Mesh
 from PIL import Image
@@ -28,6 +27,8 @@ from tests import test_util  # noqa: F401
 from vitjax import extract, models, provenance
 from vitjax import store as store_lib
 from vitjax.errors import ConfigError, DatasetError, StoreError
+
+torch = test_util.optional_import("torch")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -311,6 +312,7 @@ class ExtractTest(parameterized.TestCase):
         with self.assertRaisesRegex(DatasetError, "broken.png"):
             run(self.module, self.params, self.spec, extract.FileImageSource([*paths, broken]))
 
+    @test_util.requires("torch")
     def test_resize_on_device_matches_torch_bilinear(self):
         feats = run(
             self.module, self.params, self.spec, self.images[:4], dtype="float32",

@@ -8,11 +8,12 @@ import os
 import tempfile
 
 import numpy as np
-import torch
 from absl.testing import absltest, parameterized
 
 from vitjax.data import cityscapes, fair1m, fewshot
 from vitjax.errors import ConfigError, DatasetError
+
+torch = test_util.optional_import("torch")
 
 
 def brute_force_greedy(presence, k, class_order, order):
@@ -102,6 +103,7 @@ class ShippedListsTest(absltest.TestCase):
 
 class GreedyTest(parameterized.TestCase):
     @parameterized.parameters((0, 97), (1, 50), (2, 28))
+    @test_util.requires("torch")
     def test_class_presence_matches_torch_nearest_exact(self, seed, h):
         rng = np.random.default_rng(seed)
         mask = rng.integers(0, 151, (h, 83)).astype(np.uint8)

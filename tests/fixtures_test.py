@@ -24,8 +24,9 @@ from absl.testing import absltest, parameterized
 from PIL import Image
 
 from vitjax.data import ade20k, bdd100k, cityscapes, fair1m, mot17, resisc45, ucmerced
+from vitjax.data.loaders import segmentation as segmentation_loaders
 from vitjax.errors import DatasetError
-from vitjax.experiments import common, scalemae_knn, tracking
+from vitjax.experiments import scalemae_knn, tracking
 
 ENV = "VITJAX_FIXTURES"
 ROOT = os.environ.get(ENV, "")
@@ -71,6 +72,7 @@ def read_png(path: str) -> np.ndarray:
         return np.asarray(im)
 
 
+@test_util.requires("cityscapesscripts")
 class CityscapesFixtureTest(absltest.TestCase):
     """mmsegmentation's 256x128 Cityscapes val frame with labelIds, labelTrainIds, instanceIds."""
 
@@ -120,7 +122,7 @@ class CityscapesFixtureTest(absltest.TestCase):
         data_cfg = ml_collections.ConfigDict(
             dict(root=self.root, splits="seeded", eval_per_group=1, train_per_group=1)
         )
-        raw, class_names = common._cityscapes(data_cfg, 0, "eval", 1)
+        raw, class_names = segmentation_loaders.load_cityscapes(data_cfg, 0, "eval", 1)
         self.assertLen(class_names, 19)
         self.assertEqual(raw.image_ids, [self.stem])
         np.testing.assert_array_equal(raw.label_maps[0], self.official_train_ids())
@@ -161,9 +163,9 @@ class ADE20KFixtureTest(absltest.TestCase):
             dict(root=self.root, splits="seeded", eval_per_group=1, ade20k_train_pool=2500,
                  ade20k_presence_grid=(28, 42))
         )  # fmt: skip
-        common._ade20k_presence.cache_clear()
+        segmentation_loaders.ade20k_presence.cache_clear()
         with self.assertLogs(level="WARNING") as logs:
-            raw, class_names = common._ade20k(data_cfg, 0, "eval", 1)
+            raw, class_names = segmentation_loaders.load_ade20k(data_cfg, 0, "eval", 1)
         # Three images cannot give every class one: a single warning names the short classes.
         (line,) = [m for m in logs.output if "fewer than k=1" in m]
         self.assertIn("150 (0)", line)

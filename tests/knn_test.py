@@ -3,7 +3,6 @@
 import os
 import tempfile
 
-import faiss
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +11,8 @@ from jax.sharding import Mesh
 
 from tests import test_util  # noqa: F401
 from vitjax import errors, knn
+
+faiss = test_util.optional_import("faiss")
 
 
 def brute_force(queries, database, k, metric="dot", exclude=None):
@@ -145,6 +146,7 @@ class SearchOracleTest(parameterized.TestCase):
         self.assert_same_up_to_ties(scores, idx, queries, database, oracle_scores, "cosine", 1e-5)
 
     @parameterized.parameters("dot", "cosine", "l2")
+    @test_util.requires("faiss")
     def test_matches_faiss(self, metric):
         rng = np.random.default_rng(3)
         queries = rng.standard_normal((150, 24)).astype(np.float32)
@@ -348,6 +350,7 @@ def recall_at(idx, oracle_idx):
     return np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(idx, oracle_idx)])
 
 
+@test_util.requires("faiss")
 class L2OffsetTest(parameterized.TestCase):
     """ViT features share huge offsets in a few dimensions ("massive activations", 1e2-1e4)."""
 

@@ -30,6 +30,7 @@ from configs import fair1m as fair1m_config
 from configs import scalemae as scalemae_config
 from vitjax import errors, models, run
 from vitjax.data import synthetic
+from vitjax.data.loaders import object_tiles
 from vitjax.experiments import common
 from vitjax.models import known
 
@@ -37,7 +38,7 @@ P = 16
 TILE = 224
 GRID = TILE // P
 SCENE_HW = (TILE, 2 * TILE)
-EVAL_SEED_OFFSET = 1_000_003  # `common._synthetic` draws the evaluation scenes with seed + this
+EVAL_SEED_OFFSET = 1_000_003  # `data/loaders/segmentation.py: load_synthetic` draws the evaluation scenes with seed + this
 CLASSES = ("road", "building", "vegetation", "sky")
 # (class, RGB, texture): texture 0 flat, 1 top half brighter (by TEXTURE[1]), 2 left half brighter
 # (by TEXTURE[2]; unequal amplitudes, so that no flat query is exactly as close to both).
@@ -84,7 +85,7 @@ def grid_scenes(n, size=SCENE_HW, seed=0, **_):
     """Stand-in for `synthetic.semantic_scenes`: cell-aligned patterns, labels = their class.
 
     Rectangles of cells are painted with random patterns; evaluation scenes (seed >= the offset
-    `common._synthetic` adds) also get the NOVEL patterns.
+    `load_synthetic` adds) also get the NOVEL patterns.
     """
     h, w = size
     gh, gw = h // P, w // P
@@ -372,6 +373,7 @@ class KnownAnswersTest(parameterized.TestCase):
         (row,) = self.rows("fewshot", "scores", model=f"known_{kind}16", method="knn")
         self.assertAlmostEqual(row["miou"], knn_miou(kind, self.train, self.evals), places=12)
 
+    @test_util.requires("sklearn")
     def test_fewshot_linear_equals_sklearn(self):
         from sklearn.linear_model import LogisticRegression
 
@@ -447,10 +449,8 @@ class KnownAnswersTest(parameterized.TestCase):
 
     @parameterized.parameters("colour", "position")
     def test_fair1m_identification_under_patch_shifts(self, kind):
-        from vitjax.experiments import fair1m_retrieval
-
         f = self.config.fair1m_retrieval
-        tiles = fair1m_retrieval.select_synthetic_tiles(
+        tiles = object_tiles.select_synthetic_tiles(
             f.synthetic_candidates, f.tile_size, f.per_category, f.area_threshold, self.config.seed
         )
         database = oracle_tokens(kind, tiles.images).reshape(-1, 16)

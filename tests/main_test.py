@@ -194,6 +194,47 @@ class EntryPointTest(absltest.TestCase):
         self.assertIn("compute_dtype, db_block, exclude_ignore, k, metric", line)
         self.assertNotIn("Traceback", done.stderr)
 
+    def test_config_imports_from_the_repo_and_from_another_folder(self):
+        # Only vitjax is importable (a folder holding a link to it): `configs` must be found
+        # beside the config file, from the repository root and from any other folder.
+        folder = tempfile.mkdtemp(prefix="vitjax_main_cwd_")
+        self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+        os.makedirs(os.path.join(folder, "site"))
+        os.symlink(os.path.join(REPO, "vitjax"), os.path.join(folder, "site", "vitjax"))
+        env = dict(os.environ, PYTHONPATH=os.path.join(folder, "site"))
+        absolute = os.path.join(REPO, "configs", "demo.py")
+        for cwd, config in ((REPO, "configs/demo.py"), (folder, absolute)):
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "vitjax.main",
+                    f"--config={config}:test",
+                    "--config.experiments=no_such_experiment",
+                    f"--workdir={folder}/w",
+                ],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            # The config loaded (its `from configs import common` worked): the error is ours.
+            self.assertEqual(done.returncode, 1, done.stderr)
+            self.assertIn("unknown experiment 'no_such_experiment'", done.stderr)
+
+    def test_importing_main_leaves_the_import_path_alone(self):
+        code = "import sys; before = list(sys.path); import vitjax.main; print(sys.path == before)"
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--config=/elsewhere/configs/demo.py"],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=REPO),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.assertEqual(done.stdout.strip(), "True", done.stderr)
+
     def test_override_problem_names_section_and_suggestion(self):
         c = demo.get_config("test")
         self.assertIsNone(main.override_problem(c, "fewshot.shots"))

@@ -5,14 +5,15 @@ import tempfile
 
 import numpy as np
 from absl.testing import absltest, parameterized
-from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval
-from cityscapesscripts.helpers import labels as cs_labels
 from PIL import Image
 from skimage import metrics as skmetrics
-from sklearn import metrics as skl
 
 from tests import test_util  # noqa: F401
 from vitjax import errors, metrics
+
+cs_eval = test_util.optional_import("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
+cs_labels = test_util.optional_import("cityscapesscripts.helpers.labels")
+skl = test_util.optional_import("sklearn.metrics")
 
 
 def _cityscapes_train_ids() -> np.ndarray:
@@ -37,6 +38,7 @@ class ConfusionMatrixTest(parameterized.TestCase):
         np.testing.assert_allclose(metrics.iou_per_class(cm), [0.5, 0.5, 0.0])
 
     @parameterized.parameters(0, 1, 2)
+    @test_util.requires("sklearn")
     def test_matches_sklearn(self, seed):
         rng = np.random.default_rng(seed)
         num_classes = 6
@@ -128,6 +130,7 @@ class InputCheckTest(parameterized.TestCase):
             metrics.r2_score(y, yhat)
 
 
+@test_util.requires("cityscapesscripts")
 class CityscapesOracleTest(absltest.TestCase):
     """Compare with the official Cityscapes pixel-level evaluation on random labelId maps."""
 
@@ -312,6 +315,7 @@ class ImageAndRegressionMetricsTest(parameterized.TestCase):
             )
         self.assertEqual(metrics.psnr(a, a, 255), np.inf)
 
+    @test_util.requires("sklearn")
     def test_r2_matches_sklearn(self):
         rng = np.random.default_rng(3)
         y = rng.normal(size=(60, 5))

@@ -12,14 +12,15 @@ import tempfile
 
 import jax
 import numpy as np
-import torch
 from absl import logging
 from absl.testing import absltest, parameterized
 
 from checkpoints_convert import convert
 from tests import test_util  # noqa: F401  (sets CPU devices before JAX starts)
-from tests import torch_reference as tr
 from vitjax import models
+
+torch = test_util.optional_import("torch")
+tr = test_util.torch_reference()
 
 ATOL = 1e-4
 BATCH = 2
@@ -41,6 +42,7 @@ def _forward(module):
     return jax.jit(run)
 
 
+@test_util.requires(*test_util.TORCH_REFERENCE)
 class ParityTest(parameterized.TestCase):
     def setUp(self):
         super().setUp()

@@ -10,17 +10,17 @@ import time
 from fractions import Fraction
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from absl import logging
 from absl.testing import absltest, parameterized
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tests import test_util  # noqa: F401
 from vitjax import errors
 from vitjax.data import patch_labels as pl
 from vitjax.data import synthetic
+
+torch = test_util.optional_import("torch")
+F = test_util.optional_import("torch.nn.functional")
+given, settings, st = test_util.hypothesis_api()
 
 # Patch footprints of a 256 px tile under a 14-patch grid, worked out by hand: patch boundaries at
 # i * 256 / 14 = 0, 18.29, 36.57, 54.86, 73.14, 91.43, 109.71, 128, 146.29, ...; pixel y belongs to
@@ -55,6 +55,7 @@ def _brute_force_mode(label_map, grid, ignore_label, ignore_votes):
 
 
 def _torch_nearest_exact(label_map, grid):
+    test_util.skip_unless_installed("torch")  # a decorator would reseed hypothesis
     x = torch.from_numpy(np.asarray(label_map, np.float64))[None, None]
     return F.interpolate(x, size=tuple(grid), mode="nearest-exact")[0, 0].numpy().astype(np.int64)
 
@@ -123,6 +124,7 @@ class PatchLabelsTest(parameterized.TestCase):
             np.testing.assert_array_equal(centre, _torch_nearest_exact(lab, (gh, gw)))
 
     @parameterized.parameters((14,), (16,))
+    @test_util.requires("torch")
     def test_centre_matches_torch_on_paper_tiles(self, grid):
         lab = np.random.default_rng(grid).integers(0, 34, (8, 256, 256)).astype(np.uint8)
         got = pl.patch_labels_batch(lab, (grid, grid), rule="centre")

@@ -3,15 +3,16 @@ relative position index and bias-table resizing."""
 
 import jax.numpy as jnp
 import numpy as np
-import timm.models.beit
-import torch
-import torch.nn.functional as F
 from absl.testing import absltest, parameterized
-from timm.layers import pos_embed_rel
 
 from tests import test_util  # noqa: F401
 from vitjax import errors
 from vitjax.models import posembed
+
+timm = test_util.optional_import("timm")  # imports timm.models.beit too
+torch = test_util.optional_import("torch")
+F = test_util.optional_import("torch.nn.functional")
+pos_embed_rel = test_util.optional_import("timm.layers.pos_embed_rel")
 
 
 def _torch_resize(grid: np.ndarray, **kwargs) -> np.ndarray:
@@ -29,6 +30,7 @@ class BicubicMatrixTest(parameterized.TestCase):
         shapes=[((14, 14), (16, 16)), ((37, 37), (16, 16)), ((14, 14), (7, 11)), ((5, 9), (23, 4))],
         align_corners=[False, True],
     )
+    @test_util.requires("torch")
     def test_size_semantics_match_torch(self, shapes, align_corners):
         (gh, gw), (h, w) = shapes
         grid = np.random.default_rng(0).standard_normal((gh, gw, 6))
@@ -43,6 +45,7 @@ class BicubicMatrixTest(parameterized.TestCase):
     @parameterized.parameters(
         ((37, 37), (16, 16)), ((14, 14), (20, 9)), ((14, 14), (14, 15)), ((3, 4), (30, 2))
     )
+    @test_util.requires("torch")
     def test_antialias_size_matches_torch(self, native, target):
         grid = np.random.default_rng(1).standard_normal((*native, 5))
         got = _apply(
@@ -56,6 +59,7 @@ class BicubicMatrixTest(parameterized.TestCase):
     @parameterized.parameters(
         ((37, 37), (16, 16)), ((14, 14), (5, 7)), ((14, 14), (14, 20)), ((37, 37), (37, 37))
     )
+    @test_util.requires("torch")
     def test_offset_scale_factor_matches_torch(self, native, target):
         """DINO's scale_factor=((h+0.1)/g, (w+0.1)/g), with and without antialias."""
         grid = np.random.default_rng(2).standard_normal((*native, 4))
@@ -72,6 +76,7 @@ class BicubicMatrixTest(parameterized.TestCase):
                 self.assertEqual(want.shape[:2], target)
                 np.testing.assert_allclose(got, want, atol=1e-12)
 
+    @test_util.requires("torch")
     def test_offset_output_size_rounding(self):
         """F.interpolate's floor(in * scale) gives the target for every grid DINO/DINOv2 can meet."""
         for native in (14, 16, 28, 37):
@@ -90,6 +95,7 @@ class BicubicMatrixTest(parameterized.TestCase):
             posembed.resample_matrix(14, 20, posembed.POS_INTERP_NATIVE_ONLY)
 
 
+@test_util.requires("torch")
 class ResamplePosEmbedTest(parameterized.TestCase):
     """Whole tables ([1, 1+N, D], cls first) like each family's PyTorch code, in float32."""
 
@@ -183,6 +189,7 @@ class SinCosTest(parameterized.TestCase):
             posembed.sincos_2d(30, (2, 2))
 
 
+@test_util.requires("timm")
 class RelativePositionIndexTest(absltest.TestCase):
     def test_matches_formula_and_timm_beit(self):
         index = posembed.relative_position_index((14, 14))
@@ -227,6 +234,7 @@ class ResampleRelPosBiasTest(parameterized.TestCase):
         ((5, 7), (8, 3)),  # rectangular source
         ((14, 14), (1, 2)),
     )
+    @test_util.requires("torch", "timm")
     def test_matches_timm(self, native, target):
         heads = 3
         rows = posembed.relative_table_size(native)

@@ -13,9 +13,12 @@ import tracemalloc
 import jax
 import numpy as np
 from absl.testing import absltest, parameterized
-from sklearn import linear_model, metrics, preprocessing
 
 from vitjax import errors, probes
+
+linear_model = test_util.optional_import("sklearn.linear_model")
+metrics = test_util.optional_import("sklearn.metrics")
+preprocessing = test_util.optional_import("sklearn.preprocessing")
 
 NUM_CLASSES, DIM = 19, 64
 
@@ -33,6 +36,7 @@ FAST = probes.ProbeConfig(
 )
 
 
+@test_util.requires("sklearn")
 class SoftmaxProbeTest(parameterized.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -205,6 +209,7 @@ class FeatureNormalizerTest(parameterized.TestCase):
         np.testing.assert_allclose(var, np.var(exact, axis=0), rtol=1e-9)
 
     @parameterized.product(dtype=[np.float16, np.float32], offset=[0.0, 1e4])
+    @test_util.requires("sklearn")
     def test_normalizer_on_labelled_rows_matches_sklearn(self, dtype, offset):
         ref = self._features(dtype, offset, seed=1)
         x = self._features(dtype, offset, rows=700, seed=2)
@@ -372,6 +377,7 @@ class FeatureMaskTest(parameterized.TestCase):
             )
 
 
+@test_util.requires("sklearn")
 class RidgeTest(parameterized.TestCase):
     @parameterized.named_parameters(
         ("primal", 120, 15, 3), ("dual", 30, 80, 4), ("single_target", 60, 10, 0)

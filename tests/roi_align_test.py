@@ -3,12 +3,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import torch
-import torchvision
 from absl.testing import absltest, parameterized
 
 from tests import test_util  # noqa: F401
 from vitjax import errors, roi_align
+
+torch = test_util.optional_import("torch")
+torchvision = test_util.optional_import("torchvision")
 
 # Boxes in image pixels for a 14 x 18 map at stride 16 (224 x 288 px): whole image, generic, partly
 # outside on each side, tiny (below one cell), empty, inverted, a thin strip, fully outside.
@@ -53,6 +54,7 @@ class RoiAlignTest(parameterized.TestCase):
     @parameterized.product(
         aligned=(True, False), sampling_ratio=(-1, 1, 2, 3), output_size=((7, 7), (3, 5))
     )
+    @test_util.requires("torch", "torchvision")
     def test_matches_torchvision(self, aligned, sampling_ratio, output_size):
         features = _features()
         expected = _torchvision(
@@ -65,6 +67,7 @@ class RoiAlignTest(parameterized.TestCase):
         np.testing.assert_allclose(np.asarray(got), expected, atol=1e-5)
 
     @parameterized.parameters(True, False)
+    @test_util.requires("torch", "torchvision")
     def test_random_boxes_other_scale(self, aligned):
         rng = np.random.default_rng(1)
         features = _features(batch=3, height=9, width=11, dim=4, seed=2)
@@ -82,6 +85,7 @@ class RoiAlignTest(parameterized.TestCase):
         # Box 1: 69.4 / 16 = 4.34 rows, 89.9 / 16 = 5.62 cols -> 1, 1.
         np.testing.assert_array_equal(got, [[3, 2], [1, 1]])
 
+    @test_util.requires("torch", "torchvision")
     def test_jit_with_static_bound_matches_host_path(self):
         features = _features()
         boxes = jnp.asarray(BOXES)
@@ -100,6 +104,7 @@ class RoiAlignTest(parameterized.TestCase):
         with self.assertRaisesRegex(errors.ConfigError, "max_samples_per_bin"):
             unbounded(boxes)
 
+    @test_util.requires("torch", "torchvision")
     def test_roi_pool_mean(self):
         features = _features()
         expected = _torchvision(features, BOXES, BOX_BATCH, (7, 7), 1 / 16, 2, True).mean((1, 2))

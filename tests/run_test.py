@@ -415,6 +415,17 @@ class ReportTest(absltest.TestCase):
         self.assertIn("![f](figures/e_f.png)", text)
         self.assertIn("*Figure text.*", text)
 
+    def test_models_table_names_the_global_vector(self):
+        results = self._results(True)
+        results["models"] = [
+            {"name": "a", "family": "siglip", "random_weights": True},
+            {"name": "b", "family": "dinov3", "random_weights": True},
+        ]
+        text = report.build_report(results)
+        self.assertIn("| a | siglip |", text)
+        self.assertIn("MAP attention-pooling head output (SigLIP has no CLS token)", text)
+        self.assertIn("CLS token after the final norm", text)
+
     def test_csv_round_trip(self):
         rows = [{"a": 1, "b": "x,y"}, {"a": 2, "c": 0.5}]
         parsed = list(csv.DictReader(io.StringIO(report.to_csv(rows))))
@@ -423,8 +434,8 @@ class ReportTest(absltest.TestCase):
     def test_write_atomic_leaves_no_temporary(self):
         folder = make_tempdir(self)
         path = os.path.join(folder, "sub", "x.txt")
-        report.write_atomic(path, "one")
-        report.write_atomic(path, "two")
+        fileio.atomic_write_text(path, "one")
+        fileio.atomic_write_text(path, "two")
         with open(path) as f:
             self.assertEqual(f.read(), "two")
         self.assertEqual(os.listdir(os.path.dirname(path)), ["x.txt"])

@@ -308,7 +308,7 @@ class StoreTest(parameterized.TestCase):
             thread.join()
         self.assertEqual(failures, [])
         self.assertLen({entry.path for entry in opened}, 1)
-        leftovers = [p.name for p in self.group.path.iterdir() if p.name.startswith(".tmp")]
+        leftovers = [p.name for p in self.group.path.iterdir() if ".tmp-" in p.name]
         self.assertEqual(leftovers, [])
 
 

@@ -8,16 +8,17 @@ scikit-learn k-NN on colour statistics for the scene-classification images.
 import time
 
 import numpy as np
-import torch
 from absl import logging
 from absl.testing import absltest, parameterized
 from matplotlib.path import Path
-from sklearn.neighbors import KNeighborsClassifier
-from timm.models.vision_transformer import VisionTransformer
 
 from tests import test_util  # noqa: F401
 from vitjax import errors
 from vitjax.data import patch_labels, synthetic, textures
+
+torch = test_util.optional_import("torch")
+neighbors = test_util.optional_import("sklearn.neighbors")
+vision_transformer = test_util.optional_import("timm.models.vision_transformer")
 
 
 def _report_speed(what: str, n: int, seconds: float) -> None:
@@ -78,12 +79,15 @@ class SemanticScenesTest(absltest.TestCase):
         self.assertEqual(scenes.images.shape, (2, 112, 224, 3))
         self.assertTrue((scenes.labels[:, -1] == 255).all())
 
+    @test_util.requires("torch", "timm")
     def test_random_vit_features_separate_classes(self):
         train = synthetic.semantic_scenes(8, seed=0)
         test = synthetic.semantic_scenes(4, seed=1)
         torch.manual_seed(0)
         # A small random ViT/16 (timm's reference implementation) keeps the test fast.
-        vit = VisionTransformer(embed_dim=96, depth=3, num_heads=3, num_classes=0).eval()
+        vit = vision_transformer.VisionTransformer(
+            embed_dim=96, depth=3, num_heads=3, num_classes=0
+        ).eval()
         mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
         std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
 
@@ -192,6 +196,7 @@ class VideosTest(absltest.TestCase):
         self.assertGreater(changes, 0)  # objects enter or leave
 
 
+@test_util.requires("sklearn")
 class SceneClassificationTest(absltest.TestCase):
     def test_classes_separable(self):
         start = time.perf_counter()
@@ -207,7 +212,7 @@ class SceneClassificationTest(absltest.TestCase):
             return np.concatenate([x.mean((1, 2)), x.std((1, 2)), grad], 1)
 
         test_images, test_labels, _ = synthetic.scene_classification(3, size=(128, 128), seed=1)
-        knn = KNeighborsClassifier(1).fit(stats(images), labels)
+        knn = neighbors.KNeighborsClassifier(1).fit(stats(images), labels)
         accuracy = knn.score(stats(test_images), test_labels)
         print(f"scene classification colour-statistics 1-NN accuracy {accuracy:.3f}")
         self.assertGreater(accuracy, 0.6)

@@ -16,7 +16,6 @@ import tempfile
 from unittest import mock
 
 import numpy as np
-import tensorflow_datasets as tfds
 from absl.testing import absltest
 from PIL import Image
 
@@ -25,6 +24,8 @@ from vitjax import run
 from vitjax.data import cityscapes, resisc45, tfds_source, ucmerced
 from vitjax.errors import ConfigError, DatasetError
 from vitjax.experiments import scalemae_knn
+
+tfds = test_util.optional_import("tensorflow_datasets")
 
 # (class, image shapes): irregular sizes as in the real UC Merced; classes chosen so that the
 # class indices (0, 1, 3) are not positions among the folders present.
@@ -98,6 +99,7 @@ def ucmerced_examples(root: str, written) -> list[dict]:
     return examples
 
 
+@test_util.requires("tensorflow_datasets")
 class UCMercedTFDSTest(absltest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -169,6 +171,7 @@ class UCMercedTFDSTest(absltest.TestCase):
         self.assertEqual(via_tfds, accuracies(root=self.root))
 
 
+@test_util.requires("tensorflow_datasets")
 class RESISC45TFDSTest(absltest.TestCase):
     def test_scalemae_knn_split_matches_the_raw_reader(self):
         root = tempdir(self)
@@ -203,6 +206,7 @@ class RESISC45TFDSTest(absltest.TestCase):
         self.assertEqual(via_tfds.identity["test"], raw.identity["test"])
 
 
+@test_util.requires("tensorflow_datasets", "cityscapesscripts")
 class CityscapesTFDSTest(absltest.TestCase):
     def test_semantic_segmentation_label_ids_become_train_ids(self):
         from cityscapesscripts.helpers import labels as cs_labels
@@ -239,6 +243,7 @@ class CityscapesTFDSTest(absltest.TestCase):
 
 
 class MissingTFDSTest(absltest.TestCase):
+    @test_util.requires("tensorflow_datasets")
     def test_missing_dataset_is_an_error_and_nothing_is_written(self):
         data_dir = tempdir(self)
         prepare = mock.patch.object(

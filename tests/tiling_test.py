@@ -11,20 +11,21 @@ import random
 from fractions import Fraction
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from absl.testing import absltest, parameterized
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from tests import test_util  # noqa: F401
 from vitjax import errors
 from vitjax.data import tiling
 
+torch = test_util.optional_import("torch")
+F = test_util.optional_import("torch.nn.functional")
+given, settings, st = test_util.hypothesis_api()
+
 
 def _torch_resize(array: np.ndarray, size, mode: str) -> np.ndarray:
     """[H, W] or [H, W, C] numpy -> resized with torch (float64, so labels survive exactly)."""
+    test_util.skip_unless_installed("torch")  # a decorator would reseed hypothesis
     x = torch.from_numpy(np.asarray(array, np.float64))
     x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
     if mode == "bicubic-aa":
@@ -99,6 +100,7 @@ class TilingTest(parameterized.TestCase):
         shuffled = tiling.stitch(tiles[order], [infos[k] for k in order])
         np.testing.assert_array_equal(shuffled, tiling.stitch(tiles, infos))
 
+    @test_util.requires("torch")
     def test_cityscapes_8x4_grid(self):
         rng = np.random.default_rng(0)
         image = rng.integers(0, 256, (1024, 2048, 3)).astype(np.uint8)
@@ -133,6 +135,7 @@ class TilingTest(parameterized.TestCase):
         pixels = tiling.stitch_to_pixels(preds, infos)
         np.testing.assert_array_equal(pixels, _torch_resize(full, (1024, 2048), "nearest-exact"))
 
+    @test_util.requires("torch")
     def test_ade20k_resize_then_3x2_tiles(self):
         rng = np.random.default_rng(1)
         image = rng.integers(0, 256, (512, 683, 3)).astype(np.uint8)
@@ -207,6 +210,21 @@ class TilingTest(parameterized.TestCase):
         legacy = _torch_resize(line, (1, n_out), "nearest")[0].astype(np.int64)
         np.testing.assert_array_equal(tiling.nearest_indices(n_in, n_out, "legacy"), legacy)
 
+    @test_util.requires("torch")
+    def test_legacy_rule_repeats_pytorch_float32_rounding(self):
+        # 23 * 14 / 46 = 7 exactly, but PyTorch's float32 product rounds below it and reads 6.
+        idx = tiling.nearest_indices(14, 46, "legacy")
+        self.assertEqual(idx[23], 6)
+        for n_out in (46, 92, 230, 47):
+            line = np.arange(14, dtype=np.float64)[None, :]
+            torch_idx = _torch_resize(line, (1, n_out), "nearest")[0].astype(np.int64)
+            np.testing.assert_array_equal(tiling.nearest_indices(14, n_out, "legacy"), torch_idx)
+        source = np.arange(14 * 3).reshape(14, 3)
+        np.testing.assert_array_equal(
+            tiling.upsample_to(source, (46, 3), rule="legacy"),
+            _torch_resize(source, (46, 3), "nearest"),
+        )
+
     @given(h=st.integers(1, 40), w=st.integers(1, 40), oh=st.integers(1, 90), ow=st.integers(1, 90))
     @_SETTINGS
     def test_resize_nearest_and_upsample(self, h, w, oh, ow):
@@ -222,6 +240,7 @@ class TilingTest(parameterized.TestCase):
         legacy = _torch_resize(source, (oh, ow), "nearest")
         np.testing.assert_array_equal(tiling.upsample_to(source, (oh, ow), rule="legacy"), legacy)
 
+    @test_util.requires("torch")
     def test_bicubic_float_and_grey(self):
         rng = np.random.default_rng(3)
         image = rng.uniform(0, 255, (40, 60, 2)).astype(np.float32)

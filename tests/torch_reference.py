@@ -73,8 +73,13 @@ def random_tensor(shape, seed: int, scale: float = 0.5) -> torch.Tensor:
 # Reference models.
 
 
-def build_timm(family: str, depth: int, seed: int, **kwargs) -> torch.nn.Module:
-    """A randomised timm model in the family's configuration (dynamic image size on)."""
+def build_timm(
+    family: str, depth: int, seed: int, timm_name: str | None = None, **kwargs
+) -> torch.nn.Module:
+    """A randomised timm model in the family's configuration (dynamic image size on).
+
+    `timm_name` replaces the family's default timm model (e.g. the ViT-g of DINOv2).
+    """
     if family == "simmim":
         model = timm.create_model(
             "beit_base_patch16_224",
@@ -90,7 +95,7 @@ def build_timm(family: str, depth: int, seed: int, **kwargs) -> torch.nn.Module:
         )
     else:
         model = timm.create_model(
-            TIMM_NAMES[family],
+            timm_name or TIMM_NAMES[family],
             pretrained=False,
             num_classes=0,
             depth=depth,
@@ -187,6 +192,19 @@ def official_state_dict(
             out[key] = random_tensor(shape, seed + 10 + i)
         return out
     raise ValueError(f"no official layout for family {family!r}")
+
+
+def swiglu_official_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's packed SwiGLU (`mlp.fc1` = [w1; w2], `mlp.fc2`) -> DINOv2's `mlp.w12`, `mlp.w3`.
+
+    timm's GluMlp(gate_last=False) computes silu(first half) * second half, as DINOv2's
+    SwiGLUFFNFused does with w12, so the tensors are the same and only the names change.
+    """
+    out = {}
+    for key, value in sd.items():
+        key = re.sub(r"\.mlp\.fc1\.", ".mlp.w12.", key)
+        out[re.sub(r"\.mlp\.fc2\.", ".mlp.w3.", key)] = value
+    return out
 
 
 def hf_mae_to_official(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -47,13 +47,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from PIL import Image
 
+from vitjax import models, provenance
 from vitjax import progress as progress_lib
-from vitjax import provenance
+from vitjax import sharding as sharding_lib
 from vitjax import store as store_lib
 from vitjax.errors import ConfigError, DatasetError
+from vitjax.models import zoo
 from vitjax.models.vit import resolve_layers
 
 STORE_DTYPES = tuple(store_lib.STORAGE_DTYPES)
@@ -77,8 +81,6 @@ class ImageSource(Protocol):
 
 
 def _default_decode(path: str) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
 
@@ -122,8 +124,6 @@ class FileImageSource:
                 f"image {path}: decoded to {image.dtype} {image.shape}, expected uint8 [H, W, 3]"
             )
         if self.resize_to is not None and image.shape[:2] != self.resize_to:
-            from PIL import Image
-
             height, width = self.resize_to
             resized = Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC)
             image = np.asarray(resized)
@@ -378,8 +378,6 @@ def _with_params_digest(spec: Any, params: Any) -> Any:
     serve one set of weights' features to another.
     """
     if dataclasses.is_dataclass(spec) and getattr(spec, "params_sha256", None) == "":
-        from vitjax.models import zoo
-
         return dataclasses.replace(spec, params_sha256=zoo.params_digest(params))
     return spec
 
@@ -389,8 +387,6 @@ def _spec_dict(spec: Any) -> dict:
 
 
 def _default_preprocess(spec: Any, images: jax.Array) -> jax.Array:
-    from vitjax import models
-
     return models.preprocess(spec, images)
 
 
@@ -408,8 +404,15 @@ def images_digest(images: np.ndarray) -> str:
 
 
 def _batch_partition(mesh: Mesh) -> P:
-    # Shard the batch over every mesh axis, so any mesh shape uses all of its devices.
-    return P(tuple(mesh.axis_names))
+    # Shard the batch over every mesh axis but the model axis (parameters are split over that
+    # one, `sharding.param_shardings`), so any mesh shape uses all of its devices.
+    axes = tuple(a for a in mesh.axis_names if a != sharding_lib.MODEL_AXIS)
+    return P(axes) if axes else P()
+
+
+def _data_parallel_size(mesh: Mesh) -> int:
+    """Devices the batch is split over (the mesh size over its model-axis size)."""
+    return mesh.size // sharding_lib.model_axis_size(mesh)
 
 
 def _local_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -615,13 +618,14 @@ def _make_job(
             "FeatureStore; store=None is only supported in a single process"
         )
     # Round the batch up so every device gets the same number of rows.
-    global_batch = math.ceil(batch_size / mesh.size) * mesh.size
+    data_devices = _data_parallel_size(mesh)
+    global_batch = math.ceil(batch_size / data_devices) * data_devices
     if global_batch != batch_size:
         logging.info(
             "batch_size %d rounded up to %d (a multiple of %d devices)",
             batch_size,
             global_batch,
-            mesh.size,
+            data_devices,
         )
     if key is not None:
         user_key = dict(key)
@@ -711,8 +715,10 @@ def _compile(
         params = {k: v for k, v in params.items() if k != "decoder"}
     opts = job.options
     mesh = job.mesh
+    _check_memory(params, spec, job)
     batch_sharding = NamedSharding(mesh, _batch_partition(mesh))
-    replicated = NamedSharding(mesh, P())
+    # Replicated, or split over a 'model' mesh axis (models too big for one device).
+    param_sharding = sharding_lib.param_shardings(params, mesh)
     compute = _COMPUTE_DTYPES[opts.compute_dtype]
     apply_module = module
     if compute is not None and "dtype" in getattr(module, "__dataclass_fields__", {}):
@@ -748,12 +754,14 @@ def _compile(
         return result
 
     if jax.process_count() == 1:
-        params_dev = jax.device_put(params, replicated)  # no host round trip for device params
+        # No host round trip for device params.
+        params_dev = jax.device_put(params, param_sharding)
     else:
         # Every process holds the same weights; each places them on its own devices.
         params_dev = jax.tree.map(
-            lambda x: jax.make_array_from_callback(x.shape, replicated, lambda idx: x[idx]),
+            lambda x, sh: jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx]),
             jax.tree.map(np.asarray, params),
+            param_sharding,
         )
     global_shape = (job.batch_size, *job.image_shape)
     try:
@@ -779,7 +787,7 @@ def _compile(
         _compiled_cache.move_to_end(cache_key)
         return _Executable(_compiled_cache[cache_key], params_dev, batch_sharding)
     jitted = jax.jit(
-        forward, in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding
+        forward, in_shardings=(param_sharding, batch_sharding), out_shardings=batch_sharding
     )
     abstract_images = jax.ShapeDtypeStruct(global_shape, jnp.uint8, sharding=batch_sharding)
     compiled = jitted.lower(params_dev, abstract_images).compile()
@@ -788,6 +796,42 @@ def _compile(
         while len(_compiled_cache) > _COMPILED_CACHE_SIZE:
             _compiled_cache.popitem(last=False)
     return _Executable(compiled, params_dev, batch_sharding)
+
+
+def _activation_bytes(spec: Any, job: _Job) -> int:
+    """Rough per-device activation bytes of one batch (used where XLA gives no analysis)."""
+    per_device = job.batch_size // _data_parallel_size(job.mesh)
+    tokens = job.grid[0] * job.grid[1] + 1 + job.num_registers
+    heads = int(getattr(spec, "num_heads", 1) or 1)
+    # Residual stream, qkv, MLP hidden (4x) and a few temporaries, plus one attention matrix.
+    activations = per_device * (tokens * job.width * 4 * 12 + heads * tokens * tokens * 4 * 2)
+    return activations + per_device * int(np.prod(job.image_shape))
+
+
+def _check_memory(params: Any, spec: Any, job: _Job) -> None:
+    """Refuses, before anything is placed, a model that cannot fit one device of the mesh.
+
+    Needs = the parameters one device holds (split over a 'model' mesh axis when there is one)
+    plus a rough activation estimate; the limit is the device allocator's (GPUs, TPUs). CPU
+    devices report no limit and are not checked.
+    """
+    limit = sharding_lib.device_memory_limit(job.mesh.devices.flat[0])
+    if limit is None:
+        return
+    shards = sharding_lib.model_axis_size(job.mesh)
+    param_bytes = sharding_lib.param_bytes_per_device(params, shards)
+    need = param_bytes + _activation_bytes(spec, job)
+    if need > limit:
+        gib = 1 << 30
+        dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params)})
+        raise ConfigError(
+            f"model {spec.name}: needs about {need / gib:.1f} GiB per device (parameters "
+            f"{param_bytes / gib:.1f} GiB in {'/'.join(dtypes)} over {shards} model-axis "
+            f"device(s), plus activations of {job.batch_size // _data_parallel_size(job.mesh)} "
+            f"images per device), but a device holds {limit / gib:.1f} GiB. Use bfloat16 "
+            f"parameters, a mesh with a '{sharding_lib.MODEL_AXIS}' axis over more devices "
+            "(parameters are split over it), or a smaller batch_size"
+        )
 
 
 def _peak_device_bytes(executable: _Executable, spec: Any, job: _Job) -> tuple[int, str]:
@@ -804,15 +848,9 @@ def _peak_device_bytes(executable: _Executable, spec: Any, job: _Job) -> tuple[i
             - analysis.alias_size_in_bytes
         )
         return int(peak), "XLA memory analysis"
-    per_device = job.batch_size // job.mesh.size
-    tokens = job.grid[0] * job.grid[1] + 1 + job.num_registers
-    heads = int(getattr(spec, "num_heads", 1) or 1)
-    leaves = jax.tree.leaves(executable.params)
-    param_bytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
-    # Residual stream, qkv, MLP hidden (4x) and a few temporaries, plus one attention matrix.
-    activations = per_device * (tokens * job.width * 4 * 12 + heads * tokens * tokens * 4 * 2)
-    inputs = per_device * int(np.prod(job.image_shape))
-    return int(param_bytes + activations + inputs), "estimate"
+    shards = sharding_lib.model_axis_size(job.mesh)
+    param_bytes = sharding_lib.param_bytes_per_device(executable.params, shards)
+    return int(param_bytes + _activation_bytes(spec, job)), "estimate"
 
 
 def _open_entries(
@@ -958,8 +996,6 @@ def _local_block(tree: Any) -> tuple[int, Any]:
 
 def _sync(name: str) -> None:
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)
 
 
@@ -967,8 +1003,6 @@ def _agree(work: _Work, job: _Job) -> _Work:
     """Process 0's view of what to run, broadcast to all (they read markers at different times)."""
     if jax.process_count() == 1:
         return work
-    from jax.experimental import multihost_utils
-
     layers = job.layers
     mask = np.zeros(len(layers) + job.num_batches, np.int32)
     mask[[layers.index(layer) for layer in work.pending]] = 1

@@ -9,7 +9,8 @@ goes through here:
     `open(path, "w")`: `tempfile.mkstemp` would create it 0o600 and the final file would then be
     unreadable to the group and others whatever the user's umask says.
   * `make_temp_dir` + `replace_dir` build a directory next to its destination and rename it into
-    place. `check_output_dir` decides beforehand whether the destination may be replaced at all:
+    place (`publish_dir` instead keeps a destination that already exists: content-addressed
+    outputs such as feature-store groups). `check_output_dir` decides beforehand whether the destination may be replaced at all:
     only an empty directory, or (with `overwrite=True`) a directory that holds nothing but what a
     previous run of the same writer produced. Anything else is refused with an error naming it.
 
@@ -22,6 +23,7 @@ Examples:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -183,6 +185,28 @@ def make_temp_dir(dest: str | os.PathLike) -> str:
     tmp = _tmp_sibling(dest, "tmp")
     os.mkdir(tmp)
     return tmp
+
+
+def publish_dir(tmp: str | os.PathLike, dest: str | os.PathLike) -> bool:
+    """Renames the finished directory `tmp` to `dest` unless `dest` already holds something.
+
+    For content-addressed outputs (a feature-store group or entry, named by its key): when another
+    writer got there first, its directory holds the same thing, so it is kept and `tmp` is removed.
+    Nothing is ever replaced (a directory cannot be renamed over a non-empty one).
+
+    Returns:
+      True when `tmp` became `dest`; False when `dest` already existed (then `tmp` is gone).
+    """
+    tmp, dest = os.fspath(tmp), os.fspath(dest)
+    try:
+        os.rename(tmp, dest)
+    except OSError as err:
+        if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    fsync_dir(os.path.dirname(os.path.abspath(dest)))
+    return True
 
 
 def replace_dir(

@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from vitjax import errors, metrics
+from vitjax import errors, metrics, progress
 
 METRICS = ("dot", "cosine", "l2")
 RULES = ("1nn", "majority", "weighted")
@@ -593,14 +591,20 @@ class _Stream:
         carry_shape = (q_chunk // self.layout.q_block, self.layout.q_block, self.k)
         empty_v = np.full(carry_shape, -np.inf, np.float32)
         empty_i = np.full(carry_shape, -1, np.int32)
-        progress = _Progress(-(-self.num_queries // q_chunk), -(-self.num_db // chunk), self.num_db)
+        num_q_chunks = -(-self.num_queries // q_chunk)
+        # Rate-limited lines (every 10 s at most); short searches log nothing.
+        meter = progress.Progress(
+            num_q_chunks * self.num_db,
+            "chunk rows",
+            name=f"knn.search ({num_q_chunks} query chunks x {self.num_db} database rows)",
+        )
         in_flight = pending = None
-        for q_index, q_start in enumerate(range(0, self.num_queries, q_chunk)):
+        for q_start in range(0, self.num_queries, q_chunk):
             q_stop = min(q_start + q_chunk, self.num_queries)
             q_dev, q_groups_dev, q_sq_norm = self.query_chunk(q_start, q_stop)
             carry_v = self.put(empty_v, self.replicated)
             carry_i = self.put(empty_i, self.replicated)
-            for chunk_index, start in enumerate(range(0, self.num_db, chunk)):
+            for start in range(0, self.num_db, chunk):
                 stop = min(start + chunk, self.num_db)
                 x, bias, x_groups = self.database_chunk(start, stop)
                 carry_v, carry_i, bad_rows = self.fn(
@@ -621,7 +625,7 @@ class _Stream:
                 if in_flight is not None:
                     jax.block_until_ready(in_flight[0])
                     self.check_chunk(*in_flight[1:])
-                    progress.log(q_index, chunk_index, start)
+                    meter.update(in_flight[3] - in_flight[2])
                 in_flight = (carry_v, bad_rows, start, stop)
             # The previous query chunk is copied out only now, so its copy overlaps this one's
             # work; at most two query chunks' carries are alive at once.
@@ -631,31 +635,6 @@ class _Stream:
         self.check_chunk(*in_flight[1:])
         self.finish(*pending)
         return Neighbours(self.scores, self.indices, self.metric)
-
-
-class _Progress:
-    """Rate-limited progress lines of the streamed loop (query chunks x database rows)."""
-
-    def __init__(self, num_q_chunks: int, num_chunks: int, num_db: int):
-        self.num_q_chunks, self.num_chunks, self.num_db = num_q_chunks, num_chunks, num_db
-        self.total_work = num_q_chunks * num_db
-        self.start_time = time.perf_counter()
-
-    def log(self, q_index: int, chunk_index: int, start: int) -> None:
-        done = q_index * self.num_db + start
-        rate = done / max(time.perf_counter() - self.start_time, 1e-9)
-        logging.log_every_n_seconds(
-            logging.INFO,
-            "knn.search: query chunk %d/%d, database chunk %d/%d, %.0f query-chunk x "
-            "database rows/s, ETA %.0fs",
-            10,
-            q_index + 1,
-            self.num_q_chunks,
-            chunk_index,
-            self.num_chunks,
-            rate,
-            (self.total_work - done) / max(rate, 1e-9),
-        )
 
 
 def search(

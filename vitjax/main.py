@@ -18,6 +18,7 @@ import importlib.util
 import os
 import sys
 
+import jax
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -139,6 +140,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     one. Any other error while loading the config file prints one line too (`--verbose`: the
     traceback).
     """
+    # Here, not at import: importing vitjax.main must not change the import path.
+    _put_config_root_on_path(argv)
     argv = run.expand_models_flag(argv)  # the short form `--config.models=a:b:16:x,c:d:14:y`
     try:
         return flags.FLAGS(argv)
@@ -185,8 +188,6 @@ def _run(argv):
     del argv
     if os.environ.get("VITJAX_DISTRIBUTED", "") == "1":
         # Multi-host (TPU VM pods, GPU clusters): one process per host, all running this command.
-        import jax
-
         jax.distributed.initialize()
     workdir = _WORKDIR.value or default_workdir(
         config_flags.get_config_filename(flags.FLAGS["config"])
@@ -199,8 +200,6 @@ def _run(argv):
     )
     print(f"report: {os.path.join(workdir, 'report.md')}")
 
-
-_put_config_root_on_path(sys.argv)
 
 if __name__ == "__main__":
     # absl's --help prints the main module's docstring: add the configs and the conversion step.

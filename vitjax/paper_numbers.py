@@ -65,10 +65,15 @@ _TAB2_COMMON: dict[str, Any] = {
     "resize_hw": (0, 0),
 }
 TAB2_PROTOCOL: dict[str, dict[str, Any]] = {
-    "knn": {**_TAB2_COMMON, "knn_k": 10, "knn_rule": "1nn", "knn_metric": "dot",
-            "knn_exclude_ignore": False},
+    "knn": {
+        **_TAB2_COMMON,
+        "knn_k": 10,
+        "knn_rule": "1nn",
+        "knn_metric": "dot",
+        "knn_exclude_ignore": False,
+    },
     "linear": dict(_TAB2_COMMON),
-}  # fmt: skip
+}
 # "MAE-200": Tab. 2's k-NN setting with the 200 highest-variance dimensions removed.
 MAE_REMOVED_200_PROTOCOL: dict[str, Any] = {**TAB2_PROTOCOL["knn"], "removed_dims": 200}
 

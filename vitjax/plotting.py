@@ -110,9 +110,16 @@ def caption(measured: str, paper_finding: str | None, models: Iterable[Any] = ()
 def _mark(fig, mark: str | None) -> None:
     if mark:
         fig.text(
-            0.5, 1.0, mark, ha="center", va="bottom", fontsize=9, color="darkred", weight="bold",
+            0.5,
+            1.0,
+            mark,
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color="darkred",
+            weight="bold",
             bbox={"boxstyle": "round", "facecolor": "mistyrose", "edgecolor": "darkred"},
-        )  # fmt: skip
+        )
 
 
 def _plain_log_ticks(ax, values: np.ndarray, integer: bool) -> None:
@@ -156,8 +163,14 @@ def line_figure(
             xs_all.append(x)
             # Long series (spectra) get a marker every ~1/12 of their length, not on each point.
             every = max(1, len(x) // 12) if len(x) > 24 else None
-            (line,) = ax.plot(x, np.asarray(y, dtype=float), markersize=4, markevery=every,
-                              label=label, **styles[label])  # fmt: skip
+            (line,) = ax.plot(
+                x,
+                np.asarray(y, dtype=float),
+                markersize=4,
+                markevery=every,
+                label=label,
+                **styles[label],
+            )
             legend.setdefault(label, line)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xlabel.get(title, "") if isinstance(xlabel, Mapping) else xlabel)
@@ -179,9 +192,12 @@ def line_figure(
     # Panels share their series: one legend beside the figure instead of one over each panel.
     if legend:
         fig.legend(
-            list(legend.values()), list(legend), loc="center left", bbox_to_anchor=(1.0, 0.5),
+            list(legend.values()),
+            list(legend),
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
             fontsize=7,
-        )  # fmt: skip
+        )
     _mark(fig, mark)
     return fig
 

@@ -84,15 +84,18 @@ class Progress:
             return float("nan")
         return max(self.total - self.done, 0) / rate
 
+    def timing(self) -> str:
+        """'elapsed M:SS, ETA M:SS' ('ETA ?' before any progress; no ETA without a total)."""
+        text = f"elapsed {format_duration(self.elapsed)}"
+        return text if self.total is None else f"{text}, ETA {format_duration(self.eta())}"
+
     def message(self) -> str:
         """The current status line."""
         rate = self.rate()
         count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
         parts = [f"{count} {self.unit}", f"{rate:.1f} {self.unit}/s"]
         parts += [f"{rate * factor:.0f} {unit}/s" for unit, factor in self.per_item.items()]
-        parts.append(f"elapsed {format_duration(self.elapsed)}")
-        if self.total is not None:
-            parts.append(f"ETA {format_duration(self.eta())}")
+        parts.append(self.timing())
         prefix = f"{self.name}: " if self.name else ""
         return prefix + ", ".join(parts)
 

@@ -13,18 +13,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vitjax import experiments, fileio
+from vitjax import canonical, fileio
+from vitjax.models import families
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
-
-
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes `data` to `path` atomically with the umask's mode (`vitjax.fileio`)."""
-    if isinstance(data, bytes):
-        fileio.atomic_write_bytes(path, data)
-    else:
-        fileio.atomic_write_text(path, data)
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -216,10 +209,18 @@ def _fair1m(t):
     def where(r):
         return r["removed"] == 0 and r["perturbation"] != "clean"
 
-    ident = _mean_pivot(rows, "same_patch_frac", lambda r: "identification same_patch",
-                        lambda r: where(r) and r["mode"] == "identification")  # fmt: skip
-    retr = _mean_pivot(rows, "at_least_fine_frac", lambda r: "retrieval at_least_fine",
-                       lambda r: where(r) and r["mode"] == "retrieval")  # fmt: skip
+    ident = _mean_pivot(
+        rows,
+        "same_patch_frac",
+        lambda r: "identification same_patch",
+        lambda r: where(r) and r["mode"] == "identification",
+    )
+    retr = _mean_pivot(
+        rows,
+        "at_least_fine_frac",
+        lambda r: "retrieval at_least_fine",
+        lambda r: where(r) and r["mode"] == "retrieval",
+    )
     merged = {r["model"]: dict(r) for r in ident}
     for r in retr:
         merged.setdefault(r["model"], {"model": r["model"]}).update(r)
@@ -231,18 +232,22 @@ def _tracking(t):
     gaps = sorted({r["gap"] for r in rows})
     geometry = rows[0]["geometry"] if rows else None
     return f"instance accuracy at the shortest and longest frame gap ({geometry})", _pivot(
-        rows, "instance_acc", lambda r: f"gap {r['gap']}",
+        rows,
+        "instance_acc",
+        lambda r: f"gap {r['gap']}",
         lambda r: r["geometry"] == geometry and r["gap"] in (gaps[0], gaps[-1]),
-    )  # fmt: skip
+    )
 
 
 def _scalemae(t):
     rows = t.get("knn", [])
     gsds = sorted({r["relative_gsd"] for r in rows})
     return "k-NN accuracy at native and coarsest GSD, mean over datasets", _mean_pivot(
-        rows, "accuracy", lambda r: f"{r['representation']} gsd {r['relative_gsd']:g}",
+        rows,
+        "accuracy",
+        lambda r: f"{r['representation']} gsd {r['relative_gsd']:g}",
         lambda r: r["removed"] == 0 and r["relative_gsd"] in (gsds[0], gsds[-1]),
-    )  # fmt: skip
+    )
 
 
 def _mae_reconstruction(t):
@@ -302,6 +307,13 @@ def warnings_section(results: dict[str, Any]) -> list[str]:
     return ["## Warnings", "", "Parts of the results below are missing or partial:", "", *lines, ""]
 
 
+def global_vector(model: dict[str, Any]) -> str:
+    """What the model's `cls`/global output is (its family record's `global_output`), e.g. SigLIP's
+    attention-pooling head, which has no CLS token; '-' for a family the registry does not know."""
+    name = model.get("family")
+    return families.get_family(name).global_output if name in families.family_names() else "-"
+
+
 def build_report(results: dict[str, Any]) -> str:
     """The text of report.md for a results dict (as written to results.json).
 
@@ -359,6 +371,8 @@ def build_report(results: dict[str, Any]) -> str:
                     if m.get("random_weights")
                     else ("known-answer" if is_known_answer(m) else m.get("checkpoint")),
                     "weights hash": str(m.get("weights_hash"))[:16],
+                    # The family record's `global_output` (SigLIP: no CLS token, the MAP head).
+                    "global representation": global_vector(m),
                 }
                 for m in results["models"]
             ]
@@ -386,9 +400,9 @@ def build_report(results: dict[str, Any]) -> str:
 
 def write_results(workdir: str, results: dict[str, Any]) -> None:
     """Writes results.json, tables/*.csv and report.md under `workdir`."""
-    results = experiments.to_jsonable(results)
-    write_atomic(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
+    results = canonical.to_jsonable(results)
+    fileio.atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
     for name, entry in results["experiments"].items():
         for table, rows in entry.get("tables", {}).items():
-            write_atomic(os.path.join(workdir, csv_name(name, table)), to_csv(rows))
-    write_atomic(os.path.join(workdir, REPORT_FILE), build_report(results))
+            fileio.atomic_write_text(os.path.join(workdir, csv_name(name, table)), to_csv(rows))
+    fileio.atomic_write_text(os.path.join(workdir, REPORT_FILE), build_report(results))

@@ -28,7 +28,8 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from vitjax import errors, experiments, fileio, provenance, report, validate
+from vitjax import errors, experiments, fileio, models, progress, provenance, report, validate
+from vitjax.store import FeatureStore
 
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"
@@ -148,8 +149,6 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
     Random models use `config.model_depth` blocks when it is > 0 (small demo variants) and are
     seeded from `config.seed`.
     """
-    from vitjax import models
-
     handles: list[experiments.ModelHandle] = []
     depth = config.model_depth
     for entry in parse_models(config.models):
@@ -198,8 +197,6 @@ def random_seed(entry: ModelEntry, seed: int) -> int:
 
 
 def _random_model(entry: ModelEntry, depth: int, seed: int):
-    from vitjax import models
-
     seed = random_seed(entry, seed)
     overrides = {"depth": depth} if depth > 0 else {}
     return models.random_model(
@@ -328,8 +325,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       ConfigError: on any problem `vitjax.validate.check_config` finds, or a workdir that is a
         file (before any work).
     """
-    from vitjax.store import FeatureStore
-
     normalize_lists(config)
     validate.check_config(config)
     writer = is_writer()
@@ -359,19 +354,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             os.path.join(workdir, CONFIG_FILE), json.dumps(results["config"], indent=1) + "\n"
         )
     try:
-        start = time.monotonic()
+        # Lines at every experiment boundary (not rate-limited): the meter only keeps the time.
+        meter = progress.Progress(len(names), "experiments", interval_s=float("inf"))
         for i, name in enumerate(names, 1):
-            logging.info(
-                "experiment %d/%d %s: starting (%s)",
-                i,
-                len(names),
-                name,
-                _clock(start, i - 1, names),
-            )
+            logging.info("experiment %d/%d %s: starting (%s)", i, len(names), name, meter.timing())
             results["experiments"][name] = _run_one(name, config, handles, base_ctx, writer)
-            logging.info(
-                "experiment %d/%d %s: finished; %s", i, len(names), name, _clock(start, i, names)
-            )
+            meter.update(1)
+            logging.info("experiment %d/%d %s: finished; %s", i, len(names), name, _timing(meter))
         if writer:
             results["outputs"] = sorted(outputs_of(results))
             report.write_results(workdir, results)
@@ -383,21 +372,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     return results
 
 
-def _clock(start: float, done: int, names: list[str]) -> str:
-    """'elapsed M:SS, ETA M:SS' after `done` of `names` (ETA from the mean time so far)."""
-    elapsed = time.monotonic() - start
-    left = len(names) - done
-    eta = "?" if done == 0 else _mmss(elapsed / done * left)
-    return f"elapsed {_mmss(elapsed)}, ETA {eta}" if left else f"elapsed {_mmss(elapsed)}"
-
-
-def _mmss(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return (
-        f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-        if minutes >= 60
-        else f"{minutes}:{secs:02d}"
-    )
+def _timing(meter: progress.Progress) -> str:
+    """`meter.timing()`, without the ETA once every experiment has finished."""
+    return meter.timing() if meter.done < meter.total else meter.timing().split(",")[0]
 
 
 def outputs_of(results: dict[str, Any]) -> set[str]:
@@ -481,7 +458,7 @@ def _run_one(
         # A result that skipped inputs which may appear later (e.g. another dataset's root not yet
         # on disk) is reported but not cached, so the next run picks those inputs up.
         if writer and not result.scalars.get(experiments.SKIPPED_INPUTS):
-            report.write_atomic(
+            fileio.atomic_write_text(
                 cache_file,
                 json.dumps({"result": result.to_dict(), "seconds": seconds}, indent=1),
             )

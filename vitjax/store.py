@@ -51,12 +51,11 @@ Examples:
 from __future__ import annotations
 
 import errno
-import hashlib
+import io
 import json
 import os
 import re
 import shutil
-import uuid
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,7 +65,7 @@ import ml_dtypes
 import numpy as np
 from absl import logging
 
-from vitjax import fileio
+from vitjax import canonical, fileio
 from vitjax.errors import StoreError
 
 FORMAT = "vitjax-feature-store/1"
@@ -93,43 +92,14 @@ _CRC_BLOCK = 64 << 20
 # Keys
 
 
-def _canonical(value: Any, path: str) -> Any:
-    """Converts a key value to plain JSON types, rejecting anything whose text is ambiguous."""
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise StoreError(f"key field {path}: dict keys must be str, got {k!r}")
-            out[k] = _canonical(v, f"{path}.{k}" if path else k)
-        return out
-    if isinstance(value, list | tuple):
-        return [_canonical(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, np.ndarray):
-        return _canonical(value.tolist(), path)
-    if isinstance(value, np.generic):
-        return _canonical(value.item(), path)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise StoreError(f"key field {path}: non-finite float {value} cannot be hashed")
-        return value
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    raise StoreError(
-        f"key field {path or '<root>'}: expected JSON-like values (dict, list, str, number, "
-        f"bool, None), got {type(value).__name__}"
-    )
-
-
 def canonical_json(key: Mapping[str, Any]) -> str:
-    """The canonical JSON text of a key: sorted keys, no whitespace, tuples as lists."""
-    return json.dumps(_canonical(key, ""), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """The canonical JSON text of a key (`vitjax.canonical`); StoreError names a bad field."""
+    return canonical.canonical_json(key, StoreError)
 
 
 def key_hash(key: Mapping[str, Any]) -> str:
     """sha256 hex digest of `canonical_json(key)`."""
-    return hashlib.sha256(canonical_json(key).encode()).hexdigest()
+    return canonical.key_hash(key, StoreError)
 
 
 def _key_differences(stored: Any, wanted: Any, path: str = "") -> list[str]:
@@ -207,8 +177,6 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
 
 def _npy_header(shape: tuple[int, ...], disk_dtype: np.dtype) -> bytes:
     """Bytes of a .npy (v1.0) header for a C-order array."""
-    import io
-
     buf = io.BytesIO()
     header = {
         "descr": np.lib.format.dtype_to_descr(disk_dtype),
@@ -312,18 +280,18 @@ class FeatureStore:
             geometry), or its key.json is corrupted.
         """
         path = self.group_dir(key, name)
-        canonical = json.loads(canonical_json(key))
-        record = {"format": FORMAT, "key_hash": key_hash(key), "key": canonical}
+        record = {
+            "format": FORMAT,
+            "key_hash": key_hash(key),
+            "key": json.loads(canonical_json(key)),
+        }
         if not path.exists():
-            tmp = self.root / f".tmp-{path.name}-{uuid.uuid4().hex}"
+            tmp = Path(fileio.make_temp_dir(path))
             try:
-                (tmp / META_DIR).mkdir(parents=True)
+                (tmp / META_DIR).mkdir()
                 atomic_write_json(tmp / KEY_FILE, record)
-                try:
-                    os.rename(tmp, path)
-                except OSError as err:
-                    if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                        raise
+                # Another process may have created it first: fine, Group() checks the key.
+                fileio.publish_dir(tmp, path)
             except OSError as err:
                 if _disk_full(err):
                     raise StoreError(f"disk full creating feature group {path}") from err
@@ -419,9 +387,9 @@ class Group:
         return Entry(path, manifest, fsync=self.fsync)
 
     def _create_entry(self, path: Path, manifest: dict) -> None:
-        tmp = self.path / f".tmp-{path.name}-{uuid.uuid4().hex}"
+        tmp = Path(fileio.make_temp_dir(path))
         try:
-            (tmp / CHUNKS_DIR).mkdir(parents=True)
+            (tmp / CHUNKS_DIR).mkdir()
             for spec in manifest["arrays"].values():
                 disk_dtype = STORAGE_DTYPES[spec["dtype"]][1]
                 header = _npy_header(tuple(spec["shape"]), disk_dtype)
@@ -432,13 +400,8 @@ class Group:
                     _reserve(f.fileno(), len(header), nbytes)
                     os.fsync(f.fileno())
             atomic_write_json(tmp / MANIFEST_FILE, manifest)
-            try:
-                os.rename(tmp, path)
-            except OSError as err:
-                # Another process created it first: fine, Entry() checks it is the same entry.
-                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-            _fsync_dir(self.path)
+            # Another process may have created it first: fine, Entry() checks it is the same entry.
+            fileio.publish_dir(tmp, path)
         except OSError as err:
             if _disk_full(err):
                 raise StoreError(

@@ -16,6 +16,9 @@ from typing import Any
 
 import ml_collections
 
+# Every other vitjax import is inside the check that needs it, on purpose: run imports this module
+# (so `run` cannot be imported here), and an experiment module is imported only when its section
+# will run (the experiments load lazily everywhere: matplotlib, dataset readers).
 from vitjax import errors
 
 # The experiments that read `config.dataset` / `config.data` (the Cityscapes-protocol ones).
@@ -35,7 +38,6 @@ BLUR_KINDS = ("box_blur", "blur")
 SPLIT_CHOICES = ("paper", "seeded")
 SCORE_LEVELS = ("pixel", "patch")
 PATCH_LABEL_RULES = ("centre", "mode")
-FAIR1M_DATASETS = ("fair1m", "synthetic")
 FAIR1M_EXCLUDE = ("tile", "image")
 
 
@@ -134,31 +136,32 @@ def _check_shared(config: ml_collections.ConfigDict, names: list[str], p: _Probl
 def _check_data(config: ml_collections.ConfigDict, p: _Problems) -> None:
     """`config.dataset`, the `data` enums, and the dataset root."""
     from vitjax import metrics
-    from vitjax.experiments import common
+    from vitjax.data import registry
 
-    loaders = tuple(common._LOADERS)
-    p.add(enum_problem("config.dataset", config.dataset, loaders))
+    p.add(enum_problem("config.dataset", config.dataset, _names(registry.SEGMENTATION)))
     data_cfg = _section(config, "data")
     p.enum(data_cfg, "config.data", "splits", SPLIT_CHOICES)
     p.enum(data_cfg, "config.data", "score_level", SCORE_LEVELS)
     p.enum(data_cfg, "config.data", "miou_convention", metrics.CONVENTIONS)
     p.enum(data_cfg, "config.data", "patch_label_rule", PATCH_LABEL_RULES)
-    dataset = config.dataset
-    if dataset == "cityscapes":
-        p.check(
-            lambda: common.check_root(
-                data_cfg.root, common.DATA_ROOT_FIELD, "Cityscapes",
-                common.CITYSCAPES_LAYOUT, [("leftImg8bit", "gtFine")],
-            )
-        )  # fmt: skip
-    elif dataset == "ade20k":
-        p.check(
-            lambda: common.check_root(
-                data_cfg.root, common.DATA_ROOT_FIELD, "ADE20K", common.ADE20K_LAYOUT,
-                [("images", "annotations"),
-                 ("ADEChallengeData2016/images", "ADEChallengeData2016/annotations")],
-            )
-        )  # fmt: skip
+    _check_root(registry.SEGMENTATION, config.dataset, data_cfg.root,
+                "config.data.root", p)  # fmt: skip
+
+
+def _names(kind: str) -> tuple[str, ...]:
+    from vitjax.data import registry
+
+    return tuple(registry.list_datasets(kind))
+
+
+def _check_root(kind: str, name: Any, root: Any, field: str, p: _Problems) -> None:
+    """The registry's root check of dataset `name` of `kind`, if it is one read from a folder."""
+    from vitjax.data import registry
+
+    if name in _names(kind):
+        spec = registry.get_dataset(name, kind)
+        if spec.needs_root:
+            p.check(lambda: spec.check_root(root, field))
 
 
 def _check_methods(section, prefix: str, p: _Problems) -> None:
@@ -209,51 +212,44 @@ def _check_experiment(name: str, config: ml_collections.ConfigDict, p: _Problems
 
 
 def _check_tracking(cfg, p: _Problems) -> None:
-    from vitjax.experiments import common, tracking
+    from vitjax.data import registry
+    from vitjax.experiments import tracking
 
     p.check(lambda: tracking._check(cfg))
-    p.enum(cfg, "config.tracking", "dataset", tracking.DATASETS)
+    p.enum(cfg, "config.tracking", "dataset", _names(registry.TRACKING))
     p.check(lambda: tracking.geometries(cfg))
     gaps = cfg.gaps
     if not gaps or any(g <= 0 for g in gaps):
         p.add(f"config.tracking.gaps={tuple(gaps)!r}: expected positive frame gaps, e.g. (1, 5)")
-    dataset = cfg.dataset
-    if dataset in tracking.LAYOUTS:
-        p.check(
-            lambda: common.check_root(
-                cfg.root, "config.tracking.root", dataset, tracking.LAYOUTS[dataset]
-            )
-        )
+    _check_root(registry.TRACKING, cfg.dataset, cfg.root, "config.tracking.root", p)
 
 
 def _check_fair1m(cfg, p: _Problems) -> None:
     from vitjax import knn
-    from vitjax.data import fair1m
-    from vitjax.experiments import common, fair1m_retrieval
+    from vitjax.data import registry
+    from vitjax.experiments import fair1m_retrieval
 
     p.check(lambda: fair1m_retrieval._check(cfg))
-    p.enum(cfg, "config.fair1m_retrieval", "dataset", FAIR1M_DATASETS)
+    p.enum(cfg, "config.fair1m_retrieval", "dataset", _names(registry.OBJECT_TILES))
     p.enum(cfg, "config.fair1m_retrieval", "metric", knn.METRICS)
     p.enum(cfg, "config.fair1m_retrieval", "exclude", FAIR1M_EXCLUDE)
     p.enum(cfg, "config.fair1m_retrieval", "patch_label_rule", PATCH_LABEL_RULES)
     p.check(lambda: fair1m_retrieval.perturbation_cases(cfg))
-    if cfg.dataset == "fair1m":
-        p.check(
-            lambda: common.check_root(
-                cfg.root, "config.fair1m_retrieval.root", "FAIR1M", fair1m.EXPECTED_LAYOUT
-            )
-        )
+    field = "config.fair1m_retrieval.root"
+    _check_root(registry.OBJECT_TILES, cfg.dataset, cfg.root, field, p)
 
 
 def _check_scalemae(cfg, p: _Problems) -> None:
     from vitjax import knn
-    from vitjax.experiments import common, scalemae_knn
+    from vitjax.data import registry
+    from vitjax.experiments import scalemae_knn
 
     p.check(lambda: scalemae_knn._check(cfg))
     p.enum(cfg, "config.scalemae_knn", "metric", knn.METRICS)
     for name in cfg.datasets:
-        if name not in scalemae_knn.DATASETS:
-            p.add(enum_problem("config.scalemae_knn.datasets entry", name, scalemae_knn.DATASETS))
+        if name not in _names(registry.SCENES):
+            field = "config.scalemae_knn.datasets entry"
+            p.add(enum_problem(field, name, _names(registry.SCENES)))
         elif name not in cfg:
             p.add(f"config.scalemae_knn has no section {name!r}")
         elif "tfds_data_dir" in cfg[name] and cfg[name].tfds_data_dir:
@@ -264,13 +260,9 @@ def _check_scalemae(cfg, p: _Problems) -> None:
                     "it to a TFDS data_dir that holds the prepared dataset (or clear it and set "
                     f"config.scalemae_knn.{name}.root)"
                 )
-        elif name in scalemae_knn.LAYOUTS:
-            p.check(
-                lambda name=name: common.check_root(
-                    cfg[name].root, f"config.scalemae_knn.{name}.root", name,
-                    scalemae_knn.LAYOUTS[name],
-                )
-            )  # fmt: skip
+        else:
+            field = f"config.scalemae_knn.{name}.root"
+            _check_root(registry.SCENES, name, cfg[name].get("root"), field, p)
 
 
 def section_defaults() -> dict[str, ml_collections.ConfigDict]:

@@ -29,6 +29,7 @@ from absl import logging
 from vitjax.data import images
 from vitjax.errors import DatasetError
 
+# `fmt: skip` below: the eight names read as one row, in the order of the official list.
 CATEGORIES: tuple[str, ...] = (
     "pedestrian", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
 )  # fmt: skip

@@ -245,8 +245,11 @@ def greedy_per_class(
         # One line for all of them: a small pool leaves most of 150 classes short.
         logging.warning(
             "%d of %d classes have fewer than k=%d items left (class (items)): %s",
-            len(short), len(selection), k, ", ".join(short),
-        )  # fmt: skip
+            len(short),
+            len(selection),
+            k,
+            ", ".join(short),
+        )
     return selection
 
 

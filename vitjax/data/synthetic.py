@@ -608,6 +608,7 @@ _LIVERY = ((200, 30, 40), (30, 60, 170), (20, 130, 90), (230, 160, 30), (120, 40
 _COURT_LINES = ((240, 240, 240),)
 
 
+# `fmt: skip` below: one _FineSpec per fine class, its fields aligned as table columns.
 FINE_SPECS = (
     # name, super id, length px, width/length, shape, main / second / accent palettes, texture
     _FineSpec("Boeing737", 1, (36, 42), (0.92, 1.0), _plane(0.45, 0.3, (0.33,)), _WHITE, _GREYS,

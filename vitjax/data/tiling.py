@@ -153,7 +153,8 @@ def nearest_indices(n_in: int, n_out: int, rule: str = "exact") -> np.ndarray:
       n_in: input length.
       n_out: output length.
       rule: "exact": floor((i + 0.5) * n_in / n_out) (PyTorch "nearest-exact", the pixel under the
-        output cell's centre); "legacy": floor(i * n_in / n_out) (PyTorch "nearest").
+        output cell's centre); "legacy": PyTorch "nearest", floor(i * n_in / n_out) evaluated in
+        float32 as PyTorch does (it can read one cell earlier where the product is an integer).
 
     Returns:
       int64 [n_out], values in [0, n_in).
@@ -162,7 +163,7 @@ def nearest_indices(n_in: int, n_out: int, rule: str = "exact") -> np.ndarray:
     if rule == "exact":
         src = ((2 * i + 1) * n_in) // (2 * n_out)
     elif rule == "legacy":
-        src = (i * n_in) // n_out
+        src = _torch_nearest(i, n_in, n_out)
     else:
         raise errors.ConfigError(f"nearest rule {rule!r}: expected 'exact' or 'legacy'")
     return np.minimum(src, n_in - 1)
@@ -417,6 +418,17 @@ def stitch_all(tile_preds: np.ndarray, infos: Sequence[TileInfo]) -> list[np.nda
     return [stitch(tile_preds[groups[i]], [infos[k] for k in groups[i]]) for i in sorted(groups)]
 
 
+def _torch_nearest(i: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
+    """PyTorch's "nearest" source index: floor(i * scale) with scale = n_in / n_out in float32.
+
+    PyTorch computes the scale and the product in float32, so where i * n_in / n_out is an exact
+    integer the product can round just below it and read the cell before (14 -> 46: output 23
+    reads 6, not 7). The legacy rule exists to repeat PyTorch's results, so it repeats that too.
+    """
+    scale = np.float32(n_in) / np.float32(n_out)
+    return np.floor(i.astype(np.float32) * scale).astype(np.int64)
+
+
 def _scaled_indices(n_out: int, n_map: int, covered: fractions.Fraction, rule: str) -> np.ndarray:
     """Map index for every output pixel when the map's n_map cells span `covered` output pixels."""
     i = np.arange(n_out, dtype=np.int64)
@@ -424,7 +436,11 @@ def _scaled_indices(n_out: int, n_map: int, covered: fractions.Fraction, rule: s
     if rule == "exact":
         src = ((2 * i + 1) * num) // (2 * den)
     elif rule == "legacy":
-        src = (i * num) // den
+        if covered.denominator == 1:
+            # An integer span is PyTorch's "nearest" resize of the map to that many pixels.
+            src = _torch_nearest(i, n_map, covered.numerator)
+        else:
+            src = (i * num) // den
     else:
         raise errors.ConfigError(f"nearest rule {rule!r}: expected 'exact' or 'legacy'")
     return np.minimum(src, n_map - 1)

@@ -19,6 +19,7 @@ import os
 
 from vitjax.data.scenes import SceneClassReader, SceneSample, visible_entries
 
+# `fmt: skip` below: 21 names in rows, in the dataset's (alphabetical) class order.
 CLASS_NAMES: tuple[str, ...] = (
     "agricultural", "airplane", "baseballdiamond", "beach", "buildings", "chaparral",
     "denseresidential", "forest", "freeway", "golfcourse", "harbor", "intersection",

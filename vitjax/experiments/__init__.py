@@ -20,8 +20,9 @@ How to add an experiment (the whole framework in five points):
                      "curve": "One sentence on what the figure shows."},
                scalars={"best_miou": 0.5})
 
-   The module is imported on first use of its name (`get("my_experiment")`), so nothing else needs
-   editing. Its settings live in `config.<name>` (a sub-ConfigDict, given to `run` as `cfg`); shared
+   The module is found by its `@experiments.register("<name>")` decorator (read from the source,
+   not imported) and imported on first use of the name (`get("my_experiment")`), so nothing else
+   needs editing. Modules without a registered function are helpers, whatever their name. Its settings live in `config.<name>` (a sub-ConfigDict, given to `run` as `cfg`); shared
    settings (dataset, tiling, k-NN, probe) are read from `ctx.config`. Every k-NN search goes
    through `common.knn_search(queries, database, k, ctx.config.knn, ctx.mesh)`, which applies the
    run's block sizes, compute dtype and device mesh.
@@ -47,10 +48,11 @@ plots and heatmaps. Run one experiment with `--config.experiments=<name>`.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import hashlib
 import importlib
-import json
 import os
 import pkgutil
 import threading
@@ -62,7 +64,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from vitjax import errors
+from vitjax import canonical, errors, extract
+from vitjax.progress import Progress
 
 ExperimentFn = Callable[["Context", ml_collections.ConfigDict], "Result"]
 
@@ -85,14 +88,49 @@ def register(name: str) -> Callable[[ExperimentFn], ExperimentFn]:
     return decorator
 
 
+def _is_register(node: ast.expr) -> bool:
+    """Whether a decorator is `register("name")` or `experiments.register("name")`."""
+    if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
+        return False
+    func = node.func
+    named = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return named == "register" and isinstance(node.args[0].value, str)
+
+
+def declared_experiments(folder: str, package: str) -> dict[str, str]:
+    """Experiment name -> module, read from the `@register("name")` decorators in `folder`.
+
+    The modules are parsed, not imported (importing every experiment would load every dataset
+    and model dependency). A module without a registered function is a helper, whatever its
+    name; a module may register several experiments.
+
+    Args:
+      folder: directory of the package's modules.
+      package: the package's dotted name (prefix of the returned module names).
+    """
+    found: dict[str, str] = {}
+    for info in sorted(pkgutil.iter_modules([folder]), key=lambda m: m.name):
+        path = os.path.join(folder, f"{info.name}.py")
+        if info.ispkg or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for decorator in node.decorator_list:
+                    if _is_register(decorator):
+                        found.setdefault(decorator.args[0].value, f"{package}.{info.name}")
+    return found
+
+
+@functools.cache
+def _declared() -> dict[str, str]:
+    return declared_experiments(__path__[0], __name__)
+
+
 def known() -> list[str]:
-    """Names of every experiment: registered ones plus modules of this package."""
-    modules = {
-        m.name
-        for m in pkgutil.iter_modules(__path__)
-        if not m.name.startswith("_") and m.name != "common"
-    }
-    return sorted(modules | set(_REGISTRY))
+    """Names of every experiment: registered ones plus those declared in this package."""
+    return sorted(set(_declared()) | set(_REGISTRY))
 
 
 def get(name: str) -> ExperimentFn:
@@ -101,8 +139,8 @@ def get(name: str) -> ExperimentFn:
     Raises:
       ConfigError: if no experiment has that name; the message lists the known ones.
     """
-    if name not in _REGISTRY and name in known():
-        importlib.import_module(f"{__name__}.{name}")
+    if name not in _REGISTRY and name in _declared():
+        importlib.import_module(_declared()[name])
     if name not in _REGISTRY:
         raise errors.ConfigError(
             f"config.experiments names an unknown experiment {name!r}; known: {', '.join(known())}"
@@ -177,19 +215,10 @@ class Result:
         return cls(**{name: d.get(name, value) for name, value in empty.items()})
 
 
-def to_jsonable(x: Any) -> Any:
-    """Converts numpy scalars/arrays, tuples and NaN/inf into plain JSON values (NaN -> None)."""
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return to_jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
+# Kept under these names for the experiments that call them; the one implementation (and its NaN
+# policy) is vitjax.canonical.
+to_jsonable = canonical.to_jsonable
+stable_hash = canonical.digest
 
 
 KNN_COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -209,19 +238,11 @@ def knn_compute_dtype(knn_cfg: ml_collections.ConfigDict) -> str:
     return value
 
 
-def stable_hash(obj: Any, length: int = 16) -> str:
-    """Hex digest of the canonical JSON of `obj` (order-independent for dicts)."""
-    text = json.dumps(to_jsonable(obj), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
 def images_digest(images: np.ndarray) -> str:
     """sha256 hex digest of a uint8 [N, H, W, 3] array's shape and bytes (streamed in slices).
 
     The same digest `vitjax.extract` keys un-keyed arrays by, so one image array has one name.
     """
-    from vitjax import extract
-
     return extract.images_digest(images)
 
 
@@ -366,8 +387,6 @@ class Context:
 
     def progress(self, items: Iterable[Any], total: int, what: str = "items") -> Iterator[Any]:
         """Yields `items`, logging done/total, items/s and ETA about every 10 s."""
-        from vitjax.progress import Progress
-
         bar = Progress(total, unit=what, name=self.name or "run")
         for item in items:
             yield item
@@ -405,8 +424,6 @@ class Context:
         Returns:
           `extract.FeatureSet`: `.patch[layer]` -> array-like [N, h, w, D].
         """
-        from vitjax import extract
-
         self.feature_calls += 1
         extract_cfg = self.config.extract
         if layers is None:

@@ -3,7 +3,8 @@
 The pipeline every experiment uses (docs/datasets.md §1 and §10; [R1] = the authors' research code):
 
 1. `load_segmentation(config)` reads the few-shot train images and the evaluation images of
-   `config.dataset` (Cityscapes, ADE20K, or synthetic scenes), optionally resizes them, and cuts
+   `config.dataset` through its registered loader (`vitjax.data.registry`, kind "segmentation":
+   Cityscapes, ADE20K, synthetic scenes, ...), optionally resizes them, and cuts
    them into tiles (`SegSplit`): image tiles at the model's input size and label tiles at source
    resolution (padding = ignore).
 2. `patch_features(ctx, model, split, key)` extracts the final-norm patch tokens of every tile
@@ -21,16 +22,15 @@ import dataclasses
 import functools
 import inspect
 import json
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
-from absl import logging
 
-from vitjax import errors, experiments, knn
-from vitjax.data import patch_labels, tiling
+from vitjax import canonical, corruptions, errors, experiments, knn, metrics, probes
+from vitjax.data import patch_labels, registry, tiling
 
 # The ignore label of every label map and patch label: every reader emits 255 for void pixels
 # (Cityscapes non-evaluated ids, ADE20K "other", tile padding), so it is not configurable.
@@ -174,228 +174,12 @@ def make_split(
 # Datasets.
 
 
-@dataclasses.dataclass
-class RawSplit:
-    """Images and label maps of one split before tiling (dropped once tiled)."""
-
-    images: list[np.ndarray]
-    label_maps: list[np.ndarray]
-    groups: list[int]
-    image_ids: list[str]
-
-
 # The two splits every segmentation dataset is read as; only "train" depends on `per_group`.
 SPLITS = ("train", "eval")
 
 
-def _synthetic(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSplit, list[str]]:
-    from vitjax.data import synthetic
-
-    size = tuple(int(v) for v in data_cfg.synthetic_hw)
-    if split == "train":
-        groups = int(data_cfg.synthetic_groups)
-        n = groups * per_group
-        scenes = synthetic.semantic_scenes(n, size=size, seed=seed)
-        group_of = [i % groups for i in range(n)]
-    else:
-        n = int(data_cfg.synthetic_eval_images)
-        scenes = synthetic.semantic_scenes(n, size=size, seed=seed + 1_000_003)
-        group_of = [0] * n
-    raw = RawSplit(
-        list(scenes.images),
-        list(scenes.labels),
-        group_of,
-        [f"synthetic_{split}_{i}" for i in range(n)],
-    )
-    return raw, list(scenes.class_names)
-
-
-CITYSCAPES_LAYOUT = (
-    "<root>/leftImg8bit/{train,val}/<city>/<stem>_leftImg8bit.png and "
-    "<root>/gtFine/{train,val}/<city>/<stem>_gtFine_labelIds.png"
-)
-ADE20K_LAYOUT = (
-    "<root>/images/{training,validation}/ADE_*.jpg, <root>/annotations/{training,validation}/"
-    "ADE_*.png and <root>/objectInfo150.txt (root = ADEChallengeData2016 or its parent)"
-)
-# Where `_cityscapes` / `_ade20k` take their root from.
-DATA_ROOT_FIELD = "config.data.root"
-_OTHER_ROOT_NOTE = (
-    " (a dataset other than config.dataset is read from its config.data.other_roots entry)"
-)
-
-
-def check_root(
-    root: Any,
-    field: str,
-    dataset: str,
-    layout: str,
-    subfolders: Sequence[Sequence[str]] = (),
-    note: str = "",
-) -> str:
-    """The dataset root named by config field `field`, checked to exist.
-
-    Args:
-      root: the configured root (str or path; "" when unset).
-      field: the config field it comes from, e.g. "config.tracking.root".
-      dataset: the dataset's display name.
-      layout: the folder layout the reader expects (for the message).
-      subfolders: alternatives, each a sequence of paths relative to the root that must all exist
-        as folders; one complete alternative is required (none given: only the root is checked).
-      note: appended to the message.
-
-    Returns:
-      the root as a str.
-
-    Raises:
-      ConfigError: the root is unset, not a folder, or holds none of the alternatives; the message
-        names `--<field>=...` and the layout.
-    """
-    text = os.fspath(root) if root is not None else ""
-    problem = None
-    if not text:
-        problem = "is not set"
-    elif not os.path.isdir(text):
-        problem = "is not a folder"
-    elif subfolders and not any(
-        all(os.path.isdir(os.path.join(text, sub)) for sub in option) for option in subfolders
-    ):
-        problem = "does not hold the " + dataset + " folders"
-    if problem is not None:
-        flag = field.removeprefix("config.")
-        raise errors.ConfigError(
-            f"{field}={text!r} {problem}: set --config.{flag}=<folder> to the {dataset} root; "
-            f"expected the layout {layout}{note}"
-        )
-    return text
-
-
-def _cityscapes(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSplit, list[str]]:
-    from vitjax.data import cityscapes
-
-    root = check_root(
-        data_cfg.root, DATA_ROOT_FIELD, "Cityscapes", CITYSCAPES_LAYOUT,
-        [("leftImg8bit", "gtFine")], _OTHER_ROOT_NOTE,
-    )  # fmt: skip
-    # labelIds are the official ground truth (and what the evaluation and [R1] use); a derived
-    # `_labelTrainIds.png` beside them may come from another pipeline (e.g. resized separately).
-    reader = cityscapes.CityscapesReader(root, label_source="label_ids")
-    if split == "train":
-        source, n, field = (
-            "train",
-            per_group,
-            "config.data.train_per_group (or the experiment's shots)",
-        )
-    else:
-        source, n, field = "val", int(data_cfg.eval_per_group), "config.data.eval_per_group"
-    samples = _cityscapes_samples(reader, source, n, data_cfg.splits, seed, field)
-    cities = sorted({s.city for s in samples})
-    images, labels = zip(*(reader.load(s) for s in samples))
-    raw = RawSplit(
-        list(images),
-        list(labels),
-        [cities.index(s.city) for s in samples],
-        [s.stem for s in samples],
-    )
-    return raw, list(cityscapes.CLASS_NAMES)
-
-
-def _cityscapes_samples(reader, split: str, n: int, source: str, seed: int, field: str):
-    """The research code's image lists when `source == 'paper'` (if shipped), else `n` per city.
-
-    `field` names the config field `n` comes from (for the error when a city has fewer images).
-    """
-    from vitjax.data import fewshot
-
-    if source not in ("paper", "seeded"):
-        raise errors.ConfigError(f"config.data.splits={source!r}: expected 'paper' or 'seeded'")
-    if source == "paper":
-        name = f"cityscapes_{split}_{n}_per_city"
-        if name in fewshot.list_splits():
-            return reader.find(list(fewshot.load_split(name).stems), split)
-        logging.warning(
-            "no shipped list %s: drawing %d images per city with seed %d", name, n, seed
-        )
-    try:
-        return fewshot.per_city(reader.samples(split), n, seed)
-    except errors.ConfigError as e:
-        raise errors.ConfigError(
-            f"{field}={n}: {e} in the Cityscapes {split} split under {reader.root}; expected at "
-            "most as many images per city as every city has"
-        ) from e
-
-
-def _ade20k(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSplit, list[str]]:
-    from vitjax.data import ade20k, fewshot
-
-    root = check_root(
-        data_cfg.root, DATA_ROOT_FIELD, "ADE20K", ADE20K_LAYOUT,
-        [("images", "annotations"), ("ADEChallengeData2016/images",
-                                     "ADEChallengeData2016/annotations")], _OTHER_ROOT_NOTE,
-    )  # fmt: skip
-    reader = ade20k.ADE20KReader(root)
-    pool = data_cfg.ade20k_train_pool
-    grid = tuple(data_cfg.ade20k_presence_grid)
-    if len(grid) != 2 or min(grid) <= 0:
-        raise errors.ConfigError(
-            f"config.data.ade20k_presence_grid={grid}: expected (rows, cols), e.g. (28, 42)"
-        )
-    pick_seed = _ade20k_seed(data_cfg.splits, seed)
-    # [R1]'s pools: the last `pool` training images, all validation images.
-    if split == "train":
-        source, k, pool_size = "training", per_group, (pool if pool > 0 else None)
-    else:
-        source, k, pool_size = "validation", int(data_cfg.eval_per_group), None
-    pool_samples, presence = _ade20k_presence(reader.root, source, pool_size, grid)
-    chosen = fewshot.greedy_per_class(presence, k, seed=pick_seed)
-    samples = [(pool_samples[i], c) for c, items in chosen.items() for i in items]
-    images, labels = [], []
-    for sample, _ in samples:
-        image, mask = reader.load(sample, view="reduced")  # 0-149, 0 -> 255 (not evaluated)
-        images.append(image)
-        labels.append(mask)
-    raw = RawSplit(images, labels, [c for _, c in samples], [s.stem for s, _ in samples])
-    return raw, reader.class_names()
-
-
-@functools.lru_cache(maxsize=4)
-def _ade20k_presence(
-    root: str, source: str, pool_size: int | None, grid: tuple[int, int]
-) -> tuple[tuple[Any, ...], np.ndarray]:
-    """The ADE20K pool of `source` and its class-presence table (`fewshot.class_presence`).
-
-    Cached apart from the few-shot size: every size of a sweep picks from the same table, and
-    reading it decodes every pool annotation.
-
-    Returns:
-      (pool samples in listing order, read-only bool [N, 151]).
-    """
-    from vitjax import progress
-    from vitjax.data import ade20k, fewshot
-
-    reader = ade20k.ADE20KReader(root)
-    pool = reader.samples(source)
-    if pool_size is not None:
-        pool = pool[-pool_size:]
-    presence = np.zeros((len(pool), ade20k.NUM_CLASSES + 1), dtype=bool)
-    bar = progress.Progress(len(pool), "annotations", name=f"ADE20K {source} class presence")
-    for i, sample in enumerate(pool):
-        presence[i] = fewshot.class_presence(
-            reader.load_annotation(sample), grid, ade20k.NUM_CLASSES
-        )
-        bar.update(1)
-    bar.close()
-    return tuple(pool), _read_only(presence)
-
-
-def _ade20k_seed(source: str, seed: int) -> int | None:
-    """Permutation seed of the ADE20K greedy pick: None (listing order, as [R1]) for 'paper'."""
-    if source not in ("paper", "seeded"):
-        raise errors.ConfigError(f"config.data.splits={source!r}: expected 'paper' or 'seeded'")
-    return None if source == "paper" else seed
-
-
-_LOADERS = {"synthetic": _synthetic, "cityscapes": _cityscapes, "ade20k": _ade20k}
+def _segmentation(dataset: str) -> registry.DatasetSpec:
+    return registry.get_dataset(dataset, registry.SEGMENTATION, "config.dataset")
 
 
 @functools.lru_cache(maxsize=8)
@@ -409,7 +193,7 @@ def _split_cached(
 ) -> tuple[SegSplit, list[str]]:
     # Only the tiled split is cached: the raw images (full resolution) are dropped once tiled.
     data_cfg = ml_collections.ConfigDict(json.loads(cfg_json))
-    raw, class_names = _LOADERS[dataset](data_cfg, seed, split, per_group)
+    raw, class_names = _segmentation(dataset).load(data_cfg, seed, split, per_group)
     tiled = make_split(
         raw.images, raw.label_maps, geometry(data_cfg, full_hw), raw.groups, raw.image_ids
     )
@@ -417,17 +201,19 @@ def _split_cached(
 
 
 def clear_data_cache() -> None:
-    """Forgets the tiled splits and ADE20K presence tables cached by `load_split`."""
+    """Forgets the tiled splits cached by `load_split` and what the loaders cached."""
     _split_cached.cache_clear()
-    _ade20k_presence.cache_clear()
+    registry.clear_caches()
 
 
 def _data_identity(data_cfg: dict[str, Any], dataset: str) -> dict[str, Any]:
     # Scoring settings do not change the images, nor do another dataset's selection settings:
     # leave them out so they share features.
     skip = {"score_level", "miou_convention", "patch_label_rule", "train_per_group", "other_roots"}
-    if dataset != "ade20k":
-        skip |= {k for k in data_cfg if k.startswith("ade20k_")}
+    for name in registry.list_datasets(registry.SEGMENTATION):
+        prefix = _segmentation(name).private_prefix
+        if name != dataset and prefix:
+            skip |= {k for k in data_cfg if k.startswith(prefix)}
     return {k: v for k, v in data_cfg.items() if k not in skip}
 
 
@@ -462,13 +248,10 @@ def _request(
     full_hw: Sequence[int] | None,
 ) -> _Request:
     dataset = dataset or config.dataset
-    if dataset not in _LOADERS:
-        raise errors.ConfigError(
-            f"config.dataset={dataset!r}: expected one of {', '.join(sorted(_LOADERS))}"
-        )
+    _segmentation(dataset)  # an unknown name fails here, naming the known ones
     per_group = int(config.data.train_per_group if per_group is None else per_group)
     return _Request(
-        json.dumps(experiments.to_jsonable(config.data.to_dict()), sort_keys=True),
+        canonical.canonical_json(config.data.to_dict(), errors.ConfigError),
         dataset,
         int(config.seed),
         per_group,
@@ -531,32 +314,19 @@ def load_segmentation(
     )
 
 
-# Protocol geometry and few-shot sizes of each real dataset (docs/datasets.md §1), used when a
-# dataset other than `config.dataset` is read (e.g. for the cross-dataset variance overlap).
-DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "cityscapes": dict(
-        resize_hw=(0, 0), tile_size=256, tile_out=224, train_per_group=4, eval_per_group=10,
-        miou_convention="present",
-    ),
-    "ade20k": dict(
-        resize_hw=(448, 672), tile_size=224, tile_out=224, train_per_group=4, eval_per_group=2,
-        miou_convention="all",
-    ),
-}  # fmt: skip
-
-
 def dataset_config(config: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
     """A copy of `config` set up to read `dataset` with its own protocol and root.
 
-    The root of a dataset other than `config.dataset` comes from `config.data.other_roots`
-    ("ade20k=/data/ADE,cityscapes=/data/cs").
+    A dataset with a protocol preset (`DatasetSpec.preset`, the real datasets) is read with it,
+    from the root `config.data.other_roots` names for it (`config.data.other_roots.ade20k`).
     """
     if dataset == config.dataset:
         return config
     out = ml_collections.ConfigDict(config.to_dict())
     out.dataset = dataset
-    if dataset in DATASET_PRESETS:
-        out.data.update(DATASET_PRESETS[dataset])
+    preset = _segmentation(dataset).preset
+    if preset is not None:
+        out.data.update(preset)
         out.data.root = other_root(config, dataset)
     return out
 
@@ -579,20 +349,19 @@ def other_root(config: ml_collections.ConfigDict, dataset: str) -> str:
 def load_images(config: ml_collections.ConfigDict, dataset: str) -> tuple[np.ndarray, dict]:
     """Model-input tiles of a dataset's few-shot train images (for statistics such as variance).
 
-    `dataset` is `synthetic`, `cityscapes`, `ade20k` (through `load_split`, with that dataset's
-    protocol when it is not `config.dataset`; the evaluation split is not read), or
-    `synthetic_aerial` (synthetic aerial tiles, as many as the main train split has tiles).
+    `dataset` is a segmentation dataset (through `load_split`, with that dataset's protocol when
+    it is not `config.dataset`; the evaluation split is not read), or an "images" dataset of
+    `vitjax.data.registry` (e.g. `synthetic_aerial`: as many tiles as the main train split has,
+    at `config.data.tile_out`).
 
     Returns:
       (uint8 [N, H, W, 3] tiles, store key naming them).
     """
-    if dataset == "synthetic_aerial":
-        from vitjax.data import synthetic
-
+    if dataset in registry.list_datasets(registry.IMAGES):
         n = len(load_split(config, "train")[0].tiles)
         out = int(config.data.tile_out)
-        aerial = synthetic.aerial_tiles(n, size=(out, out), seed=int(config.seed))
-        return np.asarray(aerial.images), {"dataset": dataset, "n": n, "size": out}
+        tiles = registry.get_dataset(dataset, registry.IMAGES).load(n, out, int(config.seed))
+        return tiles, {"dataset": dataset, "n": n, "size": out}
     train, key = load_split(dataset_config(config, dataset), "train")
     return train.tiles, key
 
@@ -689,8 +458,6 @@ def knn_search(
     Returns:
       (scores float32 [Q, k], idx int32 [Q, k]) as `knn.search`.
     """
-    from vitjax import knn
-
     return knn.search(
         queries,
         database,
@@ -735,8 +502,6 @@ def knn_predict(
     Returns:
       int32 [Q] predicted classes in [0, C], C meaning "a void patch was retrieved".
     """
-    from vitjax import knn
-
     support_labels = np.asarray(support_labels)
     if knn_cfg.exclude_ignore:
         valid = support_labels != IGNORE
@@ -789,8 +554,6 @@ def fit_linear(
     Returns:
       predict(queries float32 [Q, D]) -> int32 [Q] classes.
     """
-    from vitjax import probes
-
     config = probes.ProbeConfig(
         learning_rates=tuple(float(v) for v in probe_cfg.learning_rates),
         weight_decays=tuple(float(v) for v in probe_cfg.weight_decays),
@@ -846,15 +609,11 @@ def uses_batchnorm(model: experiments.ModelHandle, probe_cfg: ml_collections.Con
 def confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 [C, C + 1] confusion matrix (rows = ground truth; last column = predictions outside
     [0, C), which count as errors), ignoring units whose gt is outside [0, C)."""
-    from vitjax import metrics
-
     return np.asarray(metrics.confusion_matrix(gt, pred, num_classes, ignore_label=IGNORE))
 
 
 def scores_from_confusion(cm: np.ndarray, convention: str) -> dict[str, Any]:
     """{'miou', 'acc', 'iou': [C] (NaN for absent classes)} from a confusion matrix."""
-    from vitjax import metrics
-
     return {
         "miou": float(metrics.mean_iou(cm, convention=convention)),
         "acc": float(metrics.accuracy(cm)),
@@ -910,8 +669,6 @@ def variance_order(features: np.ndarray, variance: np.ndarray | None = None) -> 
     Raises:
       ConfigError: `features` is not 2-D or has no rows.
     """
-    from vitjax import probes
-
     if variance is None:
         variance = probes.feature_moments(features)[1]
     return np.argsort(-np.asarray(variance, np.float64), kind="stable")
@@ -948,8 +705,6 @@ def standardize(
       ConfigError: an input is not 2-D / has no (labelled) rows, the dimensions disagree, or
         neither `reference` nor `stats` is given.
     """
-    from vitjax import probes
-
     chunk_rows = probes.STATS_CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
     if stats is None:
         if reference is None:
@@ -1098,10 +853,6 @@ def corrupt_levels(
     Returns:
       L arrays, uint8 [T, H, W, 3] each.
     """
-    import jax
-
-    from vitjax import corruptions
-
     levels = [float(v) for v in levels]
     tiles = np.asarray(tiles)
     outs = [np.empty_like(tiles) for _ in levels]

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from vitjax import errors, experiments, paper_numbers, plotting
+from vitjax.data import registry
 from vitjax.experiments import common
 
 
@@ -59,15 +60,19 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         }
         for method in method_names
     }
-    unit = {"ade20k": "class", "cityscapes": "city"}.get(ctx.config.dataset, "group")
+    unit = registry.get_dataset(ctx.config.dataset, registry.SEGMENTATION).group_unit
     # knn.k takes no part under the 1nn rule: name only what acts.
     knn_cfg = ctx.config.knn
     knn_rule = "1nn" if knn_cfg.rule == "1nn" else f"k={knn_cfg.k}, {knn_cfg.rule}"
     plotting.line_plot(
-        path, panels, xlabel=f"train images per {unit}", ylabel="mIoU (0-1)",
-        keys=plotting.model_keys(ctx.models), integer_x=True,
+        path,
+        panels,
+        xlabel=f"train images per {unit}",
+        ylabel="mIoU (0-1)",
+        keys=plotting.model_keys(ctx.models),
+        integer_x=True,
         mark=plotting.random_weights_mark(ctx.models),
-    )  # fmt: skip
+    )
     return experiments.Result(
         tables={"scores": rows, "tab2": table},
         figures={"miou_vs_shots": path},

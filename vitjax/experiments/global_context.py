@@ -18,7 +18,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from vitjax import errors, experiments, metrics
+from vitjax import errors, experiments, metrics, probes
 from vitjax.experiments import common
 
 TARGETS = ("image", "tile")  # what the fractions are computed over (config.global_context.target)
@@ -119,8 +119,6 @@ def fit_and_score(
     Returns:
       {"l2": chosen strength, "r2": mean R^2 on eval, "r2_per_target": [T] R^2 per target}.
     """
-    from vitjax import probes
-
     if len(x_train) < 4 or len(x_eval) < 2:
         raise errors.ConfigError(
             f"global_context: {len(x_train)} train / {len(x_eval)} evaluation tiles with labels; "
@@ -170,9 +168,14 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         variants = feature_variants(order, cfg.top_n, ctx.rng(model.name))
         for variant, dims in variants.items():
             s = fit_and_score(
-                x_train[:, dims], y_train[ok_train], x_eval[:, dims], y_eval[ok_eval],
-                list(cfg.l2s), cfg.val_fraction, ctx.seed,
-            )  # fmt: skip
+                x_train[:, dims],
+                y_train[ok_train],
+                x_eval[:, dims],
+                y_eval[ok_eval],
+                list(cfg.l2s),
+                cfg.val_fraction,
+                ctx.seed,
+            )
             row = {**common.model_row(model), "features": variant, "dims": len(dims)}
             row.update({f"r2_{c}": v for c, v in zip(names, s["r2_per_target"])})
             row.update({"r2_mean": s["r2"], "l2": s["l2"]})

@@ -102,9 +102,13 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     mark = plotting.random_weights_mark(ctx.models)
     fig_curve = ctx.figure_path("miou_by_layer")
     plotting.line_plot(
-        fig_curve, {"k-NN mIoU per block": curves}, xlabel="relative depth (block + 1) / depth",
-        ylabel="mIoU (0-1)", keys=plotting.model_keys(ctx.models), mark=mark,
-    )  # fmt: skip
+        fig_curve,
+        {"k-NN mIoU per block": curves},
+        xlabel="relative depth (block + 1) / depth",
+        ylabel="mIoU (0-1)",
+        keys=plotting.model_keys(ctx.models),
+        mark=mark,
+    )
     fig_heat = ctx.figure_path("iou_per_class")
     first_layers = resolve_layers(cfg.layers, int(ctx.models[0].spec.depth))
     plotting.heatmaps(

@@ -155,9 +155,13 @@ def reconstruct(
             batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
             batch_keep = np.concatenate([batch_keep, np.repeat(batch_keep[-1:], pad, axis=0)])
         pred = forward(
-            params, model.params["decoder"], models.preprocess(spec, batch),
-            jnp.asarray(batch_keep), jnp.asarray(scale), grid_probe,
-        )  # fmt: skip
+            params,
+            model.params["decoder"],
+            models.preprocess(spec, batch),
+            jnp.asarray(batch_keep),
+            jnp.asarray(scale),
+            grid_probe,
+        )
         out.append(np.asarray(pred)[: batch_size - pad])
     return np.concatenate(out)
 
@@ -240,10 +244,15 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             keep = keep_indices(len(images), num_patches, float(ratio), ctx.rng("mask", ratio))
             for label, dims in variants:
                 pred = reconstruct(model, images, keep, dims, cfg.batch_size, forward)
-                scores = score_case(spec, images, pred, keep, cfg.norm_pix,
-                                    cfg.paste_visible)  # fmt: skip
-                rows.append({**common.model_row(model), "mask_ratio": float(ratio),
-                             "features": label, **scores})  # fmt: skip
+                scores = score_case(spec, images, pred, keep, cfg.norm_pix, cfg.paste_visible)
+                rows.append(
+                    {
+                        **common.model_row(model),
+                        "mask_ratio": float(ratio),
+                        "features": label,
+                        **scores,
+                    }
+                )
                 ctx.log(f"{model.name} mask {ratio} {label}: psnr {scores['psnr']:.2f}")
     result = _result(ctx, cfg, rows, len(decoders), 0 if images is None else len(images))
     result.scalars["zeroed_dims"] = zeroed_dims
@@ -282,10 +291,13 @@ def _result(ctx, cfg, rows, num_models: int, num_images: int) -> experiments.Res
                 ys.append(r[column])
         path = ctx.figure_path("scores")
         plotting.line_plot(
-            path, panels, xlabel="mask ratio (fraction of patches masked)",
-            ylabel="score (unit in panel title)", keys=keys,
+            path,
+            panels,
+            xlabel="mask ratio (fraction of patches masked)",
+            ylabel="score (unit in panel title)",
+            keys=keys,
             mark=plotting.random_weights_mark(ctx.models),
-        )  # fmt: skip
+        )
         figures["scores"] = path
     none = "" if num_models else " No model has an MAE decoder (an `mae` model converted with "
     none += "" if num_models else "its decoder is needed), so nothing was reconstructed."

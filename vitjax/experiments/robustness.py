@@ -20,10 +20,14 @@ def corruption_levels(cfg: ml_collections.ConfigDict) -> list[tuple[str, str, fl
     out = [("blur", cfg.blur_kind, float(level), {}) for level in cfg.blur_levels]
     out += [("noise", "noise", float(level), {}) for level in cfg.noise_levels]
     out += [
-        ("freq_noise", "freq_noise", float(band), {"num_bands": cfg.num_bands,
-                                                 "sigma": cfg.freq_sigma})
+        (
+            "freq_noise",
+            "freq_noise",
+            float(band),
+            {"num_bands": cfg.num_bands, "sigma": cfg.freq_sigma},
+        )
         for band in cfg.freq_bands
-    ]  # fmt: skip
+    ]
     return out
 
 
@@ -78,9 +82,13 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             )
         if "linear" in method_names:
             predictors["linear"] = common.fit_linear(
-                support, labels, data.num_classes, ctx.config.probe,
-                common.uses_batchnorm(model, ctx.config.probe), ctx.seed,
-            )  # fmt: skip
+                support,
+                labels,
+                data.num_classes,
+                ctx.config.probe,
+                common.uses_batchnorm(model, ctx.config.probe),
+                ctx.seed,
+            )
         cases = [("clean", 0.0, clean)]
         for (label, level), tiles in corrupted.items():
             key = dict(data.split_key("eval"), corruption=label, level=level)
@@ -133,20 +141,27 @@ def figure(ctx: experiments.Context, cfg: ml_collections.ConfigDict, rows, metho
                 pts = [
                     r
                     for r in rows
-                    if r["model"] == model.name and r["method"] == method
+                    if r["model"] == model.name
+                    and r["method"] == method
                     and r["corruption"] in (label, "clean")
-                ]  # fmt: skip
+                ]
                 series[model.name] = (
-                    [level_x(label, r["level"]) if r["corruption"] != "clean" else 0.0
-                     for r in pts],
+                    [
+                        level_x(label, r["level"]) if r["corruption"] != "clean" else 0.0
+                        for r in pts
+                    ],
                     [r["miou"] for r in pts],
-                )  # fmt: skip
+                )
             panels[f"{label} ({method})"] = series
             xlabels[f"{label} ({method})"] = level_axis_label(label, cfg)
     return plotting.line_plot(
-        path, panels, xlabel=xlabels, ylabel="mIoU (0-1)", keys=plotting.model_keys(ctx.models),
+        path,
+        panels,
+        xlabel=xlabels,
+        ylabel="mIoU (0-1)",
+        keys=plotting.model_keys(ctx.models),
         mark=plotting.random_weights_mark(ctx.models),
-    )  # fmt: skip
+    )
 
 
 def level_x(label: str, level: float) -> float:

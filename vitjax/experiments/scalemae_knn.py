@@ -14,29 +14,17 @@ neighbours adds exp(similarity / T) to its class, T = 0.07).
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 import numpy as np
 
 from vitjax import errors, experiments, knn, plotting
-from vitjax.data import tiling
+from vitjax.data import registry, tiling
+from vitjax.data.types import SceneSplit
 from vitjax.experiments import common
 
-DATASETS = ("ucmerced", "resisc45", "synthetic")
 REPRESENTATIONS = ("cls", "mean_patch")
-# TFDS builders of the real datasets (`tfds_data_dir`).
-TFDS_NAMES = {"ucmerced": "uc_merced", "resisc45": "resisc45"}
-# Folder layouts of the real datasets (`common.check_root` messages).
-LAYOUTS = {
-    "ucmerced": "<root>/Images/<class>/<class><NN>.tif (or <root>/<class>/ or "
-    "<root>/UCMerced_LandUse/Images/<class>/), one folder for each of the 21 classes",
-    "resisc45": "<root>/<class>/<class>_<NNN>.jpg (or <root>/NWPU-RESISC45/<class>/), one "
-    "folder per each of the 45 classes",
-}
 
 
 def simulate_gsd(image: np.ndarray, input_size: int, size: int) -> np.ndarray:
@@ -72,148 +60,13 @@ class ScaledImages:
         return simulate_gsd(self.load(int(index)), self.input_size, self.size)
 
 
-@dataclasses.dataclass
-class SceneSplit:
-    """Train and test images of a scene-classification dataset (loaded lazily).
-
-    Attributes:
-      name: dataset name.
-      class_names: C names.
-      train_labels, test_labels: int32 [N_train], [N_test].
-      load_train, load_test: index -> uint8 [H, W, 3].
-      identity: JSON-able description of the images (store key).
-    """
-
-    name: str
-    class_names: list[str]
-    train_labels: np.ndarray
-    test_labels: np.ndarray
-    load_train: Any
-    load_test: Any
-    identity: dict[str, Any]
-
-
-def _cap_per_class(items: Sequence[Any], labels: Sequence[int], cap: int) -> list[int]:
-    """Indices of the first `cap` items of each class (all if cap <= 0)."""
-    if cap <= 0:
-        return list(range(len(items)))
-    seen: dict[int, int] = {}
-    keep = []
-    for i, label in enumerate(labels):
-        if seen.get(label, 0) < cap:
-            keep.append(i)
-            seen[label] = seen.get(label, 0) + 1
-    return keep
-
-
 def load_split(name: str, cfg: ml_collections.ConfigDict, seed: int) -> SceneSplit:
-    """The seeded train/test split of dataset `name` (see `DATASETS`)."""
-    if name not in DATASETS:
-        raise errors.ConfigError(
-            f"config.scalemae_knn.datasets: unknown {name!r}; expected some of {DATASETS}"
-        )
+    """The seeded train/test split of dataset `name` (a "scenes" dataset of
+    `vitjax.data.registry`), configured by the section `cfg[name]`."""
+    spec = registry.get_dataset(name, registry.SCENES, "config.scalemae_knn.datasets entry")
     if name not in cfg:
         raise errors.ConfigError(f"config.scalemae_knn has no section {name!r}")
-    dcfg = cfg[name]
-    size = int(cfg.load_size)
-    if name == "synthetic":
-        from vitjax.data import fewshot, synthetic
-
-        side = int(dcfg.image_size)
-        images, labels, class_names = synthetic.scene_classification(
-            int(dcfg.n_per_class), size=(side, side), seed=seed
-        )
-        train_idx = fewshot.sample_per_group(labels.tolist(), int(dcfg.train_per_class), seed)
-        test_idx = np.setdiff1d(np.arange(len(labels)), train_idx)
-        test_idx = test_idx[_cap_per_class(test_idx, labels[test_idx], int(dcfg.test_per_class))]
-        # The generator's settings and the chosen indices (train/test_per_class) name the images.
-        identity = {
-            "n_per_class": int(dcfg.n_per_class), "image_size": side,
-            "train": experiments.stable_hash(np.asarray(train_idx).tolist()),
-            "test": experiments.stable_hash(np.asarray(test_idx).tolist()),
-        }  # fmt: skip
-        return SceneSplit(
-            name, list(class_names), labels[train_idx].astype(np.int32),
-            labels[test_idx].astype(np.int32),
-            lambda i: images[train_idx[i]], lambda i: images[test_idx[i]], identity,
-        )  # fmt: skip
-    if "tfds_data_dir" in dcfg and dcfg.tfds_data_dir:
-        return _tfds_split(name, dcfg, size, seed)
-    root = common.check_root(dcfg.root, f"config.scalemae_knn.{name}.root", name, LAYOUTS[name])
-    if name == "ucmerced":
-        from vitjax.data import ucmerced
-
-        reader = ucmerced.UCMercedReader(
-            root, image_size=(size, size), train_per_class=int(dcfg.train_per_class), seed=seed,
-        )  # fmt: skip
-        class_names = list(ucmerced.CLASS_NAMES)
-    else:
-        from vitjax.data import resisc45
-
-        reader = resisc45.RESISC45Reader(
-            root, image_size=(size, size), train_per_class=int(dcfg.train_per_class), seed=seed,
-        )  # fmt: skip
-        class_names = list(resisc45.CLASS_NAMES)
-    train = reader.samples("train")
-    test = reader.samples("test")
-    test = [
-        test[i] for i in _cap_per_class(test, [s.label for s in test], int(dcfg.test_per_class))
-    ]
-    if not train or not test:
-        raise errors.DatasetError(f"{dcfg.root}: {name} has no train or no test image")
-    return SceneSplit(
-        name, class_names,
-        np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
-        lambda i: reader.load_image(train[i]), lambda i: reader.load_image(test[i]),
-        {"root": os.path.realpath(root), "train": experiments.stable_hash([s.stem for s in train]),
-         "test": experiments.stable_hash([s.stem for s in test])},
-    )  # fmt: skip
-
-
-def _tfds_split(name: str, dcfg: ml_collections.ConfigDict, size: int, seed: int) -> SceneSplit:
-    """`load_split` from a TFDS data_dir prepared as ArrayRecord (`dcfg.tfds_data_dir`).
-
-    The examples are sorted by (label, file name), as the raw readers list them, so the seeded
-    split and the images (resized to `size` the same way) are the raw-file route's.
-    """
-    from vitjax.data import images, resisc45, scenes, tfds_source, ucmerced
-
-    class_names = ucmerced.CLASS_NAMES if name == "ucmerced" else resisc45.CLASS_NAMES
-    data_dir = os.path.expanduser(str(dcfg.tfds_data_dir))
-    source = tfds_source.TFDSSource(TFDS_NAMES[name], "train", data_dir=data_dir)
-    labels, file_names = source.labels()
-    bad = [int(v) for v in labels if not 0 <= v < len(class_names)]
-    if bad:
-        raise errors.DatasetError(
-            f"{data_dir}: {TFDS_NAMES[name]} labels {sorted(set(bad))}; expected 0-"
-            f"{len(class_names) - 1} ({name} has {len(class_names)} classes)"
-        )
-    # SceneSample.path holds the example's index in the TFDS source.
-    samples = [
-        scenes.SceneSample(class_names[label], int(label), os.path.splitext(file)[0], str(i))
-        for i, (label, file) in enumerate(zip(labels, file_names))
-    ]
-    samples.sort(key=lambda s: (s.label, s.stem))
-    k = int(dcfg.train_per_class)
-    train = scenes.split_samples(samples, "train", k, seed)
-    test = scenes.split_samples(samples, "test", k, seed)
-    test = [
-        test[i] for i in _cap_per_class(test, [s.label for s in test], int(dcfg.test_per_class))
-    ]
-    if not train or not test:
-        raise errors.DatasetError(f"{data_dir}: {TFDS_NAMES[name]} has no train or no test image")
-
-    def load(sample: scenes.SceneSample) -> np.ndarray:
-        return images.apply_size_policy(source[int(sample.path)]["image"], (size, size), "resize")
-
-    return SceneSplit(
-        name, list(class_names),
-        np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
-        lambda i: load(train[i]), lambda i: load(test[i]),
-        {"tfds": TFDS_NAMES[name], "tfds_data_dir": os.path.realpath(data_dir),
-         "train": experiments.stable_hash([s.stem for s in train]),
-         "test": experiments.stable_hash([s.stem for s in test])},
-    )  # fmt: skip
+    return spec.load(name, cfg[name], int(cfg.load_size), seed)
 
 
 def image_features(

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import functools
 import hashlib
-import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -32,34 +30,15 @@ import ml_collections
 import numpy as np
 
 from vitjax import errors, experiments, metrics, plotting, roi_align
-from vitjax.data import tiling
+from vitjax.data import registry, tiling
 from vitjax.data.bdd100k import FrameTracks, as_frame_tracks
+from vitjax.data.types import Video
 from vitjax.experiments import common
 
-DATASETS = ("bdd100k", "mot17", "synthetic")
 POOLS = ("mean", "flatten")
 METRICS = ("cosine", "dot", "l2")
 _GEOMETRY = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*(?:/\s*(\d+))?\s*$")
 _FRAME_CACHE = 8  # decoded frames kept per source (tiles of one frame are read together)
-
-
-@dataclasses.dataclass
-class Video:
-    """One annotated video.
-
-    Attributes:
-      name: video / sequence name.
-      frame_rate: frames per second (gaps in seconds = gap / frame_rate).
-      frame_hw: (H, W) of the frames.
-      tracks: FrameTracks per frame (list position = frame index).
-      load_frame: frame index -> uint8 [H, W, 3].
-    """
-
-    name: str
-    frame_rate: float
-    frame_hw: tuple[int, int]
-    tracks: list[FrameTracks]
-    load_frame: Callable[[int], np.ndarray]
 
 
 def parse_geometry(text: str) -> tiling.Geometry:
@@ -349,81 +328,20 @@ class FrameTiles:
         return self._tiles(self.frames[frame])[tile]
 
 
-def _truncate(tracks: list[FrameTracks], max_frames: int) -> list[FrameTracks]:
-    return tracks[:max_frames] if max_frames > 0 else tracks
-
-
 def load_videos(cfg: ml_collections.ConfigDict, seed: int) -> list[Video]:
-    """The annotated videos of `cfg.dataset` (first `num_videos`, first `max_frames` frames)."""
-    from vitjax.data import images as image_io
+    """The annotated videos of `cfg.dataset` (a "tracking" dataset of `vitjax.data.registry`).
 
-    n, max_frames = int(cfg.num_videos), int(cfg.max_frames)
-    if cfg.dataset in LAYOUTS:
-        common.check_root(cfg.root, "config.tracking.root", cfg.dataset, LAYOUTS[cfg.dataset])
-    if cfg.dataset == "synthetic":
-        from vitjax.data import synthetic
+    The first `num_videos` videos (all if <= 0), the first `max_frames` frames of each.
+    """
+    return _spec(cfg).load(cfg, seed)
 
-        hw = tuple(int(v) for v in cfg.synthetic_hw)
-        vids = synthetic.videos(int(cfg.synthetic_videos), int(cfg.synthetic_frames), hw, seed)
-        out = []
-        for v, frames in enumerate(vids.tracks):
-            tracks = _truncate([as_frame_tracks(f) for f in frames], max_frames)
-            out.append(
-                Video(f"synthetic_{v}", float(cfg.frame_rate), hw, tracks,
-                      functools.partial(lambda v, f: vids.frames[v, f], v))
-            )  # fmt: skip
-        return out[:n] if n > 0 else out
-    if cfg.dataset == "bdd100k":
-        from vitjax.data import bdd100k
 
-        reader = bdd100k.BDD100KReader(cfg.root)
-        samples = reader.samples(cfg.split)
-        out = []
-        for video in samples[:n] if n > 0 else samples:
-            tracks, _ = reader.load_tracks(video)
-            tracks = _truncate(tracks, max_frames)
-            paths = {fr.frame_index: fr.image_path for fr in reader.load_frames(video)}
-            missing = [f for f in range(len(tracks)) if f not in paths and len(tracks[f].boxes)]
-            if missing:
-                raise errors.DatasetError(
-                    f"{video.label_path}: frames {missing[:5]} have boxes but no frame entry"
-                )
-            first = paths[min(paths)]
-            out.append(
-                Video(video.name, float(cfg.frame_rate), image_io.image_size(first), tracks,
-                      lambda f, paths=paths: image_io.read_image(paths[f]))
-            )  # fmt: skip
-        return out
-    if cfg.dataset == "mot17":
-        from vitjax.data import mot17
-
-        reader = mot17.MOT17Reader(cfg.root, detector=str(cfg.detector) or None)
-        sequences = reader.samples(cfg.split)
-        out = []
-        for seq in sequences[:n] if n > 0 else sequences:
-            tracks = reader.load_tracks(seq, min_visibility=float(cfg.min_visibility))
-            out.append(
-                Video(seq.name, seq.frame_rate, (seq.height, seq.width),
-                      _truncate(tracks, max_frames),
-                      lambda f, seq=seq: reader.load_image(seq, f))
-            )  # fmt: skip
-        return out
-    raise errors.ConfigError(f"config.tracking.dataset={cfg.dataset!r}: expected one of {DATASETS}")
+def _spec(cfg: ml_collections.ConfigDict) -> registry.DatasetSpec:
+    return registry.get_dataset(cfg.dataset, registry.TRACKING, "config.tracking.dataset")
 
 
 # ---------------------------------------------------------------------------------------------
 # The experiment.
-
-
-# Fields of `config.tracking` that shape the frames of a synthetic video (`load_videos`).
-SYNTHETIC_FIELDS = ("synthetic_videos", "synthetic_frames", "synthetic_hw")
-# Folder layouts of the real datasets (`check_root` messages).
-LAYOUTS = {
-    "bdd100k": "<root>/images/track/<split>/<video>/<video>-<frame>.jpg and "
-    "<root>/labels/box_track_20/<split>/<video>.json (or labels-20/)",
-    "mot17": "<root>/{train,test}/MOT17-<NN>-<DET>/{seqinfo.ini,img1/,gt/gt.txt} (root = MOT17 "
-    "or its parent)",
-}
 
 
 def frames_key(
@@ -437,8 +355,8 @@ def frames_key(
 
     An ImageSource has no content digest, so the key holds every field that defines its pixels:
     the dataset, split, video and frames, the geometry, and where the frames come from: the
-    (resolved) root for BDD100K / MOT17 (plus the detector copy for MOT17), the seed and every
-    `synthetic_*` field for synthetic videos (they define the generated frames).
+    dataset's `identity` (`vitjax.data.registry`): the resolved root for BDD100K / MOT17 (plus
+    the detector copy for MOT17), the seed and every `synthetic_*` field for synthetic videos.
 
     Returns:
       JSON-able dict.
@@ -451,15 +369,9 @@ def frames_key(
         "num_frames": len(frames),
         "geometry": geo.name,
     }
-    if cfg.dataset == "synthetic":
-        key["seed"] = int(seed)
-        for field in SYNTHETIC_FIELDS:
-            value = cfg[field]
-            key[field] = list(value) if isinstance(value, tuple | list) else value
-    else:
-        key["root"] = os.path.realpath(cfg.root)
-        if cfg.dataset == "mot17":
-            key["detector"] = cfg.detector
+    identity = _spec(cfg).identity
+    if identity is not None:
+        key.update(identity(cfg, seed))
     return key
 
 

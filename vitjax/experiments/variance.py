@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from vitjax import errors, experiments, paper_numbers, plotting, probes
+from vitjax.data import registry
 from vitjax.experiments import common
 
 
@@ -93,7 +94,8 @@ def overlap_plan(config: ml_collections.ConfigDict, names: list[str]) -> dict[st
     Raises:
       ConfigError: an unknown dataset name, or a real dataset without an `other_roots` entry.
     """
-    known = {"synthetic", "synthetic_aerial", *common.DATASET_PRESETS}
+    segmentation = registry.list_datasets(registry.SEGMENTATION)
+    known = {*segmentation, *registry.list_datasets(registry.IMAGES)}
     skipped = {}
     for name in names:
         if name not in known:
@@ -101,7 +103,8 @@ def overlap_plan(config: ml_collections.ConfigDict, names: list[str]) -> dict[st
                 f"config.variance.overlap_datasets: unknown dataset {name!r}; expected some of "
                 f"{', '.join(sorted(known))}"
             )
-        if name in common.DATASET_PRESETS and name != config.dataset:
+        preset = name in segmentation and registry.get_dataset(name, registry.SEGMENTATION).preset
+        if preset and name != config.dataset:
             root = common.other_root(config, name)
             if not os.path.isdir(root):
                 skipped[name] = f"root {root!r} (config.data.other_roots) does not exist"
@@ -131,13 +134,31 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         spec = spectrum(support, variance=variance_all)
         spectra[model.name] = spec
         removal += removal_sweep(
-            ctx, model, support, labels, queries, data, grid,
-            list(cfg.removed), "knn", order, cfg.random_control,
-        )  # fmt: skip
+            ctx,
+            model,
+            support,
+            labels,
+            queries,
+            data,
+            grid,
+            list(cfg.removed),
+            "knn",
+            order,
+            cfg.random_control,
+        )
         removal += removal_sweep(
-            ctx, model, support, labels, queries, data, grid,
-            list(cfg.linear_removed), "linear", order, cfg.random_control,
-        )  # fmt: skip
+            ctx,
+            model,
+            support,
+            labels,
+            queries,
+            data,
+            grid,
+            list(cfg.linear_removed),
+            "linear",
+            order,
+            cfg.random_control,
+        )
         if cfg.batchnorm:
             # The linear probe's own BatchNorm (labelled train patches, eps 1e-6): the k-NN gets
             # features normalised by exactly that operation, the probe applies it itself.
@@ -150,14 +171,25 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             }
             for method, (method_support, method_queries, probe_bn) in inputs.items():
                 pred = common.predict(
-                    method, ctx, model, method_support, labels, method_queries, data.num_classes,
+                    method,
+                    ctx,
+                    model,
+                    method_support,
+                    labels,
+                    method_queries,
+                    data.num_classes,
                     batchnorm=probe_bn,
-                )  # fmt: skip
+                )
                 s = common.score(pred, data.eval, grid, data.num_classes, data_cfg)
                 bn_rows.append(
-                    {**common.model_row(model), "method": method, "features": "batchnorm",
-                     "miou": s["miou"], "acc": s["acc"]}
-                )  # fmt: skip
+                    {
+                        **common.model_row(model),
+                        "method": method,
+                        "features": "batchnorm",
+                        "miou": s["miou"],
+                        "acc": s["acc"],
+                    }
+                )
         if top_n >= support.shape[1]:
             ctx.warn(
                 f"config.variance.top_n: {top_n} is at or above {model.name}'s feature width "
@@ -221,18 +253,24 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 pts = [
                     r
                     for r in removal
-                    if r["model"] == model.name and r["method"] == method
+                    if r["model"] == model.name
+                    and r["method"] == method
                     and (r["control"] == control or r["removed"] == 0)
-                ]  # fmt: skip
+                ]
                 if len(pts) > 1 or (pts and control == "top-variance"):
                     label = f"{model.name} ({control})"
                     panel[label] = ([r["removed"] for r in pts], [r["miou"] for r in pts])
                     keys[label] = (model.spec.family, model.name, control)
         panels[f"{method}: top-N removed vs random-N removed"] = panel
     plotting.line_plot(
-        fig_removal, panels, xlabel="removed dimensions N", ylabel="mIoU (0-1)", keys=keys,
-        integer_x=True, mark=mark,
-    )  # fmt: skip
+        fig_removal,
+        panels,
+        xlabel="removed dimensions N",
+        ylabel="mIoU (0-1)",
+        keys=keys,
+        integer_x=True,
+        mark=mark,
+    )
     return experiments.Result(
         tables={"overview": summary, "removal": removal, "batchnorm": bn_rows, "overlap": overlap},
         figures={"spectrum": fig_spectrum, "removal_curve": fig_removal},

@@ -35,6 +35,13 @@ POS_INTERP_ALIGN_CORNERS = "size_align_corners"  # torchvision's interpolate_emb
 POS_INTERP_REL_BIAS_GEOMETRIC = "rel_bias_geometric"
 POS_INTERP_NATIVE_ONLY = "native_only"  # refuse every grid but the native one
 POS_INTERP_GSD = "gsd"  # scalemae: the table is recomputed for every grid, nothing to resample
+# big_vision `vit.resample_posemb` (SigLIP .npz): scipy.ndimage.zoom(order=1), i.e. linear
+# interpolation with the corners aligned (output i samples input i * (n - 1) / (m - 1)).
+POS_INTERP_BILINEAR_ZOOM = "bilinear_zoom"
+# SigLIP 2 NaFlex (HF Siglip2 `resize_positional_embeddings`, big_vision naflex_vit): bilinear,
+# align_corners=False, antialias=True (triangle filter widened by the scale when shrinking).
+POS_INTERP_BILINEAR_ANTIALIAS = "bilinear_antialias"
+POS_INTERP_ROPE = "rope"  # dinov3: rotary encoding computed for every grid, no table
 POS_INTERP_MODES = (
     POS_INTERP_SCALE_OFFSET,
     POS_INTERP_SIZE_ANTIALIAS,
@@ -43,6 +50,17 @@ POS_INTERP_MODES = (
     POS_INTERP_REL_BIAS_GEOMETRIC,
     POS_INTERP_NATIVE_ONLY,
     POS_INTERP_GSD,
+    POS_INTERP_BILINEAR_ZOOM,
+    POS_INTERP_BILINEAR_ANTIALIAS,
+    POS_INTERP_ROPE,
+)
+_RESAMPLING_MODES = (
+    POS_INTERP_SCALE_OFFSET,
+    POS_INTERP_SIZE_ANTIALIAS,
+    POS_INTERP_SIZE,
+    POS_INTERP_ALIGN_CORNERS,
+    POS_INTERP_BILINEAR_ZOOM,
+    POS_INTERP_BILINEAR_ANTIALIAS,
 )
 
 # DINO and DINOv2 add 0.1 patches to the target size "to avoid floating point error in the
@@ -136,6 +154,45 @@ def antialiased_bicubic_matrix(
     return weights
 
 
+def zoom_linear_matrix(native: int, target: int) -> np.ndarray:
+    """scipy.ndimage.zoom(order=1) along one axis (big_vision `resample_posemb`), float64.
+
+    Output i samples input position `i * (native - 1) / (target - 1)` (position 0 when the
+    output has one entry, as scipy does), linearly between its two neighbours.
+
+    Returns:
+      float64 [target, native].
+    """
+    matrix = np.zeros((target, native))
+    step = (native - 1) / (target - 1) if target > 1 else 0.0
+    for i in range(target):
+        x = i * step
+        lo = min(int(np.floor(x)), native - 1)
+        hi = min(lo + 1, native - 1)
+        frac = x - lo
+        matrix[i, lo] += 1.0 - frac
+        matrix[i, hi] += frac
+    return matrix
+
+
+def antialiased_bilinear_matrix(native: int, target: int) -> np.ndarray:
+    """Bilinear `size=` resampling, align_corners=False, antialias=True (PyTorch/PIL), float64.
+
+    The triangle filter is widened by the scale when shrinking: support = max(native/target, 1),
+    centre of output i at (i + 0.5) * native / target - 0.5; weights normalised to sum to one
+    (as HF Siglip2's `resize_positional_embeddings` writes them out).
+
+    Returns:
+      float64 [target, native].
+    """
+    scale = native / target
+    support = max(scale, 1.0)
+    centre = (np.arange(target, dtype=np.float64) + 0.5) * scale - 0.5
+    source = np.arange(native, dtype=np.float64)
+    weights = np.clip(1.0 - np.abs(source[None, :] - centre[:, None]) / support, 0.0, None)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
 def offset_scale_factor(native: int, target: int) -> float:
     """DINO/DINOv2's `scale_factor` for a `native` -> `target` patch grid: (target + 0.1) / native."""
     return float(target + DINO_INTERP_OFFSET) / native
@@ -149,7 +206,7 @@ def resample_matrix(native: int, target: int, mode: str) -> np.ndarray:
       native: length of the stored grid side.
       target: length of the wanted grid side.
       mode: one of the resampling `POS_INTERP_*` modes (scale_offset, size_antialias, size,
-        size_align_corners).
+        size_align_corners, bilinear_zoom, bilinear_antialias).
 
     Returns:
       float64 [target, native], read-only.
@@ -172,10 +229,13 @@ def resample_matrix(native: int, target: int, mode: str) -> np.ndarray:
         matrix = bicubic_matrix(native, target)
     elif mode == POS_INTERP_ALIGN_CORNERS:
         matrix = bicubic_matrix(native, target, align_corners=True)
+    elif mode == POS_INTERP_BILINEAR_ZOOM:
+        matrix = zoom_linear_matrix(native, target)
+    elif mode == POS_INTERP_BILINEAR_ANTIALIAS:
+        matrix = antialiased_bilinear_matrix(native, target)
     else:
         raise errors.ConfigError(
-            f"pos_interp {mode!r} cannot resample a table; expected one of "
-            f"{[POS_INTERP_SCALE_OFFSET, POS_INTERP_SIZE_ANTIALIAS, POS_INTERP_SIZE, POS_INTERP_ALIGN_CORNERS]}"
+            f"pos_interp {mode!r} cannot resample a table; expected one of {list(_RESAMPLING_MODES)}"
         )
     matrix.setflags(write=False)
     return matrix
@@ -216,6 +276,8 @@ def resample_pos_embed(
       * size (MAE `interpolate_pos_embed`): bicubic `size=(h, w)`, no antialias.
       * size_align_corners (torchvision `interpolate_embeddings`): bicubic `size=`,
         `align_corners=True`.
+      * bilinear_zoom (big_vision `resample_posemb`, SigLIP .npz): scipy zoom, order 1.
+      * bilinear_antialias (SigLIP 2 NaFlex): bilinear `size=`, antialias.
       * native_only: only the native grid is accepted.
     (SimMIM has no absolute table; its relative bias goes through `resample_rel_pos_bias`.)
     The cls entry is never resampled; the native grid returns the table unchanged (as the

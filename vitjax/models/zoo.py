@@ -26,64 +26,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from vitjax import errors
-from vitjax.models import posembed
+from vitjax.models import families, posembed
 from vitjax.models.mae_decoder import MAEDecoder
-from vitjax.models.vit import POS_EMBED_KINDS, QKV_BIAS_KINDS, VisionTransformer
+from vitjax.models.vit import MLP_KINDS, POS_EMBED_KINDS, QKV_BIAS_KINDS, VisionTransformer
 
-FAMILIES = ("dino", "ibot", "mae", "simmim", "dinov2", "dinov2_reg", "torchvision", "scalemae")
-INTERPOLATIONS = ("bicubic", "bilinear")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """How the family's evaluation code prepares images (docs/checkpoints.md section 7).
-
-    Only `mean`/`std` are applied by `preprocess`; resizing and cropping are the caller's.
-
-    Attributes:
-      mean: per-channel RGB mean on the [0, 1] scale.
-      std: per-channel RGB std on the [0, 1] scale.
-      resize: short side the evaluation transform resizes to.
-      crop: side of the centre crop taken after resizing.
-      interpolation: resize filter, 'bicubic' or 'bilinear'.
-    """
-
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    resize: int = 256
-    crop: int = 224
-    interpolation: str = "bicubic"
-
-    def __post_init__(self):
-        for field in ("mean", "std"):
-            value = tuple(float(v) for v in getattr(self, field))
-            if len(value) != 3:
-                raise errors.ConfigError(f"preprocessing.{field}: expected 3 values, got {value}")
-            object.__setattr__(self, field, value)
-        if any(s <= 0 for s in self.std):
-            raise errors.ConfigError(f"preprocessing.std: expected positive values, got {self.std}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise errors.ConfigError(
-                f"preprocessing.interpolation: expected one of {INTERPOLATIONS}, "
-                f"got {self.interpolation!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "resize": self.resize,
-            "crop": self.crop,
-            "interpolation": self.interpolation,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        """Inverse of `to_dict`; unknown or missing fields raise ConfigError."""
-        return cls(**_checked_fields(cls, data, "preprocessing"))
+# Re-exported: the family records own these (vitjax/models/families.py).
+# Names of the families registered at import (families.family_names() is the live list).
+FAMILIES = families.family_names()
+INTERPOLATIONS = families.INTERPOLATIONS
+IMAGENET_MEAN = families.IMAGENET_MEAN
+IMAGENET_STD = families.IMAGENET_STD
+Preprocessing = families.Preprocessing
+_checked_fields = families.checked_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,22 +46,35 @@ class ModelSpec:
 
     Attributes:
       family: one of FAMILIES.
-      size: 'ti', 's', 'b', 'l' or 'h'.
+      size: a size of the family's record ('ti', 's', 'b', 'l', 'h'; DINOv3 'splus', 'hplus',
+        '7b'; SigLIP 'so400m', 'g').
       patch_size: P.
       width: D.
       depth: number of blocks.
       num_heads: H.
       mlp_dim: MLP hidden width.
       num_registers: register tokens (4 for dinov2_reg).
-      pos_embed: 'learned' | 'sincos' | 'gsd_sincos' | 'none'.
+      pos_embed: 'learned' | 'sincos' | 'gsd_sincos' | 'none' | 'rope' (DINOv3's axial RoPE).
       pos_interp: a `posembed.POS_INTERP_*` mode: how the stored table (SimMIM: the relative
         position bias table, 'rel_bias_geometric') reaches other patch grids.
       native_grid: (gh, gw) patch grid of the stored position tables.
       layerscale: whether blocks have LayerScale (`ls1/ls2`).
       layerscale_init: LayerScale value of freshly built weights (1.0 DINOv2 hub, 0.1 SimMIM).
       rel_pos_bias: SimMIM's shared relative position bias.
-      qkv_bias: 'full' or 'qv' (SimMIM: no k bias).
+      qkv_bias: 'full', 'qv' (SimMIM: no k bias; DINOv3: masked k bias) or 'none' (DINOv3 7B).
+      mlp: 'gelu' (exact GELU), 'quick_gelu' (OpenAI CLIP's x * sigmoid(1.702 x)) or 'swiglu'
+        (DINOv2-g: fused `w12` [D, 2 * mlp_dim] -> silu(x1) * x2 -> `w3`).
+      pre_norm: a LayerNorm (`norm_pre`) on [cls, patches] + positions before the blocks (CLIP's
+        `ln_pre`).
+      patch_bias: the patch embedding has a bias (CLIP's `conv1` has none).
+      global_pool: the family's global representation, returned as `global` by the model:
+        'cls' (the normed CLS token) or 'cls_proj' (normed CLS token @ `proj`, CLIP's image
+        embedding).
+      proj_dim: output width E of the `proj` [D, E] matrix ('cls_proj'); 0 = no projection.
+      norm_eps: LayerNorm epsilon (1e-6; CLIP 1e-5).
       has_decoder: an MAE pixel decoder comes with the weights.
+      class_token: a class token leads the sequence (SigLIP has none; its global_pool is 'map',
+        big_vision's attention-pooling head, whose output is then also the `cls` output).
       decoder_width, decoder_depth, decoder_heads, decoder_mlp_dim: MAE decoder shape.
       preprocessing: the family's evaluation preprocessing.
       name: e.g. 'dino_vits16'; overrides are appended ('dino_vits16-depth2').
@@ -134,7 +101,14 @@ class ModelSpec:
     layerscale_init: float = 1.0
     rel_pos_bias: bool = False
     qkv_bias: str = "full"
+    mlp: str = "gelu"
+    pre_norm: bool = False
+    patch_bias: bool = True
+    global_pool: str = "cls"
+    proj_dim: int = 0
+    norm_eps: float = 1e-6
     has_decoder: bool = False
+    class_token: bool = True
     decoder_width: int = 512
     decoder_depth: int = 8
     decoder_heads: int = 16
@@ -149,8 +123,10 @@ class ModelSpec:
             object.__setattr__(self, "preprocessing", Preprocessing.from_dict(self.preprocessing))
         grid = tuple(int(g) for g in self.native_grid)
         object.__setattr__(self, "native_grid", grid)
-        if self.family not in FAMILIES:
-            raise errors.ConfigError(f"family: expected one of {FAMILIES}, got {self.family!r}")
+        if self.family not in families.family_names():
+            raise errors.ConfigError(
+                f"family: expected one of {families.family_names()}, got {self.family!r}"
+            )
         for field in ("patch_size", "width", "depth", "num_heads", "mlp_dim"):
             if int(getattr(self, field)) < 1:
                 raise errors.ConfigError(
@@ -173,6 +149,27 @@ class ModelSpec:
         if self.qkv_bias not in QKV_BIAS_KINDS:
             raise errors.ConfigError(
                 f"qkv_bias: expected one of {QKV_BIAS_KINDS}, got {self.qkv_bias!r}"
+            )
+        if self.mlp not in MLP_KINDS:
+            raise errors.ConfigError(f"mlp: expected one of {MLP_KINDS}, got {self.mlp!r}")
+        if self.global_pool not in families.GLOBAL_POOLS:
+            raise errors.ConfigError(
+                f"global_pool: expected one of {families.GLOBAL_POOLS}, got {self.global_pool!r}"
+            )
+        if not self.class_token and self.global_pool != "map":
+            raise errors.ConfigError(
+                f"global_pool: a model without a class token pools with 'map', got "
+                f"{self.global_pool!r}"
+            )
+        if self.pos_embed == "rope" and (self.width // self.num_heads) % 4:
+            raise errors.ConfigError(
+                f"num_heads: axial RoPE needs a head width that is a multiple of 4, got "
+                f"{self.width} / {self.num_heads}"
+            )
+        if (self.global_pool == "cls_proj") != (self.proj_dim > 0):
+            raise errors.ConfigError(
+                f"proj_dim: global_pool 'cls_proj' needs proj_dim > 0 and the others 0, got "
+                f"global_pool {self.global_pool!r}, proj_dim {self.proj_dim}"
             )
         if self.pos_embed in ("sincos", "gsd_sincos") and self.width % 4:
             raise errors.ConfigError(
@@ -210,108 +207,45 @@ class ModelSpec:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _checked_fields(cls, data: Any, where: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise errors.ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    required = [
-        name
-        for name, f in fields.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    missing = sorted(set(required) - set(data))
-    if unknown or missing:
-        raise errors.ConfigError(
-            f"{where}: unknown fields {unknown}, missing fields {missing}; "
-            f"expected fields {sorted(fields)}"
-        )
-    return dict(data)
-
-
-# size -> (width, depth, heads, mlp_dim). 'ti' is not an official size of these families.
-_SIZES = {
-    "ti": (192, 12, 3, 768),
-    "s": (384, 12, 6, 1536),
-    "b": (768, 12, 12, 3072),
-    "l": (1024, 24, 16, 4096),
-    "h": (1280, 32, 16, 5120),
-}
-# family -> size -> patch sizes (first = default). ViT-g of DINOv2 is left out: its SwiGLU MLP is
-# not in this module.
-_VARIANTS = {
-    "dino": {"ti": (16,), "s": (16, 8), "b": (16, 8)},
-    "ibot": {"ti": (16,), "s": (16,), "b": (16,), "l": (16,)},
-    "mae": {"ti": (16,), "b": (16,), "l": (16,), "h": (14,)},
-    "simmim": {"ti": (16,), "b": (16,)},
-    "dinov2": {"ti": (14,), "s": (14,), "b": (14,), "l": (14,)},
-    "dinov2_reg": {"ti": (14,), "s": (14,), "b": (14,), "l": (14,)},
-    "torchvision": {"ti": (16,), "b": (16, 32), "l": (16, 32), "h": (14,)},
-    "scalemae": {"ti": (16,), "l": (16,)},
-}
-_FAMILY_FIELDS = {
-    "dino": dict(pos_interp=posembed.POS_INTERP_SCALE_OFFSET),
-    "ibot": dict(pos_interp=posembed.POS_INTERP_SCALE_OFFSET),
-    "mae": dict(pos_embed="sincos", pos_interp=posembed.POS_INTERP_SIZE, has_decoder=True),
-    "simmim": dict(
-        pos_embed="none",
-        # No absolute table; the shared relative-bias table is resized to other grids like
-        # timm's BEiT `set_input_size` (posembed.resample_rel_pos_bias).
-        pos_interp=posembed.POS_INTERP_REL_BIAS_GEOMETRIC,
-        layerscale=True,
-        layerscale_init=0.1,
-        rel_pos_bias=True,
-        qkv_bias="qv",
-    ),
-    # DINOv2 hub models are built for 518 px (37 x 37 grid) with init_values=1.0.
-    "dinov2": dict(pos_interp=posembed.POS_INTERP_SCALE_OFFSET, layerscale=True),
-    "dinov2_reg": dict(
-        pos_interp=posembed.POS_INTERP_SIZE_ANTIALIAS, layerscale=True, num_registers=4
-    ),
-    "torchvision": dict(
-        pos_interp=posembed.POS_INTERP_ALIGN_CORNERS,
-        preprocessing=Preprocessing(interpolation="bilinear"),
-    ),
-    # Scale-MAE stores a pos_embed it never uses; the encoding is computed from the GSD ratio.
-    "scalemae": dict(pos_embed="gsd_sincos", pos_interp=posembed.POS_INTERP_GSD),
-}
-_NATIVE_IMAGE_SIZE = {"dinov2": 518, "dinov2_reg": 518}
-
-
-def _registered_spec(family: str, size: str, patch: int) -> ModelSpec:
-    width, depth, heads, mlp = _SIZES[size]
-    fields = dict(_FAMILY_FIELDS[family])
-    native = _NATIVE_IMAGE_SIZE.get(family, 224) // patch
-    if family == "mae" and size == "ti":
-        fields.update(decoder_width=128, decoder_depth=2, decoder_heads=4, decoder_mlp_dim=512)
-    if family == "torchvision" and size == "h":
-        # Only SWAG weights exist for vit_h_14; the 224 px ones use a bicubic 224 resize.
-        fields["preprocessing"] = Preprocessing(resize=224, interpolation="bicubic")
+def _registered_spec(record: families.FamilyRecord, variant: families.Variant, patch: int):
+    fields = {name: getattr(record, name) for name in families.ARCH_FIELDS}
+    fields.update(variant.overrides)
+    native = variant.native_image_size // patch
     return ModelSpec(
-        family=family,
-        size=size,
+        family=record.name,
+        size=variant.size,
         patch_size=patch,
-        width=width,
-        depth=depth,
-        num_heads=heads,
-        mlp_dim=mlp,
+        width=variant.width,
+        depth=variant.depth,
+        num_heads=variant.num_heads,
+        mlp_dim=variant.mlp_dim,
         native_grid=(native, native),
-        name=f"{family}_vit{size}{patch}",
+        name=f"{record.name}_" + variant.label.format(size=variant.size, patch=patch),
         **fields,
     )
 
 
-_REGISTRY: dict[tuple[str, str, int], ModelSpec] = {
-    (family, size, patch): _registered_spec(family, size, patch)
-    for family, sizes in _VARIANTS.items()
-    for size, patches in sizes.items()
-    for patch in patches
-}
+def _registry() -> dict[tuple[str, str, int], ModelSpec]:
+    """Every (family, size, patch) of the family records -> its spec (built on first use, so a
+    family registered after import is included)."""
+    names = families.family_names()
+    if _REGISTRY_CACHE.get("families") != names:
+        _REGISTRY_CACHE["families"] = names
+        _REGISTRY_CACHE["specs"] = {
+            (record.name, variant.size, patch): _registered_spec(record, variant, patch)
+            for record in families.list_families()
+            for variant in record.variants
+            for patch in variant.patch_sizes
+        }
+    return _REGISTRY_CACHE["specs"]
+
+
+_REGISTRY_CACHE: dict[str, Any] = {}
 
 
 def list_variants() -> list[tuple[str, str, int]]:
     """Every registered (family, size, patch_size), sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_registry())
 
 
 def _override_tag(key: str, value: Any) -> str:
@@ -343,19 +277,14 @@ def get_spec(family: str, size: str, patch_size: int | None = None, **overrides:
     Raises:
       ConfigError: unknown family/size/patch (the message lists the known ones) or field.
     """
-    if family not in _VARIANTS:
-        raise errors.ConfigError(f"family: unknown {family!r}; known families: {list(_VARIANTS)}")
-    sizes = _VARIANTS[family]
-    if size not in sizes:
+    variant = families.get_family(family).variant(size)
+    patches = variant.patch_sizes
+    patch = patches[0] if patch_size is None else int(patch_size)
+    if patch not in patches:
         raise errors.ConfigError(
-            f"size: unknown {size!r} for family {family!r}; known sizes: {list(sizes)}"
+            f"patch_size: {patch} is not registered for {family} {size}; known: {list(patches)}"
         )
-    patch = sizes[size][0] if patch_size is None else int(patch_size)
-    if patch not in sizes[size]:
-        raise errors.ConfigError(
-            f"patch_size: {patch} is not registered for {family} {size}; known: {list(sizes[size])}"
-        )
-    spec = _REGISTRY[(family, size, patch)]
+    spec = _registry()[(family, size, patch)]
     if not overrides:
         return spec
     known = {f.name for f in dataclasses.fields(ModelSpec)} - {"family", "size", "patch_size"}
@@ -412,6 +341,13 @@ def create_model(spec: ModelSpec, dtype=jnp.float32) -> VisionTransformer:
         layerscale_init=spec.layerscale_init if spec.layerscale else 0.0,
         rel_pos_bias=spec.rel_pos_bias,
         qkv_bias=spec.qkv_bias,
+        mlp=spec.mlp,
+        pre_norm=spec.pre_norm,
+        patch_bias=spec.patch_bias,
+        proj_dim=spec.proj_dim,
+        norm_eps=spec.norm_eps,
+        class_token=spec.class_token,
+        global_pool="map" if spec.global_pool == "map" else "cls",
         dtype=dtype,
     )
 
@@ -445,9 +381,25 @@ def _param_shapes(spec: ModelSpec, decoder: bool) -> tuple[tuple[str, tuple[int,
         tokens = jax.ShapeDtypeStruct((1, num_tokens, spec.width), jnp.float32)
         tree = jax.eval_shape(create_decoder(spec).init, jax.random.key(0), tokens)
     else:
+        # Every block of the encoder is built with the same arguments, so a two-block trace
+        # gives every shape; tracing 24-40 blocks of the large variants costs seconds each.
+        traced = dataclasses.replace(spec, depth=min(spec.depth, 2))
         images = jax.ShapeDtypeStruct((1, *spec.native_image_size, 3), jnp.float32)
-        tree = jax.eval_shape(create_model(spec).init, jax.random.key(0), images)
+        tree = jax.eval_shape(create_model(traced).init, jax.random.key(0), images)
+        return _repeat_last_block(flatten_params(tree["params"]), traced.depth, spec.depth)
     return tuple((k, tuple(v.shape)) for k, v in flatten_params(tree["params"]).items())
+
+
+def _repeat_last_block(flat: dict, traced_depth: int, depth: int):
+    """(path, shape) pairs of a `depth`-block encoder from a `traced_depth`-block trace, in the
+    order `module.init`'s tree flattens in (keys sorted at every level, as JAX sorts dicts)."""
+    last = f"block_{traced_depth - 1}/"
+    out = {path: tuple(leaf.shape) for path, leaf in flat.items()}
+    for i in range(traced_depth, depth):
+        for path, leaf in flat.items():
+            if path.startswith(last):
+                out[f"block_{i}/" + path[len(last) :]] = tuple(leaf.shape)
+    return tuple(sorted(out.items(), key=lambda item: tuple(item[0].split("/"))))
 
 
 def param_shapes(spec: ModelSpec, decoder: bool = False) -> dict[str, tuple[int, ...]]:

@@ -1,17 +1,20 @@
-"""The official key layouts of each ViT family and their mapping onto the vitjax parameter tree.
+"""What every family's checkpoint layout shares, and the registry of layouts.
 
+Each family's official names live in one module, `checkpoints_convert/layouts/<layout>.py`, that
+registers a `Layout` under the layout name of the family's record (vitjax/models/families.py).
 Conversion happens in two steps. `canonicalize` turns whatever wrapper/prefix a file uses
 (`model`, `teacher`, `state_dict`, `module.`, `backbone.`, `encoder.`, DINOv2 block chunks,
 torchvision's pre-2022 MLP names) into the family's canonical official names, e.g.
 `blocks.3.attn.qkv.weight`. `encoder_rules`/`decoder_rules` then list, for given dimensions, every
 canonical key the family must have, its shape, and the Flax parameter it becomes. Keys the family
 is known to carry but vitjax does not use (heads, mask tokens, decoders of other purposes) are
-listed in `IGNORABLE` and reported by the converter.
+listed in the layout's `ignorable` patterns and reported by the converter.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from vitjax.errors import CheckpointError
-
-FAMILIES = ("dino", "ibot", "mae", "simmim", "dinov2", "dinov2_reg", "torchvision", "scalemae")
+from vitjax.models import families
 
 # Wrapper entries tried, in order, when the caller does not name one. Teacher first: the paper and
 # the official evaluation scripts use the teacher (dino#44).
@@ -39,6 +41,11 @@ class EncoderDims:
     num_heads: int
     grid: tuple[int, int]  # native patch grid (rows, cols) of the stored position embedding
     num_registers: int = 0
+    mlp: str = "gelu"  # 'swiglu' blocks store mlp.w12 [2 * mlp_dim, D] and mlp.w3 [D, mlp_dim]
+    qkv_bias: str = "full"  # the spec's qkv bias kind ('none': no qkv bias tensor)
+    proj_dim: int = 0  # output width of CLIP's image projection; 0 = none
+    # Layout options read from a config file (timm: no_embed_class, patch_bias...), as pairs.
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +99,17 @@ def _one(target: tuple[str, ...], key: str, shape: tuple[int, ...], build=_same)
     return Rule(target, (key,), (shape,), build)
 
 
+one_rule = _one  # for the layout modules
+linear_kernel = _linear_kernel
+conv_kernel = _conv_kernel
+
+
+def square_side(count: int) -> int | None:
+    """s when count == s * s > 0, else None (square grids read off table lengths)."""
+    side = math.isqrt(count)
+    return side if side * side == count and side > 0 else None
+
+
 # --------------------------------------------------------------------------------------------
 # Per-family official names.
 
@@ -108,89 +126,108 @@ class BlockNames:
     norm2: str = "norm2"
     fc1: str = "mlp.fc1"
     fc2: str = "mlp.fc2"
+    w12: str = "mlp.w12"  # SwiGLU (DINOv2 SwiGLUFFNFused): fused [w1; w2]
+    w3: str = "mlp.w3"
     ls1: str | None = None
     ls2: str | None = None
 
 
 TIMM_BLOCK = BlockNames(prefix="blocks.{i}.")
-DINOV2_BLOCK = BlockNames(prefix="blocks.{i}.", ls1="ls1.gamma", ls2="ls2.gamma")
-SIMMIM_BLOCK = BlockNames(prefix="blocks.{i}.", qkv_bias=None, ls1="gamma_1", ls2="gamma_2")
-TORCHVISION_BLOCK = BlockNames(
-    prefix="encoder.layers.encoder_layer_{i}.",
-    norm1="ln_1",
-    qkv_weight="self_attention.in_proj_weight",
-    qkv_bias="self_attention.in_proj_bias",
-    proj="self_attention.out_proj",
-    norm2="ln_2",
-    fc1="mlp.0",
-    fc2="mlp.3",
-)
 MAE_DECODER_BLOCK = BlockNames(prefix="decoder_blocks.{i}.")
 
-BLOCK_NAMES = {
-    "dino": TIMM_BLOCK,
-    "ibot": TIMM_BLOCK,
-    "mae": TIMM_BLOCK,
-    "scalemae": TIMM_BLOCK,
-    "dinov2": DINOV2_BLOCK,
-    "dinov2_reg": DINOV2_BLOCK,
-    "simmim": SIMMIM_BLOCK,
-    "torchvision": TORCHVISION_BLOCK,
-}
+TIMM_MODEL_NAMES = ("cls_token", "patch_embed.proj", "pos_embed", "norm")
 
-# Model-level official names: (cls token, patch-embedding conv prefix, position embedding or None,
-# final norm prefix).
-_MODEL_NAMES = {
-    "torchvision": ("class_token", "conv_proj", "encoder.pos_embedding", "encoder.ln"),
-}
-_TIMM_MODEL_NAMES = ("cls_token", "patch_embed.proj", "pos_embed", "norm")
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """One family's official checkpoint layout.
+
+    Attributes:
+      name: the layout name a `FamilyRecord.layout` refers to.
+      block: official names of a block's tensors.
+      model_names: (cls token key, patch conv prefix, position embedding key or None, final norm
+        prefix).
+      ignorable: (regex, reason) of keys the official files carry that vitjax does not use.
+      extra_rules: rules beyond the standard ones (registers, relative position bias).
+      rules: replaces the standard rules altogether (layouts that are not timm-like, e.g. CLIP).
+      rename: the family's own renaming of a key, after the common prefix stripping.
+      strip_encoder_prefix: drop a leading `encoder.` (SimMIM nests its ViT under it;
+        torchvision's own names start with it).
+      infer: reads family-specific shape fields (`FileShapes` names) off the canonical tensors.
+      check_values: (canonical tensors, native grid) -> [(canonical key, problem)] for values
+        that are wrong although their shapes fit (SimMIM's relative position index).
+      has_decoder: MAE decoder keys may come with the encoder.
+      config_file: name of a config file the weights need beside them (timm: config.json).
+      from_config: (config, source) -> (spec fields, layout options, unsupported options).
+      keyed_rules: (dims, canonical tensors) -> every encoder rule, like `rules`, for layouts
+        whose rules depend on the file's keys (DINOv3, SigLIP). A layout with several
+        official flavours (a .pth and an HF safetensors naming) picks the flavour from the
+        keys; the keys of another flavour are then unexpected, so a mixed file is refused.
+      check_dims: (canonical tensors, dims) -> [(canonical key, problem)], like `check_values`
+        for values that depend on the dimensions (DINOv3's RoPE periods, k-bias mask).
+    """
+
+    name: str
+    block: BlockNames
+    model_names: tuple[str, str, str | None, str] = TIMM_MODEL_NAMES
+    ignorable: tuple[tuple[str, str], ...] = ()
+    extra_rules: Callable[[EncoderDims], list[Rule]] | None = None
+    rules: Callable[[EncoderDims], list[Rule]] | None = None
+    rename: Callable[[str], str] | None = None
+    strip_encoder_prefix: bool = True
+    infer: Callable[[Mapping[str, np.ndarray]], dict[str, Any]] | None = None
+    check_values: (
+        Callable[[Mapping[str, np.ndarray], tuple[int, int]], list[tuple[str, str]]] | None
+    ) = None
+    has_decoder: bool = False
+    config_file: str | None = None
+    from_config: (
+        Callable[[Mapping[str, Any], str], tuple[dict[str, Any], dict[str, Any], list[str]]] | None
+    ) = None
+    keyed_rules: Callable[[EncoderDims, Mapping[str, np.ndarray]], list[Rule]] | None = None
+    check_dims: Callable[[Mapping[str, np.ndarray], EncoderDims], list[tuple[str, str]]] | None = (
+        None
+    )
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Adds `layout` to the registry under `layout.name`; returns it."""
+    if layout.name in _LAYOUTS:
+        raise CheckpointError(f"layout {layout.name!r} is already registered")
+    _LAYOUTS[layout.name] = layout
+    return layout
+
+
+def layout_names() -> tuple[str, ...]:
+    """Names of the registered layouts."""
+    return tuple(_LAYOUTS)
+
+
+def convertible_families() -> tuple[str, ...]:
+    """The families (registry order) whose record names a registered layout."""
+    return tuple(f.name for f in families.list_families() if f.layout in _LAYOUTS)
+
+
+def get_layout(family: str) -> Layout:
+    """The layout of `family` (via its record); CheckpointError naming the known ones otherwise."""
+    known = convertible_families()
+    if family not in known:
+        raise CheckpointError(f"unknown family '{family}'; known families: {known}")
+    return _LAYOUTS[families.get_family(family).layout]
+
+
+def block_names(family: str) -> BlockNames:
+    """Official block tensor names of `family`."""
+    return get_layout(family).block
 
 
 def model_names(family: str) -> tuple[str, str, str | None, str]:
     """Returns (cls token key, patch conv prefix, pos-embed key or None, final-norm prefix)."""
-    cls_key, patch, pos, norm = _MODEL_NAMES.get(family, _TIMM_MODEL_NAMES)
-    if family in ("simmim", "scalemae"):
-        pos = None  # SimMIM has no absolute position; Scale-MAE recomputes it (stored copy unused)
-    return cls_key, patch, pos, norm
+    return get_layout(family).model_names
 
-
-# Keys a family's official files carry that vitjax does not use, with the reason reported.
-IGNORABLE: dict[str, tuple[tuple[str, str], ...]] = {
-    "dino": (
-        (r"head\..*", "DINO projection head"),
-        (r"fc_norm\..*", "fine-tuning pooled-feature norm"),
-    ),
-    "ibot": (
-        (r"head\..*", "iBOT projection head"),
-        (r"masked_embed", "iBOT student mask embedding"),
-        (r"fc_norm\..*", "fine-tuning pooled-feature norm"),
-    ),
-    "mae": ((r"head\..*", "classification head"),),
-    "simmim": (
-        (r"mask_token", "SimMIM mask token"),
-        (r"decoder\..*", "SimMIM pixel decoder (1x1 conv + PixelShuffle)"),
-        (
-            r"rel_pos_bias\.relative_position_index",
-            "relative position index (checked against the expected index, not stored)",
-        ),
-    ),
-    "dinov2": (
-        (r"mask_token", "DINOv2 mask token"),
-        (r"(dino_head|ibot_head|head)\..*", "DINOv2 training heads"),
-    ),
-    "dinov2_reg": (
-        (r"mask_token", "DINOv2 mask token"),
-        (r"(dino_head|ibot_head|head)\..*", "DINOv2 training heads"),
-    ),
-    "torchvision": ((r"heads\..*", "ImageNet classification head"),),
-    "scalemae": (
-        (r"pos_embed", "fixed sin-cos position embedding (Scale-MAE recomputes it from the GSD)"),
-        (r"mask_token(_decoder)?", "Scale-MAE mask tokens"),
-        (r"decoder(_|\.).*", "Scale-MAE decoder"),
-        (r"(fpn|fcn|fcn_high|fcn_low)\..*", "Scale-MAE FPN/FCN reconstruction heads"),
-        (r"pos_emb_projection\..*", "Scale-MAE decoder position projection"),
-    ),
-}
 
 # MAE decoder keys outside the decoder blocks. Present together or not at all.
 MAE_DECODER_TOP_KEYS = (
@@ -207,7 +244,7 @@ MAE_DECODER_TOP_KEYS = (
 
 def ignorable_reason(family: str, key: str) -> str | None:
     """Why `key` (canonical) may be dropped for `family`, or None if it must be converted."""
-    for pattern, reason in IGNORABLE[family]:
+    for pattern, reason in get_layout(family).ignorable:
         if re.fullmatch(pattern, key):
             return reason
     return None
@@ -228,6 +265,7 @@ def _block_rules(
     width: int,
     mlp_dim: int,
     target_prefix: str,
+    mlp: str = "gelu",
 ) -> list[Rule]:
     p = names.prefix.format(i=i)
     t = f"{target_prefix}{i}"
@@ -240,11 +278,21 @@ def _block_rules(
         _one((t, "attn", "proj", "bias"), f"{p}{names.proj}.bias", (d,)),
         _one((t, "norm2", "scale"), f"{p}{names.norm2}.weight", (d,)),
         _one((t, "norm2", "bias"), f"{p}{names.norm2}.bias", (d,)),
-        _one((t, "mlp", "fc1", "kernel"), f"{p}{names.fc1}.weight", (m, d), _linear_kernel),
-        _one((t, "mlp", "fc1", "bias"), f"{p}{names.fc1}.bias", (m,)),
-        _one((t, "mlp", "fc2", "kernel"), f"{p}{names.fc2}.weight", (d, m), _linear_kernel),
-        _one((t, "mlp", "fc2", "bias"), f"{p}{names.fc2}.bias", (d,)),
     ]
+    if mlp == "swiglu":
+        rules += [
+            _one((t, "mlp", "w12", "kernel"), f"{p}{names.w12}.weight", (2 * m, d), _linear_kernel),
+            _one((t, "mlp", "w12", "bias"), f"{p}{names.w12}.bias", (2 * m,)),
+            _one((t, "mlp", "w3", "kernel"), f"{p}{names.w3}.weight", (d, m), _linear_kernel),
+            _one((t, "mlp", "w3", "bias"), f"{p}{names.w3}.bias", (d,)),
+        ]
+    else:
+        rules += [
+            _one((t, "mlp", "fc1", "kernel"), f"{p}{names.fc1}.weight", (m, d), _linear_kernel),
+            _one((t, "mlp", "fc1", "bias"), f"{p}{names.fc1}.bias", (m,)),
+            _one((t, "mlp", "fc2", "kernel"), f"{p}{names.fc2}.weight", (d, m), _linear_kernel),
+            _one((t, "mlp", "fc2", "bias"), f"{p}{names.fc2}.bias", (d,)),
+        ]
     if names.qkv_bias is not None:
         rules.append(_one((t, "attn", "qkv", "bias"), p + names.qkv_bias, (3 * d,)))
     else:
@@ -262,16 +310,24 @@ def _block_rules(
     return rules
 
 
-def encoder_rules(family: str, dims: EncoderDims) -> list[Rule]:
+def encoder_rules(
+    family: str, dims: EncoderDims, tensors: Mapping[str, np.ndarray] | None = None
+) -> list[Rule]:
     """Every official encoder tensor of `family` at `dims`, with its Flax target.
 
     Args:
-      family: one of `FAMILIES`.
+      family: a family with a registered layout.
       dims: encoder sizes (from the model spec).
+      tensors: the file's canonical tensors, for layouts that pick a flavour from the keys.
 
     Returns:
       Rules whose targets are paths in the encoder's Flax parameter tree.
     """
+    layout = get_layout(family)
+    if layout.keyed_rules is not None:
+        return layout.keyed_rules(dims, tensors or {})
+    if layout.rules is not None:
+        return layout.rules(dims)
     d, p = dims.width, dims.patch_size
     cls_key, patch, pos, norm = model_names(family)
     rules = [
@@ -284,22 +340,15 @@ def encoder_rules(family: str, dims: EncoderDims) -> list[Rule]:
     if pos is not None:
         rows, cols = dims.grid
         rules.append(_one(("pos_embed",), pos, (1, 1 + rows * cols, d)))
-    if family == "dinov2_reg":
-        rules.append(_one(("register_tokens",), "register_tokens", (1, dims.num_registers, d)))
-    if family == "simmim":
-        rows, cols = dims.grid
-        table_rows = (2 * rows - 1) * (2 * cols - 1) + 3
-        rules.append(
-            _one(
-                ("rel_pos_bias", "table"),
-                "rel_pos_bias.relative_position_bias_table",
-                (table_rows, dims.num_heads),
-            )
-        )
-    names = BLOCK_NAMES[family]
+    if layout.extra_rules is not None:
+        rules.extend(layout.extra_rules(dims))
+    names = layout.block
     for i in range(dims.depth):
-        rules.extend(_block_rules(names, i, d, dims.mlp_dim, "block_"))
+        rules.extend(_block_rules(names, i, d, dims.mlp_dim, "block_", dims.mlp))
     return rules
+
+
+block_rules = _block_rules  # for the layout modules
 
 
 def decoder_rules(encoder_width: int, dims: DecoderDims) -> list[Rule]:
@@ -420,9 +469,6 @@ def select_state_dict(
 
 
 _CHUNKED_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(.*)$")
-_TORCHVISION_OLD_MLP = re.compile(
-    r"^(encoder\.layers\.encoder_layer_\d+\.mlp\.)linear_([12])\.(.*)$"
-)
 
 
 def _strip(key: str, prefix: str) -> str:
@@ -448,16 +494,16 @@ def canonical_name(family: str, key: str) -> tuple[str | None, str]:
             branch, name = candidate, _strip_module(name[len(candidate) + 1 :])
             break
     name = _strip(name, "backbone.")
-    if family != "torchvision":
+    layout = get_layout(family)
+    if layout.strip_encoder_prefix:
         # SimMIM nests its ViT under `encoder.`; torchvision's own names start with `encoder.`.
         name = _strip(name, "encoder.")
     if match := _CHUNKED_BLOCK.match(name):
         # DINOv2 block_chunks>0 stores block i as blocks.{chunk}.{i} (chunks are identity-padded,
         # so i is already the global index).
         name = f"blocks.{match.group(2)}.{match.group(3)}"
-    if family == "torchvision" and (match := _TORCHVISION_OLD_MLP.match(name)):
-        # The released vit_b_16 file predates torchvision PR #6053 (mlp.linear_1 -> mlp.0).
-        name = f"{match.group(1)}{'0' if match.group(2) == '1' else '3'}.{match.group(3)}"
+    if layout.rename is not None:
+        name = layout.rename(name)
     return branch, name
 
 
@@ -470,7 +516,7 @@ def canonicalize(
     """Picks the state dict out of a checkpoint and renames its keys to the canonical names.
 
     Args:
-      family: one of `FAMILIES`.
+      family: a family with a registered layout.
       checkpoint: top-level mapping from `reader.read_checkpoint` (or a plain state dict).
       checkpoint_key: wrapper entry or training branch to read (see `select_state_dict`).
       source: file name for messages.
