@@ -20,7 +20,7 @@ def get_config(arg=None):
     arg = common.parse_arg(arg, accelerator=False, runlocal=False)
     c = common.get_base()
     c.dataset = "ade20k"
-    c.experiments = "fewshot,variance,layerwise,robustness"
+    c.experiments = ("fewshot", "variance", "layerwise", "robustness")
     c.data.root = "data/ADEChallengeData2016"
     c.data.train_per_group = 4  # k_train: images per class
     c.data.eval_per_group = 2  # k_eval: images per class
@@ -32,14 +32,14 @@ def get_config(arg=None):
     c.data.miou_convention = "all"
     c.fewshot.shots = (4,)
     c.fewshot.table_shots = 4
-    c.variance.overlap_datasets = "ade20k,cityscapes"
+    c.variance.overlap_datasets = ("ade20k", "cityscapes")
     if arg.accelerator:
         common.accelerator(c)
     if arg.runlocal:
-        c.models = "dino:b:16:checkpoints/dino_vitb16,mae:b:16:checkpoints/mae_vitb16"
+        c.models = common.RUNLOCAL_MODELS
         c.data.train_per_group = 1
         c.data.eval_per_group = 1
-        c.layerwise.layers = "0,-1"
-        c.variance.overlap_datasets = "ade20k"
+        c.layerwise.layers = (0, -1)
+        c.variance.overlap_datasets = ("ade20k",)
         c.variance.linear_removed = (0, 200)  # one probe per point: keep the smoke run short
     return c

@@ -18,14 +18,14 @@ def get_config(arg=None):
     if arg.accelerator:
         common.accelerator(c)
     if arg.runlocal:
-        c.models = "dino:b:16:checkpoints/dino_vitb16,mae:b:16:checkpoints/mae_vitb16"
+        c.models = common.RUNLOCAL_MODELS
         c.data.train_per_group = 1
         c.data.eval_per_group = 1
         c.data.splits = "seeded"
         c.fewshot.shots = (1,)
         c.fewshot.table_shots = 1
-        c.layerwise.layers = "0,-1"
-        c.variance.overlap_datasets = "cityscapes"
+        c.layerwise.layers = (0, -1)
+        c.variance.overlap_datasets = ("cityscapes",)
         c.variance.linear_removed = (0, 200)  # one probe per point: keep the smoke run short
         c.tiling_vs_full.full_hw = (448, 896)
     return c

@@ -4,33 +4,53 @@ Not a runnable config itself; `configs/{cityscapes,ade20k,demo}.py` start from `
 Sources of the numbers: docs "Datasets and evaluation protocol reference" §1 (the authors' research
 code). Comments give the figure/table each section reproduces.
 
+Each section's defaults live in one place, beside the code that reads them: an experiment's own
+section is `vitjax.experiments.<name>.defaults()`; `extract`, `knn` and `probe` come from
+`vitjax.experiments.common.{extract,knn,probe}_defaults()` (which read the library's
+`extract.ExtractOptions`, `knn.search` and `probes.ProbeConfig` defaults). The per-dataset configs
+override only the fields their dataset needs. List values are tuples (`("knn", "linear")`), never
+comma strings; see the README for the command-line forms.
+
 The ignore label is not a setting: every dataset reader emits 255 for void pixels and every
 experiment reads them as such (`vitjax.experiments.common.IGNORE`).
 """
 
 import ml_collections
 
-from vitjax import knn
+from vitjax.data import fewshot as data_fewshot
+from vitjax.experiments import common as exp_common
+from vitjax.experiments import (
+    fewshot,
+    global_context,
+    layerwise,
+    robustness,
+    tiling_vs_full,
+    variance,
+)
 
-ALL_EXPERIMENTS = "fewshot,variance,layerwise,robustness,global_context,tiling_vs_full"
+# The segmentation-side experiments that get_base() configures, by config section name.
+SEGMENTATION_EXPERIMENTS = (
+    ("fewshot", fewshot),
+    ("variance", variance),
+    ("layerwise", layerwise),
+    ("robustness", robustness),
+    ("global_context", global_context),
+    ("tiling_vs_full", tiling_vs_full),
+)
+ALL_EXPERIMENTS = tuple(name for name, _ in SEGMENTATION_EXPERIMENTS)
 
 # The paper's ViT-B backbones (Tab. 2), as `family:size:patch:checkpoint_dir`; checkpoint dirs are
 # what `python -m checkpoints_convert` writes. `none` instead of a dir means random weights.
-PAPER_MODELS = ",".join(
-    [
-        "dino:b:16:checkpoints/dino_vitb16",
-        "dinov2:b:14:checkpoints/dinov2_vitb14",
-        "mae:b:16:checkpoints/mae_vitb16",
-        "simmim:b:16:checkpoints/simmim_vitb16",
-        "ibot:b:16:checkpoints/ibot_vitb16",
-        "torchvision:b:16:checkpoints/torchvision_vitb16",
-    ]
+PAPER_MODELS = (
+    "dino:b:16:checkpoints/dino_vitb16",
+    "dinov2:b:14:checkpoints/dinov2_vitb14",
+    "mae:b:16:checkpoints/mae_vitb16",
+    "simmim:b:16:checkpoints/simmim_vitb16",
+    "ibot:b:16:checkpoints/ibot_vitb16",
+    "torchvision:b:16:checkpoints/torchvision_vitb16",
 )
-
-
-# Fig. 1: numbers of highest-variance dimensions removed (the authors' research code [R1] tried
-# 10-750; [R1] and the protocol numbers below: docs/datasets.md §1).
-VARIANCE_SWEEP = (0, 10, 25, 50, 100, 200, 300, 400, 500, 600, 750)
+# The two-model smoke runs (`runlocal`) of the dataset configs.
+RUNLOCAL_MODELS = ("dino:b:16:checkpoints/dino_vitb16", "mae:b:16:checkpoints/mae_vitb16")
 
 
 def parse_arg(arg: str | None, **defaults):
@@ -70,7 +90,9 @@ def get_base() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.root = ""
     # Roots of the other datasets, read for the cross-dataset variance overlap.
-    c.data.other_roots = "cityscapes=data/cityscapes,ade20k=data/ADEChallengeData2016"
+    c.data.other_roots = ml_collections.ConfigDict(
+        dict(cityscapes="data/cityscapes", ade20k="data/ADEChallengeData2016")
+    )
     c.data.train_per_group = 4  # 4 images per train city = 72 images (Cityscapes)
     c.data.eval_per_group = 10  # 10 images per val city (frankfurt, lindau, munster) = 30
     # paper: the research code's image lists (Cityscapes) / listing order (ADE20K greedy pick);
@@ -88,89 +110,20 @@ def get_base() -> ml_collections.ConfigDict:
     # from the last `ade20k_train_pool` training images of the sorted listing, k_eval =
     # eval_per_group (2) per class from all validation images; classes 150 -> 1, no image reused;
     # an image shows a class if it survives nearest downsampling of the mask to this grid.
-    c.data.ade20k_train_pool = 2500  # 0 = the whole training listing
-    c.data.ade20k_presence_grid = (28, 42)  # rows x cols = 42x28 (W x H), the 448x672 patch grid
+    c.data.ade20k_train_pool = data_fewshot.ADE20K_TRAIN_POOL  # 2500; 0 = the whole listing
+    # rows x cols = 42x28 (W x H), the 448x672 patch grid
+    c.data.ade20k_presence_grid = data_fewshot.ADE20K_PRESENCE_GRID
     c.data.synthetic_hw = (256, 512)
     c.data.synthetic_eval_images = 6
 
-    # Feature extraction: final-norm patch tokens of the last block (CLS dropped).
-    c.extract = ml_collections.ConfigDict()
-    c.extract.layers = (-1,)
-    c.extract.batch_size = 32
-    c.extract.compute_dtype = "float32"  # matmul dtype; bfloat16 in the `accelerator` variants
-    c.extract.store_dtype = "float32"  # dtype of the features on disk
-
-    # k-NN: top-10 by dot product, prediction = label of the single nearest neighbour.
-    c.knn = ml_collections.ConfigDict()
-    c.knn.k = 10
-    c.knn.rule = "1nn"  # 1nn | majority | weighted
-    c.knn.metric = "dot"
-    # False as [R1]: the research code kept raw labelIds, so void patches stay in the support set
-    # and a query whose nearest neighbour is void gets a non-evaluated label, i.e. an error. True
-    # drops ignore-labelled patches from the support set (a cleaner but non-paper protocol).
-    c.knn.exclude_ignore = False
-    c.knn.compute_dtype = "float32"  # k-NN matmul input dtype; bfloat16 in `accelerator`
-    # Queries x database rows scored per step: the engine's defaults, a 32 MiB float32 block.
-    c.knn.query_block = knn.DEFAULT_QUERY_BLOCK
-    c.knn.db_block = knn.DEFAULT_DB_BLOCK
-
-    # Linear probe (softmax on frozen patch features); MAE gets a non-affine BatchNorm first.
-    c.probe = ml_collections.ConfigDict()
-    c.probe.epochs = 10
-    c.probe.batch_size = 4096
-    c.probe.optimizer = "adamw"  # adamw | sgd (momentum `probe.momentum`)
-    c.probe.schedule = "cosine"  # cosine (to 0 after warm-up) | constant
-    c.probe.warmup_epochs = 1.0  # linear warm-up from 0
-    c.probe.momentum = 0.9  # sgd only
-    c.probe.learning_rates = (1e-3, 3e-3, 1e-2)  # swept; the best on held-out rows is kept
-    c.probe.weight_decays = (0.0, 1e-4, 1e-2)
-    c.probe.val_fraction = 0.1
-    c.probe.batchnorm_families = "mae"
-
-    # Fig. 2 / Tab. 2: few-shot patch classification over train-set sizes (images per city).
-    c.fewshot = ml_collections.ConfigDict()
-    c.fewshot.shots = (2, 4, 8)
-    c.fewshot.table_shots = 4
-    c.fewshot.methods = "knn,linear"
-
-    # Fig. 1: variance spectrum; k-NN/linear as the N highest-variance dims are removed.
-    c.variance = ml_collections.ConfigDict()
-    c.variance.removed = VARIANCE_SWEEP
-    c.variance.linear_removed = VARIANCE_SWEEP  # the paper sweeps the linear probe as well
-    c.variance.top_n = 200  # the paper's choice for MAE
-    c.variance.random_control = True
-    c.variance.batchnorm = True
-    c.variance.overlap_datasets = "cityscapes,ade20k"
-
-    # Fig. 3: k-NN per layer, overall and per class.
-    c.layerwise = ml_collections.ConfigDict()
-    c.layerwise.layers = "all"  # "all" or comma-separated block indices ("0,3,-1")
-
-    # Fig. 4: k-NN and linear under photometric corruptions of the evaluation images (four levels
-    # each; blur = box kernel in px, noise = Gaussian sigma on the 0-255 scale, freq = band index).
-    c.robustness = ml_collections.ConfigDict()
-    c.robustness.blur_kind = "box_blur"  # box_blur (any size) | blur (Gaussian, odd sizes)
-    c.robustness.blur_levels = (2, 4, 6, 8)
-    c.robustness.noise_levels = (10.0, 20.0, 30.0, 40.0)
-    c.robustness.freq_bands = (0, 1, 2, 3)
-    c.robustness.num_bands = 4
-    c.robustness.freq_sigma = 20.0
-    c.robustness.methods = "knn,linear"
-
-    # Tab. 6: ridge regression from the central patch of each tile to the image's class fractions.
-    c.global_context = ml_collections.ConfigDict()
-    c.global_context.classes = "road,building,vegetation"
-    # image: fractions over the whole source image (labelled pixels); tile: over the input tile.
-    c.global_context.target = "image"
-    c.global_context.top_n = 200
-    c.global_context.train_per_group = 0  # train images per group; 0 = data.train_per_group
-    c.global_context.l2s = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0, 1e4)
-    c.global_context.val_fraction = 0.25
-
-    # Tab. 5: tiled input vs the whole image at the same patch density.
-    c.tiling_vs_full = ml_collections.ConfigDict()
-    c.tiling_vs_full.full_hw = (896, 1792)  # 1024x2048 at 224/256: the tiled patch grid
-    c.tiling_vs_full.methods = "knn,linear"
+    # Shared sections; their defaults live with the code that reads them.
+    c.extract = exp_common.extract_defaults()
+    c.knn = exp_common.knn_defaults()
+    c.probe = exp_common.probe_defaults()
+    # The experiments' own sections: each module's defaults() (the paper's protocol numbers;
+    # Fig. 2 / Tab. 2, Fig. 1, Fig. 3, Fig. 4, Tab. 6, Tab. 5).
+    for name, module in SEGMENTATION_EXPERIMENTS:
+        c[name] = module.defaults()
     return c
 
 

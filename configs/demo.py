@@ -4,8 +4,10 @@ r"""Demo: every experiment end to end on synthetic scenes with small random mode
 
 Runs in a few minutes on a laptop CPU and writes the full report. Weights are random except the
 two shipped models trained by vitjax itself (`pretrained:demo_mae`, `pretrained:demo_dino`; the
-report opens with them against their random twins) unless a converted checkpoint is named (e.g. `--config.models=dino:s:16:checkpoints/dino_vits16,...`), and
-the report says so on its first line. Args: `test` (the tiniest settings, used by the tests),
+report opens with them against their random twins) unless a converted checkpoint is named (e.g.
+`--config.models=dino:s:16:checkpoints/dino_vits16,...`: on the command line a tuple of strings may
+be written comma-separated), and the report says so on its first line. Args: `test` (the tiniest
+settings, used by the tests),
 `known` (the hand-built known-answer models of `vitjax.models.known` instead: a sanity check of the
 pipeline whose numbers can be recomputed by hand; works on your own data too, e.g.
 `--config=configs/cityscapes.py --config.models=known:colour,known:colour_planted`).
@@ -21,45 +23,43 @@ OTHER_DEMOS = (
     (scalemae.KNN_EXPERIMENT, scalemae.add_knn_demo),
     (recon.EXPERIMENT, recon.add_demo),
 )
-OTHER_EXPERIMENTS = ",".join(name for name, _ in OTHER_DEMOS)
+OTHER_EXPERIMENTS = tuple(name for name, _ in OTHER_DEMOS)
 
 # Every family, the smallest size; random weights.
-DEMO_MODELS = ",".join(
-    [
-        "dino:ti:16:none",
-        "ibot:ti:16:none",
-        "mae:ti:16:none",
-        "simmim:ti:16:none",
-        "dinov2:ti:14:none",
-        "dinov2_reg:ti:14:none",
-        "torchvision:ti:16:none",
-        "scalemae:ti:16:none",
-        # The newer families: CLIP (open_clip layout, QuickGELU / GELU; transformers layout),
-        # a timm ViT, DINOv3 (RoPE, storage tokens) and SigLIP (no CLS token, MAP head).
-        "clip:ti:16:none",
-        "openclip:ti:16:none",
-        "clip_hf:ti:16:none",
-        "timm:ti:16:none",
-        "dinov3:ti:16:none",
-        "siglip:ti:16:none",
-        # Trained on the synthetic scenes by `python -m vitjax.pretrain` (shipped in the package;
-        # configs/pretrain_{mae,dino}.py); model_depth=3 makes the random mae/dino their twins.
-        "mae:ti:16:pretrained:demo_mae",
-        "dino:ti:16:pretrained:demo_dino",
-    ]
+DEMO_MODELS = (
+    "dino:ti:16:none",
+    "ibot:ti:16:none",
+    "mae:ti:16:none",
+    "simmim:ti:16:none",
+    "dinov2:ti:14:none",
+    "dinov2_reg:ti:14:none",
+    "torchvision:ti:16:none",
+    "scalemae:ti:16:none",
+    # The newer families: CLIP (open_clip layout, QuickGELU / GELU; transformers layout),
+    # a timm ViT, DINOv3 (RoPE, storage tokens) and SigLIP (no CLS token, MAP head).
+    "clip:ti:16:none",
+    "openclip:ti:16:none",
+    "clip_hf:ti:16:none",
+    "timm:ti:16:none",
+    "dinov3:ti:16:none",
+    "siglip:ti:16:none",
+    # Trained on the synthetic scenes by `python -m vitjax.pretrain` (shipped in the package;
+    # configs/pretrain_{mae,dino}.py); model_depth=3 makes the random mae/dino their twins.
+    "mae:ti:16:pretrained:demo_mae",
+    "dino:ti:16:pretrained:demo_dino",
 )
 
 
 # Known-answer models (vitjax/models/known.py): colour/texture, position only, one constant token,
 # colour plus four planted high-variance dims.
-KNOWN_MODELS = "known:colour,known:colour_planted,known:position,known:constant"
+KNOWN_MODELS = ("known:colour", "known:colour_planted", "known:position", "known:constant")
 
 
 def get_config(arg=None):
     arg = common.parse_arg(arg, test=False, known=False)
     c = common.get_base()
     c.dataset = "synthetic"
-    c.experiments = common.ALL_EXPERIMENTS + "," + OTHER_EXPERIMENTS
+    c.experiments = common.ALL_EXPERIMENTS + OTHER_EXPERIMENTS
     c.models = DEMO_MODELS
     c.model_depth = 3
     # 224 px tiles: the paper's patch grid (14x14 for /16 models) at the demo's size.
@@ -80,14 +80,13 @@ def get_config(arg=None):
     c.variance.removed = (0, 10, 25, 50, 100, 150)
     c.variance.linear_removed = (0, 50)
     c.variance.top_n = 50
-    c.variance.overlap_datasets = "synthetic,synthetic_aerial"
-    c.global_context.classes = "road,building,vegetation"
+    c.variance.overlap_datasets = ("synthetic", "synthetic_aerial")
     c.global_context.top_n = 50
     c.global_context.train_per_group = 12  # ridge regression needs more tiles than k-NN
     c.tiling_vs_full.full_hw = (224, 448)
     if arg.test:
         # A /16 model, the MAE (decoder, BatchNorm probe) and a /14 model with registers.
-        c.models = "dino:ti:16:none,mae:ti:16:none,dinov2_reg:ti:14:none"
+        c.models = ("dino:ti:16:none", "mae:ti:16:none", "dinov2_reg:ti:14:none")
         c.model_depth = 2
         c.data.synthetic_hw = (112, 224)
         c.data.tile_size = 112

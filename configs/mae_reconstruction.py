@@ -19,21 +19,15 @@ and a tiny random MAE).
 import ml_collections
 
 from configs import common
+from vitjax.experiments import mae_reconstruction
 
 EXPERIMENT = "mae_reconstruction"
 MODEL = "mae:b:16:checkpoints/mae_vitb16_visualize"
 
 
-def mae_reconstruction_defaults() -> ml_collections.ConfigDict:
-    """The `mae_reconstruction` section (Tab. 4)."""
-    s = ml_collections.ConfigDict()
-    s.num_images = 0  # evaluation tiles of config.dataset used (0 = all)
-    s.mask_ratios = (0.0, 0.75)  # no masking, and MAE's pretraining ratio
-    s.zeroed = 200  # top-variance dims zeroed, and as many random dims (the control)
-    s.norm_pix = False  # decoder predicts per-patch normalised pixels (the `_full` checkpoint)
-    s.paste_visible = True  # with masking, visible patches of the image are the original pixels
-    s.batch_size = 32
-    return s
+mae_reconstruction_defaults = (
+    mae_reconstruction.defaults
+)  # the section's defaults live with the experiment
 
 
 def add_demo(c: ml_collections.ConfigDict, tiny: bool = False) -> None:
@@ -51,8 +45,8 @@ def add_demo(c: ml_collections.ConfigDict, tiny: bool = False) -> None:
 def get_config(arg=None):
     arg = common.parse_arg(arg, accelerator=False, runlocal=False, synthetic=False)
     c = common.get_base()
-    c.experiments = EXPERIMENT
-    c.models = MODEL
+    c.experiments = (EXPERIMENT,)
+    c.models = (MODEL,)
     c.dataset = "cityscapes"
     c.data.root = "data/cityscapes"
     # The evaluation tiles are reconstructed; the top-variance dims to zero come from the training
@@ -65,7 +59,7 @@ def get_config(arg=None):
         c.data.splits = "seeded"
         c[EXPERIMENT].num_images = 8
     if arg.synthetic:
-        c.models = "mae:ti:16:none"
+        c.models = ("mae:ti:16:none",)
         c.model_depth = 2
         c.dataset = "synthetic"
         c.data.synthetic_hw = (224, 448)

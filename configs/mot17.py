@@ -19,7 +19,7 @@ EXPERIMENT = bdd100k.EXPERIMENT
 def get_config(arg=None):
     arg = common.parse_arg(arg, accelerator=False, runlocal=False)
     c = common.get_base()
-    c.experiments = EXPERIMENT
+    c.experiments = (EXPERIMENT,)
     s = bdd100k.tracking_defaults()
     s.dataset = "mot17"
     s.root = "data/MOT17"
@@ -30,7 +30,7 @@ def get_config(arg=None):
     if arg.accelerator:
         common.accelerator(c)
     if arg.runlocal:
-        c.models = "dino:b:16:checkpoints/dino_vitb16,mae:b:16:checkpoints/mae_vitb16"
+        c.models = common.RUNLOCAL_MODELS
         s.num_videos = 1
         s.max_frames = 60
         s.gaps = (1, 30)

@@ -41,18 +41,16 @@ def get_config(arg=None):
     if part == "dino":
         return pretrain_dino.get_config()
     c = demo.get_config()
-    c.experiments = "variance"
+    c.experiments = ("variance",)
     trained = {p: f"{STUDY_DIR}/{p}/model" for p in ("mae_norm", "mae_raw", "dino")}
     if arg.shipped:
         trained["mae_norm"], trained["dino"] = "pretrained:demo_mae", "pretrained:demo_dino"
     # model_depth=3 (the demo's) gives the random twins the trained models' shape.
-    c.models = ",".join(
-        [
-            f"mae:ti:16:{trained['mae_norm']}",
-            f"mae:ti:16:{trained['mae_raw']}",
-            f"dino:ti:16:{trained['dino']}",
-            "mae:ti:16:none",
-            "dino:ti:16:none",
-        ]
+    c.models = (
+        f"mae:ti:16:{trained['mae_norm']}",
+        f"mae:ti:16:{trained['mae_raw']}",
+        f"dino:ti:16:{trained['dino']}",
+        "mae:ti:16:none",
+        "dino:ti:16:none",
     )
     return c

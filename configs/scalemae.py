@@ -18,6 +18,7 @@ import ml_collections
 
 from configs import common
 from configs import mae_reconstruction as recon
+from vitjax.experiments import scalemae_knn
 
 KNN_EXPERIMENT = "scalemae_knn"
 # Kept for callers that compose demo configs; the experiment's config is mae_reconstruction.py.
@@ -25,39 +26,13 @@ RECON_EXPERIMENT = recon.EXPERIMENT
 mae_reconstruction_defaults = recon.mae_reconstruction_defaults
 
 
-def scalemae_knn_defaults() -> ml_collections.ConfigDict:
-    """The `scalemae_knn` section (Fig. 8)."""
-    s = ml_collections.ConfigDict()
-    s.datasets = "ucmerced,resisc45"  # any of ucmerced, resisc45, synthetic
-    # tfds_data_dir: a TFDS data_dir holding `uc_merced` / `resisc45` prepared as ArrayRecord,
-    # read instead of `root` when set (see vitjax/data/tfds_source.py).
-    s.ucmerced = ml_collections.ConfigDict(
-        dict(root="data/UCMerced_LandUse", train_per_class=50, test_per_class=0, tfds_data_dir="")
-    )  # 100 images per class: 50 train, 50 test
-    s.resisc45 = ml_collections.ConfigDict(
-        dict(root="data/NWPU-RESISC45", train_per_class=140, test_per_class=0, tfds_data_dir="")
-    )  # 700 per class: 20 % train, the rest test
-    s.synthetic = ml_collections.ConfigDict(
-        dict(n_per_class=8, train_per_class=4, test_per_class=0, image_size=256)
-    )
-    s.load_size = 256  # images are brought to this size first (UC Merced has odd shapes)
-    s.input_size = 224  # model input
-    s.sizes = (224, 112, 64, 32)  # simulated GSD: downscale to this size, upscale to input_size
-    s.gsd_aware = True  # give Scale-MAE the GSD ratio input_size / size
-    s.base_resolution = 1.0  # Scale-MAE's eval_base_resolution
-    s.representations = "cls,mean_patch"
-    s.removed = (0, 200)  # also without the N highest-variance dims (train-set variance)
-    s.k = 20
-    s.temperature = 0.07
-    s.metric = "cosine"
-    s.layer = -1
-    return s
+scalemae_knn_defaults = scalemae_knn.defaults  # the section's defaults live with the experiment
 
 
 def add_knn_demo(c: ml_collections.ConfigDict, tiny: bool = False) -> None:
     """Adds the `scalemae_knn` section of a demo config (synthetic scenes; `tiny`: test sizes)."""
     s = scalemae_knn_defaults()
-    s.datasets = "synthetic"
+    s.datasets = ("synthetic",)
     s.synthetic.n_per_class = 6
     s.synthetic.train_per_class = 3
     s.sizes = (224, 112, 56)
@@ -82,8 +57,8 @@ def add_demo(c: ml_collections.ConfigDict, tiny: bool = False) -> None:
 def get_config(arg=None):
     arg = common.parse_arg(arg, accelerator=False, runlocal=False, synthetic=False)
     c = common.get_base()
-    c.experiments = KNN_EXPERIMENT
-    c.models = "scalemae:l:16:checkpoints/scalemae_vitl16"
+    c.experiments = (KNN_EXPERIMENT,)
+    c.models = ("scalemae:l:16:checkpoints/scalemae_vitl16",)
     c[KNN_EXPERIMENT] = scalemae_knn_defaults()
     if arg.accelerator:
         common.accelerator(c)
@@ -95,7 +70,7 @@ def get_config(arg=None):
         s.resisc45.test_per_class = 2
         s.sizes = (224, 64)
     if arg.synthetic:
-        c.models = "scalemae:ti:16:none,mae:ti:16:none"
+        c.models = ("scalemae:ti:16:none", "mae:ti:16:none")
         c.model_depth = 2
         add_knn_demo(c)
     return c

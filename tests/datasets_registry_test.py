@@ -48,18 +48,18 @@ def load_toy(name: str, dcfg: ml_collections.ConfigDict, load_size: int, seed: i
 def toy_config(shift: int) -> ml_collections.ConfigDict:
     """What a contributor writes in configs/<name>.py: the experiment's section, the new dataset."""
     c = common_config.get_base()
-    c.experiments = "scalemae_knn"
-    c.models = "known:colour"
+    c.experiments = ("scalemae_knn",)
+    c.models = ("known:colour",)
     scalemae_config.add_knn_demo(c, tiny=True)
     s = c.scalemae_knn
-    s.datasets = TOY
+    s.datasets = (TOY,)
     s[TOY] = ml_collections.ConfigDict(
         dict(per_class=3, train_per_class=1, shift_test_labels=shift)
     )
     s.load_size = s.input_size = 32
     s.sizes = (32, 16)
     s.removed = (0,)
-    s.representations = "mean_patch"
+    s.representations = ("mean_patch",)
     s.k = 2
     return c
 

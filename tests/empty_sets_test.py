@@ -30,7 +30,7 @@ def no_extraction():
 
 def tracking_config():
     c = bdd100k.get_config("synthetic")
-    c.models = "dino:ti:16:none"
+    c.models = ("dino:ti:16:none",)
     c.model_depth = 1
     bdd100k.add_demo(c, tiny=True)  # one synthetic video of 5 frames, gaps (1, 3)
     return c
@@ -58,7 +58,7 @@ class TrackingTest(absltest.TestCase):
         if not fixtures:
             self.skipTest("VITJAX_FIXTURES is not set (CI sets it to the shared fixtures)")
         c = bdd100k.get_config("runlocal")
-        c.models = "dino:ti:16:none"
+        c.models = ("dino:ti:16:none",)
         c.model_depth = 1
         c.tracking.root = os.path.join(fixtures, "bdd100k", "vis4d_track", "bdd100k")
         # The fixture's video 00091078-875c1f73 is labelled from frameIndex 165 on, beyond the
@@ -70,7 +70,7 @@ class TrackingTest(absltest.TestCase):
 class Fair1MTest(absltest.TestCase):
     def test_tiles_without_object_patches_are_an_error_before_extraction(self):
         c = fair1m.get_config("synthetic")
-        c.models = "dino:ti:16:none"
+        c.models = ("dino:ti:16:none",)
         c.model_depth = 1
         real = fair1m_retrieval.load_tiles
 
@@ -90,8 +90,8 @@ class Fair1MTest(absltest.TestCase):
 class RemovalCountTest(absltest.TestCase):
     def test_counts_at_or_above_the_width_are_warned(self):
         c = demo.get_config("test")
-        c.experiments = "mae_reconstruction,scalemae_knn"
-        c.models = "mae:ti:16:none"  # width 192
+        c.experiments = ("mae_reconstruction", "scalemae_knn")
+        c.models = ("mae:ti:16:none",)  # width 192
         c.model_depth = 1
         c.mae_reconstruction.zeroed = 192
         c.mae_reconstruction.mask_ratios = (0.0,)
@@ -115,8 +115,8 @@ class RemovalCountTest(absltest.TestCase):
 
     def test_global_context_top_n_at_the_width_is_warned(self):
         c = demo.get_config("test")
-        c.experiments = "global_context"
-        c.models = "dino:ti:16:none"  # width 192
+        c.experiments = ("global_context",)
+        c.models = ("dino:ti:16:none",)  # width 192
         c.model_depth = 1
         c.global_context.top_n = 192
         entry = run.run(c, make_tempdir(self))["experiments"]["global_context"]

@@ -141,8 +141,8 @@ class WiringTest(absltest.TestCase):
 class EndToEndTest(absltest.TestCase):
     def test_run(self):
         c = recon_config.get_config("synthetic")
-        c.experiments = "mae_reconstruction"
-        c.models = "mae:ti:16:none,dino:ti:16:none"
+        c.experiments = ("mae_reconstruction",)
+        c.models = ("mae:ti:16:none", "dino:ti:16:none")
         c.model_depth = 1
         recon_config.add_demo(c, tiny=True)
         c.data.synthetic_hw = (112, 224)

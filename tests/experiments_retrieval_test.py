@@ -19,10 +19,14 @@ from vitjax import corruptions, errors, models, run  # noqa: E402
 from vitjax.data import fair1m, fewshot  # noqa: E402
 from vitjax.data.loaders import object_tiles  # noqa: E402
 from vitjax.data.types import ObjectTiles  # noqa: E402
+from vitjax.experiments import (
+    common,  # noqa: E402
+    scalemae_knn,  # noqa: E402
+)
 from vitjax.experiments import fair1m_retrieval as fr  # noqa: E402
-from vitjax.experiments import scalemae_knn  # noqa: E402
 
-KNN_CFG = ml_collections.ConfigDict(dict(query_block=64, db_block=128))
+KNN_CFG = common.knn_defaults()
+KNN_CFG.update(dict(query_block=64, db_block=128))
 
 
 def tempdir(test) -> str:
@@ -266,7 +270,7 @@ class OutcomeTest(parameterized.TestCase):
         cases = fr.perturbation_cases(cfg)
         self.assertLen(cases, 1 + 5 * 4)
         self.assertEqual(cases[0], ("clean", 0.0))
-        cfg.perturbations = "shift,warp"
+        cfg.perturbations = ("shift", "warp")
         with self.assertRaisesRegex(errors.ConfigError, "warp"):
             fr.perturbation_cases(cfg)
 
@@ -429,7 +433,7 @@ class Fair1mConfigTest(absltest.TestCase):
             ):
                 fr.load_tiles(cfg, 0)
         del cfg["perturbations"]
-        with self.assertRaisesRegex(errors.ConfigError, "fair1m_retrieval_defaults"):
+        with self.assertRaisesRegex(errors.ConfigError, r"fair1m_retrieval\.defaults\(\)"):
             fr._check(cfg)
 
 
@@ -438,11 +442,11 @@ class EndToEndTest(absltest.TestCase):
         root = tempdir(self)
         write_fair1m(root, 7)  # 280 x 224 px, 112 px tiles: 7 x 7 (ViT/16) and 8 x 8 (ViT/14)
         c = fair1m_config.get_config("synthetic")
-        c.models = "dino:ti:16:none,dinov2_reg:ti:14:none"
+        c.models = ("dino:ti:16:none", "dinov2_reg:ti:14:none")
         c.model_depth = 1
         s = c.fair1m_retrieval
         s.dataset, s.root, s.tile_size, s.per_category = "fair1m", root, 112, 1
-        s.perturbations = "shift,rotate,noise"
+        s.perturbations = ("shift", "rotate", "noise")
         s.levels.shift, s.levels.rotate, s.levels.noise = (4,), (20.0,), (30.0,)
         s.removed = (0, 10)
         workdir = tempdir(self)
@@ -469,11 +473,11 @@ class EndToEndTest(absltest.TestCase):
         root = tempdir(self)
         write_ucmerced(root)
         c = scalemae_config.get_config("synthetic")
-        c.experiments = "scalemae_knn"
-        c.models = "scalemae:ti:16:none,dino:ti:16:none"
+        c.experiments = ("scalemae_knn",)
+        c.models = ("scalemae:ti:16:none", "dino:ti:16:none")
         c.model_depth = 1
         s = c.scalemae_knn
-        s.datasets = "ucmerced"
+        s.datasets = ("ucmerced",)
         s.ucmerced.root, s.ucmerced.train_per_class = root, 2
         s.load_size, s.input_size, s.sizes, s.removed = 48, 64, (64, 32), (0, 100)
         results = run.run(c, tempdir(self))

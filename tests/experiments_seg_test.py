@@ -39,7 +39,8 @@ linear_model = test_util.optional_import("sklearn.linear_model")
 preprocessing = test_util.optional_import("sklearn.preprocessing")
 sk_metrics = test_util.optional_import("sklearn.metrics")
 
-KNN_CFG = ml_collections.ConfigDict(
+KNN_CFG = common.knn_defaults()
+KNN_CFG.update(
     dict(k=10, rule="1nn", metric="dot", exclude_ignore=True, query_block=64, db_block=128)
 )
 
@@ -384,14 +385,14 @@ class ScoreTest(parameterized.TestCase):
 
 
 class LayerwiseTest(parameterized.TestCase):
-    @parameterized.parameters(("all", 4, [0, 1, 2, 3]), ("0,-1", 4, [0, 3]), ("2, 1,2", 3, [1, 2]))
-    def test_parse_layers(self, text, depth, expected):
-        self.assertEqual(layerwise.parse_layers(text, depth), expected)
+    @parameterized.parameters(((), 4, [0, 1, 2, 3]), ((0, -1), 4, [0, 3]), ((2, 1, 2), 3, [1, 2]))
+    def test_resolve_layers(self, layers, depth, expected):
+        self.assertEqual(layerwise.resolve_layers(layers, depth), expected)
 
-    @parameterized.parameters("5", "x", "")
-    def test_parse_layers_rejects(self, text):
+    @parameterized.parameters((5,), ("x",), (-5,), (1.0,))
+    def test_resolve_layers_rejects(self, *layers):
         with self.assertRaises(errors.ConfigError):
-            layerwise.parse_layers(text, 4)
+            layerwise.resolve_layers(layers, 4)
 
     @test_util.requires("sklearn")
     def test_per_class_breakdown(self):
@@ -608,18 +609,20 @@ class FewshotTableTest(parameterized.TestCase):
         self.assertIsNone(row["knn_paper"])
         self.assertEqual(row["knn_vs_paper"], "not comparable: n_eval_images 3 != 30")
 
-    def test_methods_parsing(self):
-        self.assertEqual(common.methods("knn, linear"), ["knn", "linear"])
-        with self.assertRaisesRegex(errors.ConfigError, r"config\.fewshot\.methods='knn,svm'"):
-            common.methods("knn,svm", "config.fewshot.methods")
+    def test_methods_checking(self):
+        self.assertEqual(common.methods(("knn", "linear")), ["knn", "linear"])
+        with self.assertRaisesRegex(errors.ConfigError, r"config\.fewshot\.methods=.*'svm'"):
+            common.methods(("knn", "svm"), "config.fewshot.methods")
         with self.assertRaisesRegex(errors.ConfigError, r"config\.robustness\.methods"):
-            common.methods(" , ", "config.robustness.methods")
+            common.methods((), "config.robustness.methods")
 
 
 class DatasetConfigTest(absltest.TestCase):
     def test_other_dataset_gets_its_protocol_and_root(self):
         config = cityscapes_config.get_config()
-        config.data.other_roots = "ade20k=/data/ade, cityscapes=/data/cs"
+        config.data.other_roots = ml_collections.ConfigDict(
+            dict(ade20k="/data/ade", cityscapes="/data/cs")
+        )
         ade = common.dataset_config(config, "ade20k")
         self.assertEqual(ade.dataset, "ade20k")
         self.assertEqual(ade.data.root, "/data/ade")
@@ -627,7 +630,7 @@ class DatasetConfigTest(absltest.TestCase):
         self.assertEqual((ade.data.tile_size, ade.data.tile_out), (224, 224))
         self.assertEqual(config.data.tile_size, 256)  # the original is untouched
         self.assertIs(common.dataset_config(config, "cityscapes"), config)
-        config.data.other_roots = "cityscapes=/data/cs"
+        config.data.other_roots.ade20k = ""
         with self.assertRaisesRegex(errors.ConfigError, "other_roots"):
             common.dataset_config(config, "ade20k")
 
@@ -673,10 +676,12 @@ class KnnVoidTest(parameterized.TestCase):
         return support, labels, queries, gt
 
     def _cfg(self, exclude, rule="1nn", k=10):
-        return ml_collections.ConfigDict(
+        c = common.knn_defaults()
+        c.update(
             dict(k=k, rule=rule, metric="dot", exclude_ignore=exclude, query_block=16,
                  db_block=32)
         )  # fmt: skip
+        return c
 
     @test_util.requires("sklearn")
     def test_void_neighbour_is_an_error_when_kept(self):
@@ -808,27 +813,27 @@ class ConfigDefaultsTest(absltest.TestCase):
 
 
 class VarianceOverlapTest(absltest.TestCase):
-    def _config(self, other_roots, overlap="synthetic,ade20k"):
+    def _config(self, other_roots, overlap=("synthetic", "ade20k")):
         c = demo_config.get_config("test")
-        c.models = "dino:ti:16:none"
+        c.models = ("dino:ti:16:none",)
         c.model_depth = 1
-        c.experiments = "variance"
+        c.experiments = ("variance",)
         c.variance.overlap_datasets = overlap
-        c.data.other_roots = other_roots
+        c.data.other_roots = ml_collections.ConfigDict(other_roots)
         return c
 
     def test_plan(self):
         existing = tempfile.mkdtemp(prefix="vitjax_root_")
         self.addCleanup(shutil.rmtree, existing, ignore_errors=True)
         missing = os.path.join(existing, "nope")
-        c = self._config(f"ade20k={missing},cityscapes={existing}")
+        c = self._config(dict(ade20k=missing, cityscapes=existing))
         skipped = variance.overlap_plan(c, ["synthetic", "ade20k", "cityscapes"])
         self.assertEqual(list(skipped), ["ade20k"])
         self.assertIn(missing, skipped["ade20k"])
         c.dataset = "ade20k"  # the run's own dataset is read from data.root, not checked here
         self.assertEqual(variance.overlap_plan(c, ["ade20k", "cityscapes"]), {})
         with self.assertRaisesRegex(errors.ConfigError, "other_roots.*ade20k"):
-            variance.overlap_plan(self._config("cityscapes=/x"), ["ade20k"])
+            variance.overlap_plan(self._config(dict(cityscapes="/x")), ["ade20k"])
         with self.assertRaisesRegex(errors.ConfigError, "overlap_datasets.*kitti"):
             variance.overlap_plan(c, ["kitti"])
 
@@ -836,7 +841,7 @@ class VarianceOverlapTest(absltest.TestCase):
         workdir = tempfile.mkdtemp(prefix="vitjax_var_")
         self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
         missing = os.path.join(workdir, "no_ade20k")
-        results = run.run(self._config(f"ade20k={missing}"), os.path.join(workdir, "w"))
+        results = run.run(self._config(dict(ade20k=missing)), os.path.join(workdir, "w"))
         entry = results["experiments"]["variance"]
         (row,) = entry["tables"]["overlap"]
         self.assertEqual((row["dataset_a"], row["dataset_b"]), ("synthetic", "ade20k"))
@@ -867,7 +872,7 @@ class VarianceOverlapTest(absltest.TestCase):
             mock.patch.object(extract, "extract", side_effect=AssertionError("extracted")),
             self.assertRaisesRegex(errors.ConfigError, "other_roots"),
         ):
-            run.run(self._config("cityscapes=/x"), workdir)
+            run.run(self._config(dict(cityscapes="/x")), workdir)
 
 
 def write_ade20k_fixture(root: str) -> None:
@@ -1169,11 +1174,11 @@ class CityscapesEndToEndTest(absltest.TestCase):
         config.data.splits = "paper"  # no shipped 1-per-city list: falls back to the seeded draw
         config.data.tile_size = 32
         config.data.tile_out = 32
-        config.models = "dino:ti:16:none"
+        config.models = ("dino:ti:16:none",)
         config.model_depth = 1
-        config.experiments = "fewshot,tiling_vs_full"
-        config.fewshot.methods = "knn"
-        config.tiling_vs_full.methods = "knn"
+        config.experiments = ("fewshot", "tiling_vs_full")
+        config.fewshot.methods = ("knn",)
+        config.tiling_vs_full.methods = ("knn",)
         config.tiling_vs_full.full_hw = (64, 128)
         results = run.run(config, os.path.join(root, "work"))
         fewshot_rows = results["experiments"]["fewshot"]["tables"]["scores"]
@@ -1298,7 +1303,7 @@ class FeatureKeyTest(absltest.TestCase):
 class LayerwiseRunTest(absltest.TestCase):
     def test_one_forward_pass_per_split_and_per_layer_scores(self):
         config = demo_config.get_config("test")
-        config.layerwise.layers = "all"
+        config.layerwise.layers = ()
         ctx, model = tiny_context(self, config)
         ctx = ctx.for_experiment("layerwise")
         with mock.patch.object(

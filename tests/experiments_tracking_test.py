@@ -366,9 +366,9 @@ class FramesKeyTest(absltest.TestCase):
 
     def test_geometries(self):
         cfg = bdd100k_config.tracking_defaults()
-        cfg.geometries = "64x128/64, 32x32"
+        cfg.geometries = ("64x128/64", "32x32")
         self.assertEqual([g.name for g in tracking.geometries(cfg)], ["64x128/64", "32x32"])
-        cfg.geometries = " , "
+        cfg.geometries = ()
         with self.assertRaisesRegex(errors.ConfigError, "geometries"):
             tracking.geometries(cfg)
 
@@ -402,10 +402,10 @@ class EndToEndTest(absltest.TestCase):
         root = tempdir(self)
         write_mot17(root)
         c = mot17_config.get_config()
-        c.models = "dino:ti:16:none"
+        c.models = ("dino:ti:16:none",)
         c.model_depth = 1
         s = c.tracking
-        s.root, s.geometries, s.gaps = root, "64x64,64x128/64", (1, 2)
+        s.root, s.geometries, s.gaps = root, ("64x64", "64x128/64"), (1, 2)
         results = run.run(c, tempdir(self))
         rows = results["experiments"]["tracking"]["tables"]["association"]
         self.assertLen(rows, 2 * 2)  # geometries x gaps

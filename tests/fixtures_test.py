@@ -160,8 +160,9 @@ class ADE20KFixtureTest(absltest.TestCase):
 
     def test_experiment_loader_on_the_validation_pool(self):
         data_cfg = ml_collections.ConfigDict(
-            dict(root=self.root, splits="seeded", eval_per_group=1)
-        )
+            dict(root=self.root, splits="seeded", eval_per_group=1, ade20k_train_pool=2500,
+                 ade20k_presence_grid=(28, 42))
+        )  # fmt: skip
         segmentation_loaders.ade20k_presence.cache_clear()
         with self.assertLogs(level="WARNING") as logs:
             raw, class_names = segmentation_loaders.load_ade20k(data_cfg, 0, "eval", 1)

@@ -265,10 +265,11 @@ def make_config():
     c = common_config.get_base()
     c.seed = 0
     c.dataset = "synthetic"
-    c.models = ",".join(f"known:{kind}" for kind in MODELS)
+    c.models = tuple(f"known:{kind}" for kind in MODELS)
     c.experiments = (
-        "fewshot,variance,robustness,tiling_vs_full,fair1m_retrieval,tracking,scalemae_knn"
-    )
+        "fewshot", "variance", "robustness", "tiling_vs_full", "fair1m_retrieval", "tracking",
+        "scalemae_knn",
+    )  # fmt: skip
     c.data.synthetic_hw = SCENE_HW
     c.data.synthetic_groups = 2
     c.data.synthetic_eval_images = 3
@@ -288,22 +289,22 @@ def make_config():
     c.variance.linear_removed = ()
     c.variance.top_n = 4
     c.variance.batchnorm = False
-    c.variance.overlap_datasets = "synthetic,synthetic_aerial"
+    c.variance.overlap_datasets = ("synthetic", "synthetic_aerial")
     c.robustness.blur_levels = (8, 16, 32, 64)
     c.robustness.noise_levels = (20.0,)
     c.robustness.freq_bands = ()
     c.tiling_vs_full.full_hw = SCENE_HW
-    c.tiling_vs_full.methods = "knn"
+    c.tiling_vs_full.methods = ("knn",)
     fair1m_config.add_demo(c)
     f = c.fair1m_retrieval
     f.tile_size = TILE
     f.synthetic_candidates = 16
-    f.perturbations = "shift"
+    f.perturbations = ("shift",)
     f.levels.shift = (P, 2 * P)
     f.removed = (0,)
     bdd100k_config.add_demo(c)
     t = c.tracking
-    t.geometries = "224x448/224"
+    t.geometries = ("224x448/224",)
     t.gaps = (1, 3)
     t.synthetic_videos = 2
     t.synthetic_frames = 5
@@ -317,7 +318,7 @@ def make_config():
     s.input_size = TILE
     s.sizes = (224, 56)
     s.removed = (0,)
-    s.representations = "mean_patch"
+    s.representations = ("mean_patch",)
     return c
 
 
@@ -577,7 +578,7 @@ class KnownModelsTest(parameterized.TestCase):
         self.assertEqual(entries[0], run.ModelEntry("known", "colour", 16, None))
         self.assertEqual(entries[1], run.ModelEntry("known", "colour_planted", 14, None))
         config = make_config()
-        config.models = "known:colour,known:position:14"
+        config.models = ("known:colour", "known:position:14")
         handles = run.load_models(config)
         self.assertEqual([h.name for h in handles], ["known_colour16", "known_position14"])
         self.assertEqual([h.random_weights for h in handles], [False, False])
@@ -589,7 +590,7 @@ class KnownModelsTest(parameterized.TestCase):
     )
     def test_bad_config_strings(self, text, message):
         config = make_config()
-        config.models = text
+        config.models = (text,)
         with self.assertRaisesRegex(errors.ConfigError, message):
             run.load_models(config)
 

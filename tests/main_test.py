@@ -22,7 +22,7 @@ from vitjax import experiments, extract, main, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # All ten experiments of the demo, in its order.
-EXPERIMENTS = demo.get_config("test").experiments.split(",")
+EXPERIMENTS = list(demo.get_config("test").experiments)
 EXPECTED_TABLES = {
     "fewshot": {"scores", "tab2"},
     "variance": {"overview", "removal", "batchnorm", "overlap"},

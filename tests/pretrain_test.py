@@ -265,7 +265,7 @@ class ShippedTest(absltest.TestCase):
         from configs import demo
 
         config = demo.get_config("test")
-        config.models = "mae:ti:16:pretrained:demo_mae,dino:ti:16:pretrained:nope"
+        config.models = ("mae:ti:16:pretrained:demo_mae", "dino:ti:16:pretrained:nope")
         (problem,) = validate.problems(config)  # the shipped one passes, the unknown one not
         self.assertIn("no shipped checkpoint 'nope'", problem)
         self.assertEqual(shipped.resolve("/some/dir"), "/some/dir")

@@ -72,9 +72,9 @@ def _other_experiment(ctx, cfg):
 
 def tiny_config(value=1.0):
     c = demo.get_config("test")
-    c.models = "dino:ti:16:none"
+    c.models = ("dino:ti:16:none",)
     c.model_depth = 1
-    c.experiments = "_test_probe_experiment"
+    c.experiments = ("_test_probe_experiment",)
     c._test_probe_experiment = ml_collections.ConfigDict({"value": value})
     return c
 
@@ -109,12 +109,12 @@ class RegistryTest(absltest.TestCase):
             experiments.get("no_such_experiment")
 
     def test_known_experiments_resolve(self):
-        for name in common_config.ALL_EXPERIMENTS.split(","):
+        for name in common_config.ALL_EXPERIMENTS:
             self.assertTrue(callable(experiments.get(name)))
 
     def test_run_rejects_unknown_experiment_before_work(self):
         config = tiny_config()
-        config.experiments = "fewshot,nope"
+        config.experiments = ("fewshot", "nope")
         with self.assertRaisesRegex(errors.ConfigError, "nope"):
             run.run(config, make_tempdir(self))
 
@@ -126,7 +126,7 @@ class CacheKeyTest(absltest.TestCase):
         key = run.cache_key("fewshot", config, handles)
         other = common_config.get_base()
         other.variance.top_n = 7  # another experiment's section
-        other.experiments = "fewshot"
+        other.experiments = ("fewshot",)
         self.assertEqual(run.cache_key("fewshot", other, handles), key)
         own = common_config.get_base()
         own.fewshot.shots = (4,)
@@ -165,7 +165,7 @@ class RunTest(absltest.TestCase):
         self.assertEqual(on_disk["seed"], 0)
         self.assertIn("jax", on_disk["versions"])
         self.assertTrue(on_disk["models"][0]["weights_hash"].startswith("random-seed"))
-        self.assertEqual(on_disk["config"]["models"], "dino:ti:16:none")
+        self.assertEqual(on_disk["config"]["models"], ["dino:ti:16:none"])
         self.assertEqual(
             on_disk["experiments"]["_test_probe_experiment"]["tables"],
             results["experiments"]["_test_probe_experiment"]["tables"],
@@ -230,13 +230,13 @@ class ConfigsTest(absltest.TestCase):
     def test_scalemae_config_runs_only_scalemae_knn(self):
         for arg in ("", "runlocal", "synthetic", "accelerator"):
             config = scalemae_config.get_config(arg or None)
-            self.assertEqual(config.experiments, "scalemae_knn")
+            self.assertEqual(config.experiments, ("scalemae_knn",))
             self.assertNotIn("mae_reconstruction", config)
         self.assertNotIn("--config.experiments", scalemae_config.__doc__)
 
     def test_mae_reconstruction_config(self):
         config = recon_config.get_config()
-        self.assertEqual(config.experiments, "mae_reconstruction")
+        self.assertEqual(config.experiments, ("mae_reconstruction",))
         (entry,) = run.parse_models(config.models)
         self.assertEqual((entry.family, entry.size, entry.patch_size), ("mae", "b", 16))
         self.assertTrue(entry.checkpoint.endswith("_visualize"))
@@ -303,7 +303,7 @@ class WorkdirTest(absltest.TestCase):
             with open(os.path.join(workdir, rel), "w") as f:
                 f.write("user")
         config = tiny_config()
-        config.experiments = "_test_other_experiment"
+        config.experiments = ("_test_other_experiment",)
         results = run.run(config, workdir)
         with open(os.path.join(workdir, "results.json")) as f:
             self.assertEqual(json.load(f)["outputs"], results["outputs"])
@@ -353,7 +353,7 @@ class WarningsTest(absltest.TestCase):
     def test_warnings_reach_results_log_and_report_also_from_cache(self):
         workdir = make_tempdir(self)
         config = tiny_config()
-        config.experiments = "_test_other_experiment,_test_probe_experiment"
+        config.experiments = ("_test_other_experiment", "_test_probe_experiment")
         with self.assertLogs(level="WARNING") as logs:
             first = run.run(config, workdir)
         expected = ["level 3 had no queries; its row is left out"]
@@ -372,7 +372,7 @@ class WarningsTest(absltest.TestCase):
 
     def test_one_progress_line_per_experiment_and_short_extraction_lines(self):
         config = tiny_config()
-        config.experiments = "_test_probe_experiment,_test_other_experiment"
+        config.experiments = ("_test_probe_experiment", "_test_other_experiment")
         with self.assertLogs(level="DEBUG") as logs:
             run.run(config, make_tempdir(self))
         info = [r.getMessage() for r in logs.records if r.levelname == "INFO"]

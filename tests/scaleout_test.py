@@ -23,7 +23,7 @@ from vitjax.experiments import common
 from vitjax.store import FeatureStore
 
 # Experiments whose every k-NN search must go through the run's mesh.
-MESH_EXPERIMENTS = "fair1m_retrieval,scalemae_knn,mae_reconstruction"
+MESH_EXPERIMENTS = ("fair1m_retrieval", "scalemae_knn", "mae_reconstruction")
 
 
 def make_tempdir(test_or_cls) -> str:
@@ -35,14 +35,14 @@ def make_tempdir(test_or_cls) -> str:
     return path
 
 
-def tiny_config(experiment_names=MESH_EXPERIMENTS, models_text="mae:ti:16:none"):
+def tiny_config(experiment_names=MESH_EXPERIMENTS, models=("mae:ti:16:none",)):
     c = demo.get_config("test")
     c.experiments = experiment_names
-    c.models = models_text
+    c.models = models
     c.model_depth = 1
     c.knn.compute_dtype = "float32"
     c.scalemae_knn.removed = (0, 10)
-    c.fair1m_retrieval.perturbations = "shift,noise"
+    c.fair1m_retrieval.perturbations = ("shift", "noise")
     return c
 
 
@@ -127,7 +127,7 @@ class MultiProcessProtocolTest(absltest.TestCase):
         workdir = make_tempdir(self)
         # A model without decoder: the run does no extraction, whose collectives would need a
         # real second process.
-        c = tiny_config("mae_reconstruction", "dino:ti:16:none")
+        c = tiny_config(("mae_reconstruction",), ("dino:ti:16:none",))
         barriers, broadcasts = [], []
 
         def broadcast(value):
@@ -161,9 +161,10 @@ class MultiProcessProtocolTest(absltest.TestCase):
 
 
 def knn_config(**overrides) -> ml_collections.ConfigDict:
-    c = dict(k=1, rule="1nn", metric="dot", exclude_ignore=True, query_block=16, db_block=32)
+    c = common.knn_defaults()
+    c.update(dict(k=1, rule="1nn", metric="dot", exclude_ignore=True, query_block=16, db_block=32))
     c.update(overrides)
-    return ml_collections.ConfigDict(c)
+    return c
 
 
 class KnnPredictTest(parameterized.TestCase):

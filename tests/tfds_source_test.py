@@ -156,10 +156,10 @@ class UCMercedTFDSTest(absltest.TestCase):
     def test_scalemae_knn_experiment_reads_the_tfds_directory(self):
         def accuracies(**fields):
             c = scalemae_config.get_config("synthetic")
-            c.models = "dino:ti:16:none"
+            c.models = ("dino:ti:16:none",)
             c.model_depth = 1
             s = c.scalemae_knn
-            s.datasets = "ucmerced"
+            s.datasets = ("ucmerced",)
             s.ucmerced.train_per_class = 1
             s.ucmerced.update(fields)
             s.load_size, s.input_size, s.sizes, s.removed = 32, 32, (32,), (0,)

@@ -31,11 +31,11 @@ class ValidateTest(parameterized.TestCase):
     def test_every_problem_is_listed_before_any_extraction(self):
         c = demo.get_config("test")
         c.knn.metric = "cosin"
-        c.tracking.geometries = "foo"
+        c.tracking.geometries = ("foo",)
         c.robustness.blur_kind = "gaussian"
         c.probe.optimizer = "adam"
-        c.fair1m_retrieval.perturbations = "shift,twist"
-        c.models = "dino:ti:16:/no/such/dino,mae:ti:16:none,ibot:ti:16:/no/such/ibot"
+        c.fair1m_retrieval.perturbations = ("shift", "twist")
+        c.models = ("dino:ti:16:/no/such/dino", "mae:ti:16:none", "ibot:ti:16:/no/such/ibot")
         workdir = os.path.join(make_tempdir(self), "w")
         with (
             mock.patch.object(extract, "extract", side_effect=AssertionError("extracted")),
@@ -60,7 +60,7 @@ class ValidateTest(parameterized.TestCase):
 
     def test_checks_only_the_sections_that_run(self):
         c = demo.get_config("test")
-        c.experiments = "tracking"
+        c.experiments = ("tracking",)
         c.knn.metric = "cosin"  # the tracking experiment has its own similarity
         c.robustness.blur_kind = "gaussian"
         self.assertEqual(validate.problems(c), [])
@@ -70,18 +70,18 @@ class ValidateTest(parameterized.TestCase):
 
     def test_unknown_experiment_suggests_the_closest(self):
         c = demo.get_config("test")
-        c.experiments = "fewshots"
+        c.experiments = ("fewshots",)
         (problem,) = validate.problems(c)
         self.assertIn("did you mean 'fewshot'", problem)
 
     def test_data_roots_are_checked(self):
         missing = os.path.join(make_tempdir(self), "nothing_here")
         c = cityscapes.get_config()
-        c.models = "dino:ti:16:none"
+        c.models = ("dino:ti:16:none",)
         c.data.root = missing
         self.assertTrue(any("config.data.root" in p and missing in p for p in validate.problems(c)))
         c = fair1m.get_config()
-        c.models = "dino:ti:16:none"
+        c.models = ("dino:ti:16:none",)
         c.fair1m_retrieval.root = missing
         (problem,) = validate.problems(c)
         self.assertIn("config.fair1m_retrieval.root", problem)
@@ -98,9 +98,9 @@ class ValidateTest(parameterized.TestCase):
         module, params, spec = models.random_model("dino", "ti", 0, depth=1)
         models.save(folder, params, spec)
         c = demo.get_config("test")
-        c.models = f"dino:ti:16:{folder}"
+        c.models = (f"dino:ti:16:{folder}",)
         self.assertEqual(validate.problems(c), [])
-        c.models = f"mae:ti:16:{folder}"
+        c.models = (f"mae:ti:16:{folder}",)
         (problem,) = validate.problems(c)
         self.assertIn("holds dino:ti:16", problem)
 

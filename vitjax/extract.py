@@ -493,7 +493,7 @@ class ExtractOptions:
     with_cls: bool = False
     gsd_ratio: float | None = None
     dtype: str = "float32"
-    compute_dtype: str | None = None
+    compute_dtype: str = "float32"
     mesh: Mesh | None = None
     resize_to: tuple[int, int] | None = None
     norm: bool = True

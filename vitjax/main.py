@@ -142,6 +142,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     """
     # Here, not at import: importing vitjax.main must not change the import path.
     _put_config_root_on_path(argv)
+    argv = run.expand_models_flag(argv)  # the short form `--config.models=a:b:16:x,c:d:14:y`
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:

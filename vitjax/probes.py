@@ -287,7 +287,7 @@ class ProbeConfig:
     learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     weight_decays: tuple[float, ...] = (0.0, 1e-4, 1e-2)
     epochs: int = 10
-    batch_size: int = 1024
+    batch_size: int = 4096
     warmup_epochs: float = 1.0
     schedule: str = "cosine"
     momentum: float = 0.9

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -60,24 +61,67 @@ class ModelEntry:
     checkpoint: str | None
 
 
-def parse_models(text: str) -> list[ModelEntry]:
-    """Parses `config.models`, a comma-separated list of `family:size:patch[:checkpoint]`.
+def split_names(value: str | Sequence[str]) -> list[str]:
+    """The entries of a list-valued config field, whitespace stripped, empty ones dropped.
+
+    The one place where the short command-line form is parsed: ml_collections turns
+    `--config.models=a,b` on a tuple field into the 1-tuple `("a,b",)`, so an entry holding commas
+    is split here (a plain comma string, as older configs wrote, is read the same way).
+
+    Examples:
+      >>> split_names(("dino:b:16:none,mae:b:16:none", " ibot:b:16:none"))
+      ['dino:b:16:none', 'mae:b:16:none', 'ibot:b:16:none']
+    """
+    items = [value] if isinstance(value, str) else list(value)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def expand_models_flag(argv: Sequence[str]) -> list[str]:
+    """Rewrites the short form `--config.models=dino:b:16:ckpt,mae:b:16:none` of the command line
+    into the tuple `--config.models=('dino:b:16:ckpt', 'mae:b:16:none')`.
+
+    ml_collections parses a tuple field's value as Python; a comma list of model strings (':' and
+    '/' in it) is not, and would be refused. Other fields need no help: an unquoted `a,b` of plain
+    names arrives as `('a,b',)` and `normalize_lists` splits it.
+    """
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if name == "--config.models" and eq and "," in value and value.strip()[:1] not in "([":
+            arg = f"{name}={tuple(split_names(value))!r}"
+        out.append(arg)
+    return out
+
+
+def normalize_lists(config: ml_collections.ConfigDict) -> None:
+    """Splits, in place, comma-joined command-line entries of every tuple-of-strings field of
+    `config` (`--config.fewshot.methods=knn,linear` -> ("knn", "linear")); see `split_names`."""
+    for key in list(config.keys()):
+        value = config[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            normalize_lists(value)
+        elif isinstance(value, tuple) and value and all(isinstance(v, str) for v in value):
+            names = tuple(split_names(value))
+            if names != value:
+                config[key] = names
+
+
+def parse_models(models: str | Sequence[str]) -> list[ModelEntry]:
+    """Parses `config.models`, a tuple of `family:size:patch[:checkpoint]` strings.
 
     A checkpoint of `none` (or nothing) means random weights. `known:<kind>[:patch]` names a
     hand-built known-answer model (`vitjax.models.known`; family 'known', size = the kind).
+    Comma-joined entries (the command line's short form) are split first (`split_names`).
 
     Examples:
-      >>> parse_models("dino:b:16:/ckpt/dino_vitb16, mae:ti:16:none")[1]
+      >>> parse_models(("dino:b:16:/ckpt/dino_vitb16", "mae:ti:16:none"))[1]
       ModelEntry(family='mae', size='ti', patch_size=16, checkpoint=None)
 
     Raises:
       ConfigError: on an entry that does not have that form.
     """
     entries = []
-    for raw in str(text).split(","):
-        raw = raw.strip()
-        if not raw:
-            continue
+    for raw in split_names(models):
         parts = raw.split(":", 3)
         if parts[0].strip() == "known" and len(parts) == 2:
             parts.append("16")  # known-answer model `known:<kind>[:patch]` (vitjax.models.known)
@@ -96,7 +140,7 @@ def parse_models(text: str) -> list[ModelEntry]:
             )
         )
     if not entries:
-        raise errors.ConfigError("config.models is empty; expected e.g. 'dino:b:16:none'")
+        raise errors.ConfigError("config.models is empty; expected e.g. ('dino:b:16:none',)")
     return entries
 
 
@@ -107,7 +151,7 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
     seeded from `config.seed`.
     """
     handles: list[experiments.ModelHandle] = []
-    depth = int(config.get("model_depth", 0) or 0)
+    depth = config.model_depth
     for entry in parse_models(config.models):
         known = entry.family == models.known.KNOWN
         if known:
@@ -128,7 +172,7 @@ def load_models(config: ml_collections.ConfigDict) -> list[experiments.ModelHand
                     "{}:{}:{}, but the entry says {}:{}:{}".format(*held, *named)
                 )
         else:
-            module, params, spec = _random_model(entry, depth, int(config.get("seed", 0)))
+            module, params, spec = _random_model(entry, depth, config.seed)
         name = spec.name
         taken = {h.name for h in handles}
         suffix = 2
@@ -174,8 +218,8 @@ def package_versions() -> dict[str, str]:
 
 
 def experiment_names(config: ml_collections.ConfigDict) -> list[str]:
-    """The experiments of `config.experiments` (comma-separated), each checked to exist."""
-    names = [n.strip() for n in str(config.experiments).split(",") if n.strip()]
+    """The experiments of `config.experiments` (a tuple of names), each checked to exist."""
+    names = split_names(config.experiments)
     for name in names:
         experiments.get(name)  # raises with the known names
     return names
@@ -190,7 +234,7 @@ def cache_key(
     experiment's section, nor the experiment list or logging), the models' identities and a digest
     of vitjax's source files (a change of code must not serve results made by the old code).
     """
-    listed = {n.strip() for n in str(config.get("experiments", "")).split(",")}
+    listed = set(split_names(config.experiments))
     skip = set(experiments.known()) | listed | {"experiments", "log_every_s"}
     shared = {k: v for k, v in config.to_dict().items() if k not in skip}
     own = config[name].to_dict() if name in config else {}
@@ -282,6 +326,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       ConfigError: on any problem `vitjax.validate.check_config` finds, or a workdir that is a
         file (before any work).
     """
+    normalize_lists(config)
     validate.check_config(config)
     writer = is_writer()
     workdir = prepare_workdir(workdir, create=writer)
@@ -290,17 +335,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     store = FeatureStore(os.path.join(workdir, "features"))
     scratch = None if writer else tempfile.mkdtemp(prefix=f"vitjax-p{jax.process_index()}-")
     base_ctx = experiments.Context(
-        handles, store, workdir, int(config.seed), config, mesh=device_mesh(), figure_dir=scratch
+        handles, store, workdir, config.seed, config, mesh=device_mesh(), figure_dir=scratch
     )
 
     results: dict[str, Any] = {
         "config": experiments.to_jsonable(config.to_dict()),
-        "seed": int(config.seed),
+        "seed": config.seed,
         "versions": package_versions(),
         "models": [h.describe() for h in handles],
         "random_weights": any(h.random_weights for h in handles),
         "experiments": {},
+        "inactive_config_fields": validate.inactive_fields(config),
     }
+    for field in results["inactive_config_fields"]:
+        logging.info("config: %s", field)
     previous = previous_outputs(workdir) if writer else set()
     if writer:
         fileio.atomic_write_text(
@@ -466,6 +514,9 @@ def load_results(workdir: str) -> dict[str, Any]:
 __all__ = [
     "run",
     "parse_models",
+    "split_names",
+    "normalize_lists",
+    "expand_models_flag",
     "load_models",
     "cache_key",
     "load_results",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -127,7 +128,7 @@ def _check_shared(config: ml_collections.ConfigDict, names: list[str], p: _Probl
         probe_cfg = _section(config, "probe")
         p.enum(probe_cfg, "config.probe", "optimizer", probes.OPTIMIZERS)
         p.enum(probe_cfg, "config.probe", "schedule", probes.SCHEDULES)
-        if "val_fraction" in probe_cfg and not 0.0 <= float(probe_cfg.val_fraction) < 1.0:
+        if "val_fraction" in probe_cfg and not 0.0 <= probe_cfg.val_fraction < 1.0:
             p.add(f"config.probe.val_fraction={probe_cfg.val_fraction!r}: expected in [0, 1)")
     if any(n in DATA_EXPERIMENTS for n in names):
         _check_data(config, p)
@@ -138,13 +139,13 @@ def _check_data(config: ml_collections.ConfigDict, p: _Problems) -> None:
     from vitjax import metrics
     from vitjax.data import registry
 
-    p.add(enum_problem("config.dataset", config.get("dataset"), _names(registry.SEGMENTATION)))
+    p.add(enum_problem("config.dataset", config.dataset, _names(registry.SEGMENTATION)))
     data_cfg = _section(config, "data")
     p.enum(data_cfg, "config.data", "splits", SPLIT_CHOICES)
     p.enum(data_cfg, "config.data", "score_level", SCORE_LEVELS)
     p.enum(data_cfg, "config.data", "miou_convention", metrics.CONVENTIONS)
     p.enum(data_cfg, "config.data", "patch_label_rule", PATCH_LABEL_RULES)
-    _check_root(registry.SEGMENTATION, config.get("dataset"), data_cfg.get("root"),
+    _check_root(registry.SEGMENTATION, config.dataset, data_cfg.root,
                 "config.data.root", p)  # fmt: skip
 
 
@@ -179,8 +180,8 @@ def _check_experiment(name: str, config: ml_collections.ConfigDict, p: _Problems
         _check_methods(cfg, prefix, p)
     if name == "robustness":
         p.enum(cfg, prefix, "blur_kind", BLUR_KINDS)
-        if cfg.get("blur_kind") == "blur":
-            even = [v for v in cfg.get("blur_levels", ()) if int(v) % 2 == 0]
+        if cfg.blur_kind == "blur":
+            even = [v for v in cfg.blur_levels if v % 2 == 0]
             if even:
                 p.add(
                     f"{prefix}.blur_levels={tuple(cfg.blur_levels)}: the Gaussian 'blur' "
@@ -193,14 +194,12 @@ def _check_experiment(name: str, config: ml_collections.ConfigDict, p: _Problems
     elif name == "variance":
         from vitjax.experiments import variance
 
-        names = [d.strip() for d in str(cfg.get("overlap_datasets", "")).split(",") if d.strip()]
-        p.check(lambda: variance.overlap_plan(config, names))
+        p.check(lambda: variance.overlap_plan(config, list(cfg.overlap_datasets)))
     elif name == "layerwise":
         from vitjax.experiments import layerwise
 
-        if "layers" in cfg:
-            # Any depth >= the largest index would do; a wrong index is checked per model later.
-            p.check(lambda: layerwise.parse_layers(cfg.layers, 10_000))
+        # Any depth >= the largest index would do; a wrong index is checked per model later.
+        p.check(lambda: layerwise.resolve_layers(cfg.layers, 10_000))
     elif name == "tracking":
         _check_tracking(cfg, p)
     elif name == "fair1m_retrieval":
@@ -220,10 +219,10 @@ def _check_tracking(cfg, p: _Problems) -> None:
     p.check(lambda: tracking._check(cfg))
     p.enum(cfg, "config.tracking", "dataset", _names(registry.TRACKING))
     p.check(lambda: tracking.geometries(cfg))
-    gaps = cfg.get("gaps", ())
-    if not gaps or any(int(g) <= 0 for g in gaps):
+    gaps = cfg.gaps
+    if not gaps or any(g <= 0 for g in gaps):
         p.add(f"config.tracking.gaps={tuple(gaps)!r}: expected positive frame gaps, e.g. (1, 5)")
-    _check_root(registry.TRACKING, cfg.get("dataset"), cfg.get("root"), "config.tracking.root", p)
+    _check_root(registry.TRACKING, cfg.dataset, cfg.root, "config.tracking.root", p)
 
 
 def _check_fair1m(cfg, p: _Problems) -> None:
@@ -238,7 +237,7 @@ def _check_fair1m(cfg, p: _Problems) -> None:
     p.enum(cfg, "config.fair1m_retrieval", "patch_label_rule", PATCH_LABEL_RULES)
     p.check(lambda: fair1m_retrieval.perturbation_cases(cfg))
     field = "config.fair1m_retrieval.root"
-    _check_root(registry.OBJECT_TILES, cfg.get("dataset"), cfg.get("root"), field, p)
+    _check_root(registry.OBJECT_TILES, cfg.dataset, cfg.root, field, p)
 
 
 def _check_scalemae(cfg, p: _Problems) -> None:
@@ -248,13 +247,13 @@ def _check_scalemae(cfg, p: _Problems) -> None:
 
     p.check(lambda: scalemae_knn._check(cfg))
     p.enum(cfg, "config.scalemae_knn", "metric", knn.METRICS)
-    for name in [d.strip() for d in str(cfg.get("datasets", "")).split(",") if d.strip()]:
+    for name in cfg.datasets:
         if name not in _names(registry.SCENES):
             field = "config.scalemae_knn.datasets entry"
             p.add(enum_problem(field, name, _names(registry.SCENES)))
         elif name not in cfg:
             p.add(f"config.scalemae_knn has no section {name!r}")
-        elif cfg[name].get("tfds_data_dir"):
+        elif "tfds_data_dir" in cfg[name] and cfg[name].tfds_data_dir:
             data_dir = os.path.expanduser(str(cfg[name].tfds_data_dir))
             if not os.path.isdir(data_dir):
                 p.add(
@@ -267,24 +266,110 @@ def _check_scalemae(cfg, p: _Problems) -> None:
             _check_root(registry.SCENES, name, cfg[name].get("root"), field, p)
 
 
+def section_defaults() -> dict[str, ml_collections.ConfigDict]:
+    """Every section that has defaults: the shared ones and each registered experiment's
+    `defaults()`, by name."""
+    from vitjax import experiments
+    from vitjax.experiments import common
+
+    out = {
+        "extract": common.extract_defaults(),
+        "knn": common.knn_defaults(),
+        "probe": common.probe_defaults(),
+    }
+    for name in experiments.known():
+        module = sys.modules[experiments.get(name).__module__]
+        if hasattr(module, "defaults"):
+            out[name] = module.defaults()
+    return out
+
+
+def _element_type_problems(value: Any, default: Any, field: str) -> list[str]:
+    """Tuple fields whose elements have another type than the default's (ml_collections checks
+    that a tuple is a tuple, not what it holds); ints are taken where floats are expected."""
+    if isinstance(default, ml_collections.ConfigDict) and isinstance(
+        value, ml_collections.ConfigDict
+    ):
+        out = []
+        for key in default.keys():
+            if key in value:
+                out += _element_type_problems(value[key], default[key], f"{field}.{key}")
+        return out
+    if not (isinstance(default, tuple) and default and isinstance(value, tuple)):
+        return []
+    kind = type(default[0])
+
+    def fits(v: Any) -> bool:
+        if isinstance(v, bool):
+            return kind is bool
+        return isinstance(v, (int, float) if kind is float else kind)
+
+    if all(fits(v) for v in value):
+        return []
+    shown = repr(default).replace(" ", "")
+    return [f"{field}={value!r}: expected a tuple of {kind.__name__}, e.g. --{field}='{shown}'"]
+
+
 def problems(config: ml_collections.ConfigDict) -> list[str]:
     """Every problem of `config` found without loading data or weights (messages, in order)."""
-    from vitjax import experiments
+    from vitjax import experiments, run
 
     p = _Problems()
-    names = [n.strip() for n in str(config.get("experiments", "")).split(",") if n.strip()]
+    names = run.split_names(config.experiments)
     if not names:
-        p.add("config.experiments is empty; expected e.g. 'fewshot,variance'")
+        p.add("config.experiments is empty; expected e.g. ('fewshot', 'variance')")
     known = experiments.known()
     for name in names:
         if p.check(lambda name=name: experiments.get(name)) is None:
             p.messages[-1] += did_you_mean(name, known)
     names = [n for n in names if n in known]
+    for section, default in section_defaults().items():
+        if section in config:
+            for message in _element_type_problems(config[section], default, f"config.{section}"):
+                p.add(message)
     _check_models(config, p)
     _check_shared(config, names, p)
     for name in names:
         _check_experiment(name, config, p)
     return p.messages
+
+
+def inactive_fields(config: ml_collections.ConfigDict) -> list[str]:
+    """Fields of `config` that take no part in the chosen mode, each with the reason.
+
+    They stay in config.json (the config is written whole); results.json lists them under
+    `inactive_config_fields` and the run logs them, so they are not read as if they acted.
+    """
+    out = []
+    names = set(_experiment_names(config))
+    if names & set(KNN_EXPERIMENTS) and config.knn.rule == "1nn":
+        out.append("config.knn.k: unused, config.knn.rule='1nn' takes the single nearest neighbour")
+    if names & set(PROBE_EXPERIMENTS) and config.probe.optimizer != "sgd":
+        out.append(
+            f"config.probe.momentum: unused, config.probe.optimizer={config.probe.optimizer!r} "
+            "(sgd only)"
+        )
+    if "tracking" in names and config.tracking.dataset != "mot17":
+        for field in ("detector", "min_visibility"):
+            out.append(
+                f"config.tracking.{field}: unused, MOT17 only "
+                f"(config.tracking.dataset={config.tracking.dataset!r})"
+            )
+    if "fair1m_retrieval" in names:
+        cfg = config.fair1m_retrieval
+        for level in cfg.levels.keys():
+            if level not in cfg.perturbations:
+                out.append(
+                    f"config.fair1m_retrieval.levels.{level}: unused, {level!r} is not in "
+                    "config.fair1m_retrieval.perturbations"
+                )
+    return out
+
+
+def _experiment_names(config: ml_collections.ConfigDict) -> list[str]:
+    from vitjax import run  # run imports this module
+
+    return run.split_names(config.experiments)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:

@@ -227,12 +227,10 @@ KNN_COMPUTE_DTYPES = ("float32", "bfloat16")
 def knn_compute_dtype(knn_cfg: ml_collections.ConfigDict) -> str:
     """`config.knn.compute_dtype` (matmul input dtype of the k-NN search), checked.
 
-    Returns "float32" when the field is absent.
-
     Raises:
       ConfigError: on any other value than those of `KNN_COMPUTE_DTYPES`.
     """
-    value = str(knn_cfg.get("compute_dtype", "float32"))
+    value = knn_cfg.compute_dtype
     if value not in KNN_COMPUTE_DTYPES:
         raise errors.ConfigError(
             f"config.knn.compute_dtype={value!r}: expected one of {KNN_COMPUTE_DTYPES}"
@@ -427,22 +425,22 @@ class Context:
           `extract.FeatureSet`: `.patch[layer]` -> array-like [N, h, w, D].
         """
         self.feature_calls += 1
-        extract_cfg = self.config.get("extract", ml_collections.ConfigDict())
+        extract_cfg = self.config.extract
         if layers is None:
-            layers = tuple(extract_cfg.get("layers", (-1,)))
+            layers = extract_cfg.layers
         key = dict(key)
         if isinstance(images, np.ndarray):
             # The content digest makes a stale store entry impossible when a reader or generator
             # changes while the descriptive key stays the same.
             key["images_sha256"] = self.digests.digest(images)
         options = extract.ExtractOptions(
-            batch_size=int(extract_cfg.get("batch_size", 32)) if batch_size is None else batch_size,
+            batch_size=extract_cfg.batch_size if batch_size is None else batch_size,
             with_cls=with_cls,
             gsd_ratio=gsd_ratio,
-            dtype=extract_cfg.get("store_dtype", "float32"),
-            compute_dtype=extract_cfg.get("compute_dtype", "float32"),
+            dtype=extract_cfg.store_dtype,
+            compute_dtype=extract_cfg.compute_dtype,
             mesh=self.mesh,
-            progress_interval_s=float(self.config.get("log_every_s", 10.0)),
+            progress_interval_s=self.config.log_every_s,
         )
         return extract.extract(
             model.module,

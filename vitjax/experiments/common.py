@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -317,7 +318,7 @@ def dataset_config(config: ml_collections.ConfigDict, dataset: str) -> ml_collec
     """A copy of `config` set up to read `dataset` with its own protocol and root.
 
     A dataset with a protocol preset (`DatasetSpec.preset`, the real datasets) is read with it,
-    from the root `config.data.other_roots` names for it ("ade20k=/data/ADE,cityscapes=/data/cs").
+    from the root `config.data.other_roots` names for it (`config.data.other_roots.ade20k`).
     """
     if dataset == config.dataset:
         return config
@@ -331,21 +332,16 @@ def dataset_config(config: ml_collections.ConfigDict, dataset: str) -> ml_collec
 
 
 def other_root(config: ml_collections.ConfigDict, dataset: str) -> str:
-    """The root of `dataset` named in `config.data.other_roots` ("ade20k=/data/ADE,...").
+    """The root of `dataset` named in `config.data.other_roots` (a ConfigDict name -> root).
 
     Raises:
       ConfigError: if `other_roots` names no root for `dataset`.
     """
-    text = str(config.data.get("other_roots", ""))
-    roots = {}
-    for item in text.split(","):
-        name, _, root = item.partition("=")
-        if name.strip():
-            roots[name.strip()] = root.strip()
-    if not roots.get(dataset):
+    roots = config.data.other_roots
+    if dataset not in roots or not roots[dataset]:
         raise errors.ConfigError(
-            f"config.data.other_roots={text!r}: no root for {dataset!r}; expected e.g. "
-            f"'{dataset}=/data/{dataset}'"
+            f"config.data.other_roots has no root for {dataset!r}; set e.g. "
+            f"--config.data.other_roots.{dataset}=/data/{dataset}"
         )
     return roots[dataset]
 
@@ -466,10 +462,10 @@ def knn_search(
         queries,
         database,
         k=int(k),
-        metric=str(metric if metric is not None else knn_cfg.get("metric", "dot")),
+        metric=metric if metric is not None else knn_cfg.metric,
         drop_dims=None if drop_dims is None or len(drop_dims) == 0 else np.asarray(drop_dims),
-        query_block=int(knn_cfg.get("query_block", knn.DEFAULT_QUERY_BLOCK)),
-        db_block=int(knn_cfg.get("db_block", knn.DEFAULT_DB_BLOCK)),
+        query_block=knn_cfg.query_block,
+        db_block=knn_cfg.db_block,
         compute_dtype=experiments.knn_compute_dtype(knn_cfg),
         mesh=mesh,
         query_groups=query_groups,
@@ -520,7 +516,7 @@ def knn_predict(
     available = int(valid.sum()) if valid is not None else len(support_labels)
     if available == 0:
         raise errors.DatasetError("k-NN: the support set has no labelled patch")
-    k = 1 if knn_cfg.rule == "1nn" else int(knn_cfg.k)
+    k = 1 if knn_cfg.rule == "1nn" else knn_cfg.k
     scores, idx = knn_search(
         queries,
         support,
@@ -558,18 +554,16 @@ def fit_linear(
     Returns:
       predict(queries float32 [Q, D]) -> int32 [Q] classes.
     """
-    defaults = probes.ProbeConfig()
     config = probes.ProbeConfig(
         learning_rates=tuple(float(v) for v in probe_cfg.learning_rates),
         weight_decays=tuple(float(v) for v in probe_cfg.weight_decays),
-        epochs=int(probe_cfg.epochs),
-        batch_size=int(probe_cfg.batch_size),
-        val_fraction=float(probe_cfg.val_fraction),
-        # Older configs lack these fields: ProbeConfig's defaults apply.
-        optimizer=str(probe_cfg.get("optimizer", defaults.optimizer)),
-        schedule=str(probe_cfg.get("schedule", defaults.schedule)),
-        warmup_epochs=float(probe_cfg.get("warmup_epochs", defaults.warmup_epochs)),
-        momentum=float(probe_cfg.get("momentum", defaults.momentum)),
+        epochs=probe_cfg.epochs,
+        batch_size=probe_cfg.batch_size,
+        val_fraction=probe_cfg.val_fraction,
+        optimizer=probe_cfg.optimizer,
+        schedule=probe_cfg.schedule,
+        warmup_epochs=probe_cfg.warmup_epochs,
+        momentum=probe_cfg.momentum,
     )
     probe = probes.train_softmax_probe(
         support,
@@ -609,8 +603,7 @@ def linear_predict(
 
 def uses_batchnorm(model: experiments.ModelHandle, probe_cfg: ml_collections.ConfigDict) -> bool:
     """Whether the linear probe of `model` gets a BatchNorm (MAE's protocol)."""
-    families = {f.strip() for f in str(probe_cfg.batchnorm_families).split(",") if f.strip()}
-    return model.spec.family in families
+    return model.spec.family in probe_cfg.batchnorm_families
 
 
 def confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -741,22 +734,22 @@ def topn_overlap(order_a: np.ndarray, order_b: np.ndarray, n: int) -> float:
 METHODS = ("knn", "linear")
 
 
-def methods(text: str, field: str = "methods") -> list[str]:
-    """Parses a comma-separated method list ('knn,linear'), checking the names.
+def methods(names: Sequence[str], field: str = "methods") -> list[str]:
+    """Checks a method list such as ("knn", "linear") and returns it as a list.
 
     Args:
-      text: the list.
+      names: the methods, any of METHODS.
       field: the config field it comes from (e.g. "config.fewshot.methods"), for errors.
 
     Raises:
       ConfigError: an unknown or no method; the message names `field`.
     """
-    out = [m.strip() for m in str(text).split(",") if m.strip()]
+    out = list(names)
     bad = [m for m in out if m not in METHODS]
     if bad or not out:
         raise errors.ConfigError(
-            f"{field}={text!r}: expected a comma-separated list of {' and/or '.join(METHODS)}"
-            + (f"; unknown {bad}" if bad else "")
+            f"{field}={tuple(out)!r}: expected a tuple of {' and/or '.join(METHODS)}, e.g. "
+            f"{tuple(METHODS)!r}" + (f"; unknown {bad}" if bad else "")
         )
     return out
 
@@ -902,3 +895,65 @@ def corrupt(
       uint8 [T, H, W, 3].
     """
     return corrupt_levels(tiles, name, [level], options, seed)[0]
+
+
+def extract_defaults() -> ml_collections.ConfigDict:
+    """The shared `extract` section: final-norm patch tokens of the last block (CLS dropped).
+
+    Batch size and dtypes are `extract.ExtractOptions`' own defaults (one source).
+    """
+    from vitjax import extract
+
+    options = extract.ExtractOptions()
+    c = ml_collections.ConfigDict()
+    c.layers = (-1,)
+    c.batch_size = options.batch_size
+    c.compute_dtype = options.compute_dtype  # matmul dtype; bfloat16 in `accelerator` variants
+    c.store_dtype = options.dtype  # dtype of the features on disk
+    return c
+
+
+# knn.search's keyword defaults, read once at import (tests may replace knn.search by a mock).
+_KNN_SEARCH_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(knn.search).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
+
+
+def knn_defaults() -> ml_collections.ConfigDict:
+    """The shared `knn` section: top-10 by dot product, prediction = the single nearest label.
+
+    `k`, `metric` and the block sizes are `knn.search`'s own defaults (one source).
+    """
+    search = _KNN_SEARCH_DEFAULTS
+    c = ml_collections.ConfigDict()
+    c.k = search["k"]  # neighbours scored; only `majority` / `weighted` vote over them
+    c.rule = "1nn"  # 1nn | majority | weighted
+    c.metric = search["metric"]
+    # False as [R1]: the research code kept raw labelIds, so void patches stay in the support set
+    # and a query whose nearest neighbour is void gets a non-evaluated label, i.e. an error. True
+    # drops ignore-labelled patches from the support set (a cleaner but non-paper protocol).
+    c.exclude_ignore = False
+    c.compute_dtype = "float32"  # k-NN matmul input dtype; bfloat16 in `accelerator`
+    # Queries x database rows scored per step: a 32 MiB float32 block.
+    c.query_block = search["query_block"]
+    c.db_block = search["db_block"]
+    return c
+
+
+# ProbeConfig fields that the config does not expose (implementation details of the trainer).
+_PROBE_INTERNAL = ("retrain_on_all", "steps_per_call")
+
+
+def probe_defaults() -> ml_collections.ConfigDict:
+    """The shared `probe` section: `probes.ProbeConfig`'s defaults (one source), plus which
+    families get a non-affine BatchNorm before the softmax (MAE's protocol)."""
+    from vitjax import probes
+
+    c = ml_collections.ConfigDict()
+    for field in dataclasses.fields(probes.ProbeConfig):
+        if field.name not in _PROBE_INTERNAL:
+            c[field.name] = field.default
+    c.batchnorm_families = ("mae",)
+    return c

@@ -50,12 +50,6 @@ LEVEL_LABELS = {
     "blur": "Gaussian blur kernel side (px; 0 = clean)",
     "noise": "Gaussian noise sigma (0-255 scale)",
 }
-_REQUIRED = (
-    "dataset", "root", "split", "max_images", "crop_size", "tile_size", "tile_pad",
-    "per_category", "area_threshold", "patch_label_rule", "query_labels", "perturbations",
-    "levels", "shift_direction", "fill_mode", "metric", "removed", "exclude", "layer",
-    "synthetic_candidates",
-)  # fmt: skip
 
 
 def load_tiles(cfg: ml_collections.ConfigDict, seed: int) -> ObjectTiles:
@@ -202,7 +196,7 @@ def nearest(
 
 def perturbation_cases(cfg: ml_collections.ConfigDict) -> list[tuple[str, float]]:
     """[('clean', 0.0)] + (perturbation, level) for every configured level."""
-    names = [p.strip() for p in str(cfg.perturbations).split(",") if p.strip()]
+    names = list(cfg.perturbations)
     unknown = [p for p in names if p not in PERTURBATIONS]
     if unknown:
         raise errors.ConfigError(
@@ -218,7 +212,7 @@ def perturbation_cases(cfg: ml_collections.ConfigDict) -> list[tuple[str, float]
 
 def _options(name: str, cfg: ml_collections.ConfigDict) -> dict[str, Any]:
     if name in ("shift", "rotate", "scale"):
-        options: dict[str, Any] = {"mode": str(cfg.fill_mode)}
+        options: dict[str, Any] = {"mode": cfg.fill_mode}
         if name == "shift":
             options["direction"] = tuple(int(d) for d in cfg.shift_direction)
         return options
@@ -268,7 +262,7 @@ def flat_patches(
 
 def _check(cfg: ml_collections.ConfigDict) -> None:
     common.require_fields(
-        cfg, "fair1m_retrieval", _REQUIRED, "configs/fair1m.py:fair1m_retrieval_defaults()"
+        cfg, "fair1m_retrieval", defaults().keys(), "vitjax.experiments.fair1m_retrieval.defaults()"
     )
     if cfg.query_labels not in QUERY_LABELS:
         raise errors.ConfigError(
@@ -306,7 +300,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     tiles = load_tiles(cfg, ctx.seed)
     # Read-only: the content digest of the store key is then computed once, not once per model.
     tiles.images.flags.writeable = False
-    size = int(cfg.tile_size)
+    size = cfg.tile_size
     ctx.log(f"{len(tiles)} tiles of {size} px from {cfg.dataset}")
     spec = registry.get_dataset(
         cfg.dataset, registry.OBJECT_TILES, "config.fair1m_retrieval.dataset"
@@ -315,13 +309,13 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     if not len(tiles):
         raise errors.DatasetError(
             f"fair1m_retrieval: no {size} px tile of {where} holds at least "
-            f"{float(cfg.area_threshold):.2f} of an object (config.fair1m_retrieval.area_threshold"
+            f"{cfg.area_threshold:.2f} of an object (config.fair1m_retrieval.area_threshold"
             "), so there is nothing to query; check the root, split and max_images"
         )
     cases = perturbation_cases(cfg)
     base_key = {
         "dataset": f"fair1m_retrieval/{cfg.dataset}",
-        "split": str(cfg.split),
+        "split": cfg.split,
         "tiles": experiments.stable_hash(tiles.names),
     }
     models = [m for m in ctx.models if common.runs_at(m, (size, size))]
@@ -333,7 +327,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             f"fair1m_retrieval: no model of config.models can take {size} px tiles "
             f"(config.fair1m_retrieval.tile_size); skipped {skipped}"
         )
-    layer = int(cfg.layer)
+    layer = cfg.layer
     tables, databases, orders = {}, {}, {}
     for model in models:
         grid = common.grid_of(model, (size, size))
@@ -463,10 +457,46 @@ def _result(
             ),
         },
         scalars={
-            "datasets": [str(cfg.dataset)],
+            "datasets": [cfg.dataset],
             "tiles": len(tiles),
             "tiles_per_category": {
                 tiles.fine_names[c]: int(n) for c, n in enumerate(per_category) if c and n
             },
         },
     )
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `fair1m_retrieval` section with the paper's protocol numbers."""
+    s = ml_collections.ConfigDict()
+    s.dataset = "fair1m"  # fair1m | synthetic (synthetic.aerial_tiles stand-in)
+    s.root = "data/FAIR1M"
+    s.split = "validation"  # [R1] used the labelled validation images
+    s.max_images = 0  # > 0: only the first N images of the split (smoke runs)
+    s.crop_size = 1000  # DOTA-devkit crops of the large images
+    s.tile_size = 224  # cut from the crops, not resized
+    s.tile_pad = "constant"  # zero padding of the last tile row/column, as the DOTA devkit
+    s.per_category = 8  # tiles per fine category ("224_8shot")
+    s.area_threshold = 1.0 / 3.0  # a tile shows a category if >= 1/3 of an instance lies in it
+    s.patch_label_rule = "centre"  # pixel under the patch centre ([R1]: nearest-exact resize)
+    # Query patches: 'original' = the non-background patches of the unperturbed tile, at the same
+    # grid position for every perturbation ([R1]); 'transformed' = the patch whose content comes
+    # from a non-background original patch (through the correspondence map).
+    s.query_labels = "original"
+    s.perturbations = ("shift", "rotate", "scale", "box_blur", "noise")
+    s.levels = ml_collections.ConfigDict()
+    s.levels.shift = (1, 2, 3, 4)  # pixels along `shift_direction`
+    s.levels.rotate = (5.0, 10.0, 15.0, 20.0)  # degrees, counter-clockwise
+    s.levels.scale = (0.8, 0.9, 1.1, 1.2)  # zoom about the tile centre
+    s.levels.box_blur = (2, 4, 6, 8)  # box kernel side in pixels
+    s.levels.blur = (3, 5, 7, 9)  # Gaussian kernel (used only if listed in `perturbations`)
+    s.levels.noise = (10.0, 20.0, 30.0, 40.0)  # Gaussian sigma on the 0-255 scale
+    s.shift_direction = (1, 0)  # (dx, dy) per shift unit
+    s.fill_mode = "constant"  # border fill of rotate/scale/shift (black)
+    s.metric = "dot"  # the paper's k-NN similarity
+    s.removed = (0, 200)  # also with the N highest-variance feature dims removed (MAE's fix)
+    s.exclude = "tile"  # retrieval from other images: exclude the query's own 'tile' or 'image'
+    s.layer = -1
+    # Synthetic stand-in (dataset = synthetic): candidate tiles drawn from synthetic.aerial_tiles.
+    s.synthetic_candidates = 160
+    return s

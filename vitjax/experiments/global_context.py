@@ -138,9 +138,9 @@ def fit_and_score(
 
 @experiments.register("global_context")
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
-    per_group = int(cfg.train_per_group) or None
+    per_group = cfg.train_per_group or None
     data = common.load_segmentation(ctx.config, per_group=per_group)
-    names = [c.strip() for c in str(cfg.classes).split(",") if c.strip()]
+    names = list(cfg.classes)
     missing = [c for c in names if c not in data.class_names]
     if missing:
         raise errors.ConfigError(
@@ -148,7 +148,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             f"{ctx.config.dataset}: {data.class_names}"
         )
     class_ids = [data.class_names.index(c) for c in names]
-    target = str(cfg.get("target", "image"))
+    target = cfg.target
     y_train, ok_train = targets(data.train, class_ids, target)
     y_eval, ok_eval = targets(data.eval, class_ids, target)
     rows = []
@@ -157,15 +157,15 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
         queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
         order = common.variance_order(support)
-        if int(cfg.top_n) >= len(order):
+        if cfg.top_n >= len(order):
             ctx.warn(
-                f"global_context.top_n={int(cfg.top_n)} is at or above {model.name}'s feature width "
+                f"global_context.top_n={cfg.top_n} is at or above {model.name}'s feature width "
                 f"{len(order)}: {len(order) - 1} dimensions are removed/kept/drawn instead "
                 "(one must remain)"
             )
         x_train = central_patches(support, len(data.train.tiles), grid)[ok_train]
         x_eval = central_patches(queries, len(data.eval.tiles), grid)[ok_eval]
-        variants = feature_variants(order, int(cfg.top_n), ctx.rng(model.name))
+        variants = feature_variants(order, cfg.top_n, ctx.rng(model.name))
         for variant, dims in variants.items():
             s = fit_and_score(
                 x_train[:, dims],
@@ -173,7 +173,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 x_eval[:, dims],
                 y_eval[ok_eval],
                 list(cfg.l2s),
-                float(cfg.val_fraction),
+                cfg.val_fraction,
                 ctx.seed,
             )
             row = {**common.model_row(model), "features": variant, "dims": len(dims)}
@@ -194,3 +194,16 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         },
         scalars={"datasets": [ctx.config.dataset]},
     )
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `global_context` section (Tab. 6): ridge regression central patch -> class fractions."""
+    c = ml_collections.ConfigDict()
+    c.classes = ("road", "building", "vegetation")
+    # image: fractions over the whole source image (labelled pixels); tile: over the input tile.
+    c.target = "image"
+    c.top_n = 200
+    c.train_per_group = 0  # train images per group; 0 = data.train_per_group
+    c.l2s = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0, 1e4)
+    c.val_fraction = 0.25
+    return c

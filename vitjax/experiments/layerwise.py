@@ -7,6 +7,7 @@ k-NN support and queries; the table holds mIoU and accuracy per layer, and IoU p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -16,30 +17,29 @@ from vitjax import errors, experiments, plotting
 from vitjax.experiments import common
 
 
-def parse_layers(text: str, depth: int) -> list[int]:
-    """Block indices (0-based, ascending, unique) from "all" or "0,3,-1" for a model of `depth`."""
-    text = str(text).strip()
-    if text == "all":
+def resolve_layers(layers: Sequence[int], depth: int) -> list[int]:
+    """Block indices (0-based, ascending, unique) of `config.layerwise.layers` for a model of
+    `depth` blocks: `()` = every block; negative indices count from the last block.
+
+    Raises:
+      ConfigError: a non-integer entry, or an index outside the model.
+    """
+    if not layers:
         return list(range(depth))
     out = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            layer = int(part)
-        except ValueError:
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
             raise errors.ConfigError(
-                f"config.layerwise.layers={text!r}: expected 'all' or comma-separated ints"
-            ) from None
+                f"config.layerwise.layers={tuple(layers)!r}: expected block indices (ints), "
+                "e.g. (0, -1), or () for every block"
+            )
         index = layer + depth if layer < 0 else layer
         if not 0 <= index < depth:
             raise errors.ConfigError(
-                f"config.layerwise.layers={text!r}: layer {layer} outside a {depth}-block model"
+                f"config.layerwise.layers={tuple(layers)!r}: layer {layer} outside a "
+                f"{depth}-block model"
             )
-        out.add(index)
-    if not out:
-        raise errors.ConfigError("config.layerwise.layers is empty")
+        out.add(int(index))
     return sorted(out)
 
 
@@ -67,7 +67,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     by_layer, per_class, heat, curves = [], [], {}, {}
     for model in ctx.models:
         depth = int(model.spec.depth)
-        layers = parse_layers(cfg.layers, depth)
+        layers = resolve_layers(cfg.layers, depth)
         grid = common.grid_of(model, data.train.tiles.shape[1:3])
         labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
         matrix = np.full((data.num_classes, len(layers)), np.nan)
@@ -110,7 +110,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         mark=mark,
     )
     fig_heat = ctx.figure_path("iou_per_class")
-    first_layers = parse_layers(cfg.layers, int(ctx.models[0].spec.depth))
+    first_layers = resolve_layers(cfg.layers, int(ctx.models[0].spec.depth))
     plotting.heatmaps(
         fig_heat,
         heat,
@@ -143,3 +143,10 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         },
         scalars={"datasets": [ctx.config.dataset]},
     )
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `layerwise` section (Fig. 3): k-NN per block, overall and per class."""
+    c = ml_collections.ConfigDict()
+    c.layers = ()  # block indices, e.g. (0, 3, -1); () = every block
+    return c

@@ -29,7 +29,6 @@ from vitjax import errors, experiments, metrics, models, plotting
 from vitjax.experiments import common
 
 NORM_PIX_EPS = 1e-6  # MAE's norm_pix_loss: (x - mean) / sqrt(var + 1e-6)
-_REQUIRED = ("num_images", "mask_ratios", "zeroed", "norm_pix", "paste_visible", "batch_size")
 
 
 def keep_indices(num_images: int, num_patches: int, mask_ratio: float, rng) -> np.ndarray:
@@ -198,8 +197,8 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
     common.require_fields(
         cfg,
         "mae_reconstruction",
-        _REQUIRED,
-        "configs/mae_reconstruction.py:mae_reconstruction_defaults()",
+        defaults().keys(),
+        "vitjax.experiments.mae_reconstruction.defaults()",
     )
 
 
@@ -212,15 +211,15 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     if decoders:
         data = common.load_segmentation(ctx.config)
         images = data.eval.tiles
-        if int(cfg.num_images) > 0:
-            images = images[: int(cfg.num_images)]
+        if cfg.num_images > 0:
+            images = images[: cfg.num_images]
         if not len(images):
             raise errors.DatasetError(
                 f"mae_reconstruction: no evaluation tiles in {data.name} to reconstruct "
                 "(check config.data and config.mae_reconstruction.num_images)"
             )
         ctx.log(f"{len(images)} tiles of {images.shape[1]}x{images.shape[2]} from {data.name}")
-    n = int(cfg.zeroed)
+    n = cfg.zeroed
     zeroed_dims = {}
     for model in decoders:
         spec = model.spec
@@ -244,10 +243,8 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         for ratio in cfg.mask_ratios:
             keep = keep_indices(len(images), num_patches, float(ratio), ctx.rng("mask", ratio))
             for label, dims in variants:
-                pred = reconstruct(model, images, keep, dims, int(cfg.batch_size), forward)
-                scores = score_case(
-                    spec, images, pred, keep, bool(cfg.norm_pix), bool(cfg.paste_visible)
-                )
+                pred = reconstruct(model, images, keep, dims, cfg.batch_size, forward)
+                scores = score_case(spec, images, pred, keep, cfg.norm_pix, cfg.paste_visible)
                 rows.append(
                     {
                         **common.model_row(model),
@@ -268,7 +265,7 @@ def train_variance_order(
     """Feature dims by variance over the final-LayerNorm patch tokens of the train tiles of
     `data`, highest first: int64 [D]."""
     depth = int(model.spec.depth)
-    layers = tuple(int(v) for v in ctx.config.get("extract", {}).get("layers", (-1,)))
+    layers = ctx.config.extract.layers
     # The run's extraction layers when they hold the last block, so that the train features are
     # the ones the other experiments already stored.
     if depth - 1 not in {v + depth if v < 0 else v for v in layers}:
@@ -323,3 +320,15 @@ def _result(ctx, cfg, rows, num_models: int, num_images: int) -> experiments.Res
         },
         scalars={"datasets": [ctx.config.dataset]},
     )
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `mae_reconstruction` section (Tab. 4)."""
+    s = ml_collections.ConfigDict()
+    s.num_images = 0  # evaluation tiles of config.dataset used (0 = all)
+    s.mask_ratios = (0.0, 0.75)  # no masking, and MAE's pretraining ratio
+    s.zeroed = 200  # top-variance dims zeroed, and as many random dims (the control)
+    s.norm_pix = False  # decoder predicts per-patch normalised pixels (the `_full` checkpoint)
+    s.paste_visible = True  # with masking, visible patches of the image are the original pixels
+    s.batch_size = 32
+    return s

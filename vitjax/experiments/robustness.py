@@ -24,7 +24,7 @@ def corruption_levels(cfg: ml_collections.ConfigDict) -> list[tuple[str, str, fl
             "freq_noise",
             "freq_noise",
             float(band),
-            {"num_bands": int(cfg.num_bands), "sigma": float(cfg.freq_sigma)},
+            {"num_bands": cfg.num_bands, "sigma": cfg.freq_sigma},
         )
         for band in cfg.freq_bands
     ]
@@ -93,7 +93,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         for (label, level), tiles in corrupted.items():
             key = dict(data.split_key("eval"), corruption=label, level=level)
             if label == "freq_noise":
-                key["sigma"] = float(cfg.freq_sigma)
+                key["sigma"] = cfg.freq_sigma
             cases.append((label, level, common.patch_features(ctx, model, tiles, key)))
         for label, level, queries in cases:
             for method, predictor in predictors.items():
@@ -177,4 +177,20 @@ def level_axis_label(label: str, cfg: ml_collections.ConfigDict) -> str:
         return f"{kind} blur kernel side (px; 0 = clean)"
     if label == "noise":
         return "Gaussian noise sigma (0-255 scale; 0 = clean)"
-    return f"noise band + 1 (of {int(cfg.num_bands)}, 1 = lowest freq.; 0 = clean)"
+    return f"noise band + 1 (of {cfg.num_bands}, 1 = lowest freq.; 0 = clean)"
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `robustness` section (Fig. 4): four levels per corruption of the evaluation images.
+
+    blur = kernel in px, noise = Gaussian sigma on the 0-255 scale, freq = band index.
+    """
+    c = ml_collections.ConfigDict()
+    c.blur_kind = "box_blur"  # box_blur (any size) | blur (Gaussian, odd sizes)
+    c.blur_levels = (2, 4, 6, 8)
+    c.noise_levels = (10.0, 20.0, 30.0, 40.0)
+    c.freq_bands = (0, 1, 2, 3)
+    c.num_bands = 4
+    c.freq_sigma = 20.0
+    c.methods = ("knn", "linear")
+    return c

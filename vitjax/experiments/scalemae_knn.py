@@ -25,10 +25,6 @@ from vitjax.data.types import SceneSplit
 from vitjax.experiments import common
 
 REPRESENTATIONS = ("cls", "mean_patch")
-_REQUIRED = (
-    "datasets", "load_size", "input_size", "sizes", "gsd_aware", "base_resolution",
-    "representations", "removed", "k", "temperature", "metric", "layer",
-)  # fmt: skip
 
 
 def simulate_gsd(image: np.ndarray, input_size: int, size: int) -> np.ndarray:
@@ -122,7 +118,7 @@ def knn_accuracy(
     (this experiment's own `k` and `metric` apply). `mesh` (`ctx.mesh`) shards the train set over
     its devices.
     """
-    knn_cfg = knn_cfg if knn_cfg is not None else ml_collections.ConfigDict()
+    knn_cfg = knn_cfg if knn_cfg is not None else common.knn_defaults()
     scores, idx = common.knn_search(
         test, train, min(int(k), len(train)), knn_cfg, mesh, metric=metric, drop_dims=drop_dims
     )
@@ -132,9 +128,9 @@ def knn_accuracy(
 
 def _check(cfg: ml_collections.ConfigDict) -> list[str]:
     common.require_fields(
-        cfg, "scalemae_knn", _REQUIRED, "configs/scalemae.py:scalemae_knn_defaults()"
+        cfg, "scalemae_knn", defaults().keys(), "vitjax.experiments.scalemae_knn.defaults()"
     )
-    reps = [r.strip() for r in str(cfg.representations).split(",") if r.strip()]
+    reps = list(cfg.representations)
     bad = [r for r in reps if r not in REPRESENTATIONS]
     if bad or not reps:
         raise errors.ConfigError(
@@ -142,7 +138,7 @@ def _check(cfg: ml_collections.ConfigDict) -> list[str]:
             f"{REPRESENTATIONS}"
         )
     for size in cfg.sizes:
-        if not 0 < int(size) <= int(cfg.input_size):
+        if not 0 < int(size) <= cfg.input_size:
             raise errors.ConfigError(
                 f"config.scalemae_knn.sizes: {size} must lie in (0, input_size={cfg.input_size}]"
             )
@@ -152,8 +148,8 @@ def _check(cfg: ml_collections.ConfigDict) -> list[str]:
 @experiments.register("scalemae_knn")
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
     reps = _check(cfg)
-    names = [d.strip() for d in str(cfg.datasets).split(",") if d.strip()]
-    input_size = int(cfg.input_size)
+    names = list(cfg.datasets)
+    input_size = cfg.input_size
     rows = []
     for name in names:
         split = load_split(name, cfg, ctx.seed)
@@ -180,7 +176,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 continue
             for size in ctx.progress(cfg.sizes, len(cfg.sizes), f"{name} sizes"):
                 size = int(size)
-                gsd = float(cfg.base_resolution) * input_size / size
+                gsd = cfg.base_resolution * input_size / size
                 ratio = gsd if cfg.gsd_aware and model.spec.family == "scalemae" else None
                 feats = {}
                 for part, load, count in (
@@ -188,10 +184,10 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                     ("test", split.load_test, len(split.test_labels)),
                 ):
                     key = {"dataset": f"scalemae_knn/{name}", "part": part, "size": size,
-                           "input_size": input_size, "load_size": int(cfg.load_size),
+                           "input_size": input_size, "load_size": cfg.load_size,
                            "seed": ctx.seed, **split.identity}  # fmt: skip
                     source = ScaledImages(load, count, input_size, size)
-                    feats[part] = image_features(ctx, model, source, key, ratio, int(cfg.layer))
+                    feats[part] = image_features(ctx, model, source, key, ratio, cfg.layer)
                 for rep in reps:
                     train, test = feats["train"][rep], feats["test"][rep]
                     order = common.variance_order(train)
@@ -202,8 +198,8 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                     for removed in removal:
                         acc = knn_accuracy(
                             train, split.train_labels, test, split.test_labels,
-                            len(split.class_names), int(cfg.k), float(cfg.temperature),
-                            str(cfg.metric), order[: int(removed)] if removed else None,
+                            len(split.class_names), cfg.k, cfg.temperature,
+                            cfg.metric, order[: int(removed)] if removed else None,
                             ctx.config.knn, ctx.mesh,
                         )  # fmt: skip
                         rows.append({
@@ -236,7 +232,7 @@ def _result(ctx, cfg, rows) -> experiments.Result:
         figures={"accuracy_vs_gsd": path},
         text={
             "summary": f"Image-level k-NN (k={cfg.k}, {cfg.metric}, weighted vote T="
-            f"{cfg.temperature}) at simulated ground-sample distances on {cfg.datasets}.",
+            f"{cfg.temperature}) at simulated ground-sample distances on {', '.join(cfg.datasets)}.",
             "knn": "Accuracy per model, dataset, image size (content of a GSD input_size/size "
             "times coarser), representation ('cls' = the family's global representation, named in the "
             "Models table: CLS token, SigLIP's MAP head, CLIP's projected embedding; or the mean "
@@ -249,5 +245,34 @@ def _result(ctx, cfg, rows) -> experiments.Result:
                 ctx.models,
             ),
         },
-        scalars={"datasets": [d.strip() for d in str(cfg.datasets).split(",") if d.strip()]},
+        scalars={"datasets": list(cfg.datasets)},
     )
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `scalemae_knn` section (Fig. 8)."""
+    s = ml_collections.ConfigDict()
+    s.datasets = ("ucmerced", "resisc45")  # any of ucmerced, resisc45, synthetic
+    # tfds_data_dir: a TFDS data_dir holding `uc_merced` / `resisc45` prepared as ArrayRecord,
+    # read instead of `root` when set (see vitjax/data/tfds_source.py).
+    s.ucmerced = ml_collections.ConfigDict(
+        dict(root="data/UCMerced_LandUse", train_per_class=50, test_per_class=0, tfds_data_dir="")
+    )  # 100 images per class: 50 train, 50 test
+    s.resisc45 = ml_collections.ConfigDict(
+        dict(root="data/NWPU-RESISC45", train_per_class=140, test_per_class=0, tfds_data_dir="")
+    )  # 700 per class: 20 % train, the rest test
+    s.synthetic = ml_collections.ConfigDict(
+        dict(n_per_class=8, train_per_class=4, test_per_class=0, image_size=256)
+    )
+    s.load_size = 256  # images are brought to this size first (UC Merced has odd shapes)
+    s.input_size = 224  # model input
+    s.sizes = (224, 112, 64, 32)  # simulated GSD: downscale to this size, upscale to input_size
+    s.gsd_aware = True  # give Scale-MAE the GSD ratio input_size / size
+    s.base_resolution = 1.0  # Scale-MAE's eval_base_resolution
+    s.representations = ("cls", "mean_patch")
+    s.removed = (0, 200)  # also without the N highest-variance dims (train-set variance)
+    s.k = 20
+    s.temperature = 0.07
+    s.metric = "cosine"
+    s.layer = -1
+    return s

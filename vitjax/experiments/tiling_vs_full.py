@@ -43,7 +43,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             # square of the tokens per image, so whole images go through in smaller batches.
             tile_px = inputs["tiles"].eval.tiles.shape[1] * inputs["tiles"].eval.tiles.shape[2]
             image_px = data.eval.tiles.shape[1] * data.eval.tiles.shape[2]
-            batch = max(1, int(ctx.config.extract.batch_size) * tile_px // image_px)
+            batch = max(1, ctx.config.extract.batch_size * tile_px // image_px)
             support = common.patch_features(
                 ctx, model, data.train.tiles, data.split_key("train"), batch_size=batch
             )
@@ -81,3 +81,11 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
         },
         scalars={"datasets": [ctx.config.dataset]},
     )
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `tiling_vs_full` section (Tab. 5): tiled input vs the whole image."""
+    c = ml_collections.ConfigDict()
+    c.full_hw = (896, 1792)  # 1024x2048 at 224/256: the tiled patch grid of Cityscapes
+    c.methods = ("knn", "linear")
+    return c

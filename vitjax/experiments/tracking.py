@@ -39,11 +39,6 @@ POOLS = ("mean", "flatten")
 METRICS = ("cosine", "dot", "l2")
 _GEOMETRY = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*(?:/\s*(\d+))?\s*$")
 _FRAME_CACHE = 8  # decoded frames kept per source (tiles of one frame are read together)
-_REQUIRED = (
-    "dataset", "root", "split", "num_videos", "max_frames", "geometries", "gaps", "roi_output",
-    "roi_pool", "sampling_ratio", "aligned", "clip_boxes", "metric", "layer", "detector",
-    "min_visibility", "frame_rate", "synthetic_videos", "synthetic_frames", "synthetic_hw",
-)  # fmt: skip
 
 
 def parse_geometry(text: str) -> tiling.Geometry:
@@ -70,14 +65,14 @@ def parse_geometry(text: str) -> tiling.Geometry:
 
 
 def geometries(cfg: ml_collections.ConfigDict) -> list[tiling.Geometry]:
-    """The frame geometries of `config.tracking.geometries` ('672x1120/224,672x672'), in order.
+    """The frame geometries of `config.tracking.geometries` (e.g. ('672x1120/224', '672x672')), in order.
 
     Raises:
       ConfigError: an empty list or a malformed entry (see `parse_geometry`).
     """
-    items = [g for g in str(cfg.geometries).split(",") if g.strip()]
+    items = list(cfg.geometries)
     if not items:
-        raise errors.ConfigError("config.tracking.geometries is empty; e.g. '672x1120/224'")
+        raise errors.ConfigError("config.tracking.geometries is empty; e.g. ('672x1120/224',)")
     return [parse_geometry(g) for g in items]
 
 
@@ -368,7 +363,7 @@ def frames_key(
     """
     key: dict[str, Any] = {
         "dataset": f"tracking/{cfg.dataset}",
-        "split": str(cfg.split),
+        "split": cfg.split,
         "video": str(video),
         "frames": hashlib.sha256(repr([int(f) for f in frames]).encode()).hexdigest()[:16],
         "num_frames": len(frames),
@@ -391,8 +386,8 @@ def frame_box_features(
 ) -> dict[int, np.ndarray]:
     """Pooled features of every box of each of `frames`: {frame: float32 [K, D']}."""
     source = FrameTiles(video, frames, geo)
-    feats = ctx.features(model, source, key=key, layers=(int(cfg.layer),))
-    index = ctx.layer_index(model, int(cfg.layer))
+    feats = ctx.features(model, source, key=key, layers=(cfg.layer,))
+    index = ctx.layer_index(model, cfg.layer)
     patch = feats.patch[index]  # [F * T, gh, gw, D]
     h, w = geo.resize_to
     th, tw = geo.tile_size or (h, w)
@@ -403,14 +398,16 @@ def frame_box_features(
         fmap = stitch_tiles(tiles, rows, cols)
         boxes = scale_boxes(video.tracks[frame].boxes, video.frame_hw, (h, w), cfg.clip_boxes)
         out[frame] = pool_boxes(
-            fmap, boxes, int(model.spec.patch_size), int(cfg.roi_output), str(cfg.roi_pool),
-            int(cfg.sampling_ratio), bool(cfg.aligned),
+            fmap, boxes, int(model.spec.patch_size), cfg.roi_output, cfg.roi_pool,
+            cfg.sampling_ratio, cfg.aligned,
         )  # fmt: skip
     return out
 
 
 def _check(cfg: ml_collections.ConfigDict) -> None:
-    common.require_fields(cfg, "tracking", _REQUIRED, "configs/bdd100k.py:tracking_defaults()")
+    common.require_fields(
+        cfg, "tracking", defaults().keys(), "vitjax.experiments.tracking.defaults()"
+    )
     if cfg.metric not in METRICS:
         raise errors.ConfigError(f"config.tracking.metric={cfg.metric!r}: expected {METRICS}")
     if cfg.roi_pool not in POOLS:
@@ -420,7 +417,7 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
 @experiments.register("tracking")
 def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments.Result:
     _check(cfg)
-    gaps = [int(g) for g in cfg.gaps]
+    gaps = list(cfg.gaps)
     videos = load_videos(cfg, ctx.seed)
     if not videos:
         raise errors.DatasetError(f"config.tracking: no video found in {cfg.dataset} {cfg.root}")
@@ -450,7 +447,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                         video_pairs,
                         tracks,
                         lambda _, f, per_frame=per_frame: per_frame[f],
-                        str(cfg.metric),
+                        cfg.metric,
                     )
                 )
             scores = {
@@ -487,15 +484,15 @@ def _check_pairs(ctx, cfg, videos: list[Video], pairs: list[FramePair], gaps: li
     """
     if not pairs:
         window = (
-            f"the first {int(cfg.max_frames)} frames (config.tracking.max_frames)"
-            if int(cfg.max_frames) > 0
+            f"the first {cfg.max_frames} frames (config.tracking.max_frames)"
+            if cfg.max_frames > 0
             else "all frames"
         )
         found = "; ".join(
             f"{v.name}: {len(v.tracks)} frames read, labelled frames {_labelled_frames(v)[:8]}"
             for v in videos[:5]
         )
-        if int(cfg.max_frames) > 0:
+        if cfg.max_frames > 0:
             # Read once more without the window (error path only) to say where labels start.
             whole = ml_collections.ConfigDict(cfg.to_dict())
             whole.max_frames = 0
@@ -551,5 +548,34 @@ def _result(ctx, cfg, videos, rows, skipped) -> experiments.Result:
                 ctx.models,
             ),
         },
-        scalars={"videos": [v.name for v in videos], "datasets": [str(cfg.dataset)]},
+        scalars={"videos": [v.name for v in videos], "datasets": [cfg.dataset]},
     )
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """The `tracking` section with the paper's protocol numbers (BDD100K)."""
+    s = ml_collections.ConfigDict()
+    s.dataset = "bdd100k"  # bdd100k | mot17 | synthetic
+    s.root = "data/bdd100k"
+    s.split = "val"
+    s.num_videos = 5  # first N videos/sequences in sorted order; 0 = all
+    s.max_frames = 0  # > 0: only the first N frames of each video
+    # Frame geometries: 'HxW/T' = resize to HxW and cut into TxT tiles whose patch
+    # grids are stitched; 'HxW' = the whole frame resized to HxW as one input.
+    s.geometries = ("672x1120/224",)
+    s.gaps = (1, 2, 5, 10, 25)  # frame gaps; BDD100K is 5 fps -> 0.2 s to 5 s
+    s.roi_output = 7  # RoIAlign output side
+    s.roi_pool = "mean"  # mean over the 7x7 RoIAlign output | flatten (concatenate the bins)
+    s.sampling_ratio = -1  # torchvision's adaptive sampling
+    s.aligned = True
+    s.clip_boxes = True  # boxes clipped to the frame before pooling
+    s.metric = "cosine"  # similarity of pooled box features: cosine | dot | l2
+    s.layer = -1
+    s.detector = "FRCNN"  # MOT17 only: which of the three identical copies to read
+    s.min_visibility = 0.0  # MOT17 only: pedestrians below this visibility are ignored
+    s.frame_rate = 5.0  # BDD100K (5 Hz) and synthetic; MOT17 reads seqinfo.ini
+    # Synthetic stand-in (dataset = synthetic): synthetic.videos.
+    s.synthetic_videos = 2
+    s.synthetic_frames = 12
+    s.synthetic_hw = (224, 448)
+    return s

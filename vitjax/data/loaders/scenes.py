@@ -80,7 +80,7 @@ def load_synthetic(
 
 def _raw_split(name: str, reader_cls, class_names, dcfg, size: int, seed: int) -> SceneSplit:
     """The split read from the raw files under `dcfg.root` (or from TFDS when configured)."""
-    if dcfg.get("tfds_data_dir"):
+    if "tfds_data_dir" in dcfg and dcfg.tfds_data_dir:
         return _tfds_split(name, class_names, dcfg, size, seed)
     spec = registry.get_dataset(name, SCENES)
     root = spec.check_root(dcfg.root, f"config.scalemae_knn.{name}.root")

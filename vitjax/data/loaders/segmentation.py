@@ -175,8 +175,8 @@ def load_ade20k(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSpl
         data_cfg.root, DATA_ROOT_FIELD, _OTHER_ROOT_NOTE
     )
     reader = ade20k.ADE20KReader(root)
-    pool = int(data_cfg.get("ade20k_train_pool", fewshot.ADE20K_TRAIN_POOL))
-    grid = tuple(int(v) for v in data_cfg.get("ade20k_presence_grid", fewshot.ADE20K_PRESENCE_GRID))
+    pool = data_cfg.ade20k_train_pool
+    grid = tuple(data_cfg.ade20k_presence_grid)
     if len(grid) != 2 or min(grid) <= 0:
         raise errors.ConfigError(
             f"config.data.ade20k_presence_grid={grid}: expected (rows, cols), e.g. (28, 42)"
