@@ -119,110 +119,19 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     for name, reason in skipped.items():
         ctx.log(f"overlap: skipping {name}: {reason}")
     data = common.load_segmentation(ctx.config)
-    data_cfg = ctx.config.data
     top_n = cfg.top_n
     removal, bn_rows, summary, spectra = [], [], [], {}
     for model in ctx.models:
-        grid = common.grid_of(model, data.train.tiles.shape[1:3])
-        support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
-        queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
-        labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
-        # One streamed pass pair over all train patches serves order and spectrum (the same
-        # statistic the cross-dataset overlap computes on unlabelled images).
-        variance_all = probes.feature_moments(support)[1]
-        order = common.variance_order(support, variance=variance_all)
-        spec = spectrum(support, variance=variance_all)
+        spec, width, model_removal, model_bn = model_measurements(ctx, cfg, model, data)
         spectra[model.name] = spec
-        removal += removal_sweep(
-            ctx,
-            model,
-            support,
-            labels,
-            queries,
-            data,
-            grid,
-            list(cfg.removed),
-            "knn",
-            order,
-            cfg.random_control,
-        )
-        removal += removal_sweep(
-            ctx,
-            model,
-            support,
-            labels,
-            queries,
-            data,
-            grid,
-            list(cfg.linear_removed),
-            "linear",
-            order,
-            cfg.random_control,
-        )
-        if cfg.batchnorm:
-            # The linear probe's own BatchNorm (labelled train patches, eps 1e-6): the k-NN gets
-            # features normalised by exactly that operation, the probe applies it itself.
-            stats = probes.feature_normalizer(support, rows=np.flatnonzero(labels != common.IGNORE))
-            norm_support = common.standardize(support, stats=stats)
-            norm_queries = common.standardize(queries, stats=stats)
-            inputs = {
-                "knn": (norm_support, norm_queries, False),
-                "linear": (support, queries, True),
-            }
-            for method, (method_support, method_queries, probe_bn) in inputs.items():
-                pred = common.predict(
-                    method,
-                    ctx,
-                    model,
-                    method_support,
-                    labels,
-                    method_queries,
-                    data.num_classes,
-                    batchnorm=probe_bn,
-                )
-                s = common.score(pred, data.eval, grid, data.num_classes, data_cfg)
-                bn_rows.append(
-                    {
-                        **common.model_row(model),
-                        "method": method,
-                        "features": "batchnorm",
-                        "miou": s["miou"],
-                        "acc": s["acc"],
-                    }
-                )
-        if top_n >= support.shape[1]:
+        removal += model_removal
+        bn_rows += model_bn
+        if top_n >= width:
             ctx.warn(
                 f"config.variance.top_n: {top_n} is at or above {model.name}'s feature width "
-                f"{support.shape[1]}: its overview has no top-{top_n} columns"
+                f"{width}: its overview has no top-{top_n} columns"
             )
-        row = {
-            **common.model_row(model),
-            "dims": int(support.shape[1]),
-            f"var_frac_top{top_n}": float(spec[:top_n].sum()),
-            "var_frac_top1": float(spec[0]),
-        }
-        for r in removal:
-            if r["model"] == model.name and r["removed"] in (0, top_n):
-                name = "full" if r["removed"] == 0 else f"{r['control']}{top_n}_removed"
-                row[f"{r['method']}_{name}"] = r["miou"]
-        for r in bn_rows:
-            if r["model"] == model.name:
-                row[f"{r['method']}_batchnorm"] = r["miou"]
-        if model.spec.family == "mae":
-            # The paper's "MAE-200" k-NN number, beside ours only where the setting is the same.
-            protocol = paper_numbers.run_protocol(
-                ctx.config,
-                train_per_group=data_cfg.train_per_group,
-                n_train_images=data.train.num_images,
-                n_eval_images=data.eval.num_images,
-            )
-            protocol["removed_dims"] = top_n
-            comparison = paper_numbers.paper_comparison(
-                model.describe(), protocol, "knn", paper_numbers.MAE_REMOVED_200_PROTOCOL
-            )
-            paper = paper_numbers.CITYSCAPES_MAE_REMOVED_200["knn"]
-            row["knn_removed_paper"] = paper if paper_numbers.is_comparable(comparison) else None
-            row["knn_removed_vs_paper"] = comparison
+        row = overview_row(ctx, model, data, top_n, spec, width, model_removal, model_bn)
         summary.append(row)
         ctx.log(
             f"{model.name}: top-{top_n} dims hold {row[f'var_frac_top{top_n}']:.2%} of variance"
@@ -230,47 +139,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
 
     overlap = overlap_rows(ctx, cfg, overlap_names, skipped)
     skipped_text = "".join(f" Skipped {name}: {reason}." for name, reason in skipped.items())
-
-    mark = plotting.random_weights_mark(ctx.models)
-    fig_spectrum = ctx.figure_path("spectrum")
-    plotting.line_plot(
-        fig_spectrum,
-        {"variance spectrum": {m: (np.arange(1, len(v) + 1), v) for m, v in spectra.items()}},
-        xlabel="dimension rank (1 = highest variance)",
-        ylabel="fraction of total variance",
-        logy=True,
-        keys=plotting.model_keys(ctx.models),
-        integer_x=True,
-        mark=mark,
-    )
-    fig_removal = ctx.figure_path("removal_curve")
-    panels: dict[str, dict] = {}
-    keys = {}
-    for method in ("knn", "linear"):
-        panel = {}
-        for model in ctx.models:
-            for control in ("top-variance", "random"):
-                pts = [
-                    r
-                    for r in removal
-                    if r["model"] == model.name
-                    and r["method"] == method
-                    and (r["control"] == control or r["removed"] == 0)
-                ]
-                if len(pts) > 1 or (pts and control == "top-variance"):
-                    label = f"{model.name} ({control})"
-                    panel[label] = ([r["removed"] for r in pts], [r["miou"] for r in pts])
-                    keys[label] = (model.spec.family, model.name, control)
-        panels[f"{method}: top-N removed vs random-N removed"] = panel
-    plotting.line_plot(
-        fig_removal,
-        panels,
-        xlabel="removed dimensions N",
-        ylabel="mIoU (0-1)",
-        keys=keys,
-        integer_x=True,
-        mark=mark,
-    )
+    fig_spectrum, fig_removal = figures(ctx, spectra, removal)
     return experiments.Result(
         tables={"overview": summary, "removal": removal, "batchnorm": bn_rows, "overlap": overlap},
         figures={"spectrum": fig_spectrum, "removal_curve": fig_removal},
@@ -312,6 +181,154 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
             experiments.SKIPPED_INPUTS: sorted(skipped),
         },
     )
+
+
+def model_measurements(ctx, cfg, model, data) -> tuple[np.ndarray, int, list[dict], list[dict]]:
+    """One model's variance spectrum [D], feature width, removal-sweep rows and BatchNorm rows."""
+    data_cfg = ctx.config.data
+    grid = common.grid_of(model, data.train.tiles.shape[1:3])
+    support = common.patch_features(ctx, model, data.train.tiles, data.split_key("train"))
+    queries = common.patch_features(ctx, model, data.eval.tiles, data.split_key("eval"))
+    labels = data.train.patch_targets(grid, data_cfg.patch_label_rule)
+    # One streamed pass pair over all train patches serves order and spectrum (the same
+    # statistic the cross-dataset overlap computes on unlabelled images).
+    variance_all = probes.feature_moments(support)[1]
+    order = common.variance_order(support, variance=variance_all)
+    spec = spectrum(support, variance=variance_all)
+    removal = []
+    for method, counts in (("knn", cfg.removed), ("linear", cfg.linear_removed)):
+        removal += removal_sweep(
+            ctx,
+            model,
+            support,
+            labels,
+            queries,
+            data,
+            grid,
+            list(counts),
+            method,
+            order,
+            cfg.random_control,
+        )
+    bn_rows = []
+    if cfg.batchnorm:
+        bn_rows = batchnorm_rows(ctx, model, support, labels, queries, data, grid)
+    return spec, int(support.shape[1]), removal, bn_rows
+
+
+def batchnorm_rows(ctx, model, support, labels, queries, data, grid) -> list[dict]:
+    """k-NN and linear mIoU with every dimension standardised (the MAE probe's BatchNorm)."""
+    # The linear probe's own BatchNorm (labelled train patches, eps 1e-6): the k-NN gets
+    # features normalised by exactly that operation, the probe applies it itself.
+    stats = probes.feature_normalizer(support, rows=np.flatnonzero(labels != common.IGNORE))
+    inputs = {
+        "knn": (
+            common.standardize(support, stats=stats),
+            common.standardize(queries, stats=stats),
+            False,
+        ),
+        "linear": (support, queries, True),
+    }
+    rows = []
+    for method, (method_support, method_queries, probe_bn) in inputs.items():
+        pred = common.predict(
+            method,
+            ctx,
+            model,
+            method_support,
+            labels,
+            method_queries,
+            data.num_classes,
+            batchnorm=probe_bn,
+        )
+        s = common.score(pred, data.eval, grid, data.num_classes, ctx.config.data)
+        rows.append(
+            {
+                **common.model_row(model),
+                "method": method,
+                "features": "batchnorm",
+                "miou": s["miou"],
+                "acc": s["acc"],
+            }
+        )
+    return rows
+
+
+def overview_row(ctx, model, data, top_n, spec, width, removal, bn_rows) -> dict[str, Any]:
+    """The overview table's row of one model: variance shares, key mIoUs, the paper's MAE-200."""
+    row = {
+        **common.model_row(model),
+        "dims": width,
+        f"var_frac_top{top_n}": float(spec[:top_n].sum()),
+        "var_frac_top1": float(spec[0]),
+    }
+    for r in removal:
+        if r["removed"] in (0, top_n):
+            name = "full" if r["removed"] == 0 else f"{r['control']}{top_n}_removed"
+            row[f"{r['method']}_{name}"] = r["miou"]
+    for r in bn_rows:
+        row[f"{r['method']}_batchnorm"] = r["miou"]
+    if model.spec.family == "mae":
+        # The paper's "MAE-200" k-NN number, beside ours only where the setting is the same.
+        protocol = paper_numbers.run_protocol(
+            ctx.config,
+            train_per_group=ctx.config.data.train_per_group,
+            n_train_images=data.train.num_images,
+            n_eval_images=data.eval.num_images,
+        )
+        protocol["removed_dims"] = top_n
+        comparison = paper_numbers.paper_comparison(
+            model.describe(), protocol, "knn", paper_numbers.MAE_REMOVED_200_PROTOCOL
+        )
+        paper = paper_numbers.CITYSCAPES_MAE_REMOVED_200["knn"]
+        row["knn_removed_paper"] = paper if paper_numbers.is_comparable(comparison) else None
+        row["knn_removed_vs_paper"] = comparison
+    return row
+
+
+def figures(ctx, spectra: dict[str, np.ndarray], removal: list[dict]) -> tuple[str, str]:
+    """Writes the spectrum and removal-curve figures; returns their paths."""
+    mark = plotting.random_weights_mark(ctx.models)
+    fig_spectrum = ctx.figure_path("spectrum")
+    plotting.line_plot(
+        fig_spectrum,
+        {"variance spectrum": {m: (np.arange(1, len(v) + 1), v) for m, v in spectra.items()}},
+        xlabel="dimension rank (1 = highest variance)",
+        ylabel="fraction of total variance",
+        logy=True,
+        keys=plotting.model_keys(ctx.models),
+        integer_x=True,
+        mark=mark,
+    )
+    fig_removal = ctx.figure_path("removal_curve")
+    panels: dict[str, dict] = {}
+    keys = {}
+    for method in ("knn", "linear"):
+        panel = {}
+        for model in ctx.models:
+            for control in ("top-variance", "random"):
+                pts = [
+                    r
+                    for r in removal
+                    if r["model"] == model.name
+                    and r["method"] == method
+                    and (r["control"] == control or r["removed"] == 0)
+                ]
+                if len(pts) > 1 or (pts and control == "top-variance"):
+                    label = f"{model.name} ({control})"
+                    panel[label] = ([r["removed"] for r in pts], [r["miou"] for r in pts])
+                    keys[label] = (model.spec.family, model.name, control)
+        panels[f"{method}: top-N removed vs random-N removed"] = panel
+    plotting.line_plot(
+        fig_removal,
+        panels,
+        xlabel="removed dimensions N",
+        ylabel="mIoU (0-1)",
+        keys=keys,
+        integer_x=True,
+        mark=mark,
+    )
+    return fig_spectrum, fig_removal
 
 
 def spectrum_summary(spectra: dict[str, np.ndarray]) -> str:
