@@ -89,14 +89,24 @@ def bench_pipeline(module, params, spec, paths, batch_size: int, workers: int, r
     common_args = dict(layers=(-1,), batch_size=batch_size, num_workers=workers, dtype="float32")
     # Warm-up: compiles the same batch shape (the executable is cached across calls).
     extract.extract(
-        module, params, spec, extract.FileImageSource(paths[:batch_size]), store=store,
-        key={"bench": "warmup"}, **common_args,
-    )  # fmt: skip
+        module,
+        params,
+        spec,
+        extract.FileImageSource(paths[:batch_size]),
+        store=store,
+        key={"bench": "warmup"},
+        **common_args,
+    )
     start = time.perf_counter()
     feats = extract.extract(
-        module, params, spec, extract.FileImageSource(paths), store=store,
-        key={"bench": "pipeline", "n": len(paths)}, **common_args,
-    )  # fmt: skip
+        module,
+        params,
+        spec,
+        extract.FileImageSource(paths),
+        store=store,
+        key={"bench": "pipeline", "n": len(paths)},
+        **common_args,
+    )
     elapsed = time.perf_counter() - start
     assert feats.patch[-1].shape[0] == len(paths)
     return len(paths) / elapsed
@@ -126,9 +136,11 @@ def bench_torch(paths, batch_size: int, workers: int, out_path: Path):
 
     def run(subset) -> float:
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(Files(), subset), batch_size=batch_size,
-            num_workers=workers, shuffle=False,
-        )  # fmt: skip
+            torch.utils.data.Subset(Files(), subset),
+            batch_size=batch_size,
+            num_workers=workers,
+            shuffle=False,
+        )
         out = np.lib.format.open_memmap(
             out_path, mode="w+", dtype=np.float32, shape=(len(subset), 196, 768)
         )

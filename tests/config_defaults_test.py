@@ -23,8 +23,16 @@ from vitjax import errors, experiments, extract, knn, probes, run, validate
 from vitjax.experiments import common
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
-CONFIGS = ("ade20k", "bdd100k", "cityscapes", "demo", "fair1m", "mae_reconstruction", "mot17",
-           "scalemae")  # fmt: skip
+CONFIGS = (
+    "ade20k",
+    "bdd100k",
+    "cityscapes",
+    "demo",
+    "fair1m",
+    "mae_reconstruction",
+    "mot17",
+    "scalemae",
+)
 
 
 def experiment_modules() -> dict[str, object]:

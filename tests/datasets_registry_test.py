@@ -39,10 +39,14 @@ def load_toy(name: str, dcfg: ml_collections.ConfigDict, load_size: int, seed: i
     test = np.flatnonzero(np.arange(len(labels)) % n >= k)
     shifted = (labels[test] + int(dcfg.shift_test_labels)) % len(COLOURS)
     return SceneSplit(
-        name, ["red", "green", "blue"], labels[train].astype(np.int32), shifted.astype(np.int32),
-        lambda i: np.array(images[train[i]]), lambda i: np.array(images[test[i]]),
+        name,
+        ["red", "green", "blue"],
+        labels[train].astype(np.int32),
+        shifted.astype(np.int32),
+        lambda i: np.array(images[train[i]]),
+        lambda i: np.array(images[test[i]]),
         {"per_class": n, "train_per_class": k, "shift": int(dcfg.shift_test_labels)},
-    )  # fmt: skip
+    )
 
 
 def toy_config(shift: int) -> ml_collections.ConfigDict:
@@ -112,8 +116,9 @@ class RegistryTest(absltest.TestCase):
             "import json, sys; import vitjax.data.registry as r; r.list_datasets(); "
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('vitjax.'))))"
         )
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                             check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout
         loaded = json.loads(out.strip().splitlines()[-1])
         self.assertIn("vitjax.data.loaders.segmentation", loaded)  # the loaders did load
         upward = [m for m in loaded if m.split(".")[1] in ("experiments", "models", "extract")]

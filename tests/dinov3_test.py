@@ -289,9 +289,16 @@ class ModelAxisExtractionTest(absltest.TestCase):
 
     def _extract(self, mesh, **kwargs):
         return extract.extract(
-            self.module, self.params, self.spec, self.images, layers=(0, 1), batch_size=4,
-            mesh=mesh, with_cls=True, **kwargs,
-        )  # fmt: skip
+            self.module,
+            self.params,
+            self.spec,
+            self.images,
+            layers=(0, 1),
+            batch_size=4,
+            mesh=mesh,
+            with_cls=True,
+            **kwargs,
+        )
 
     def test_parameters_split_over_model_axis_give_the_same_features(self):
         one = self._extract(Mesh(np.asarray(jax.devices()[:1]), ("data",)))

@@ -53,7 +53,7 @@ class DistributedTest(absltest.TestCase):
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
             for i in range(2)
         ]
         outputs = []

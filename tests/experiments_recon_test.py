@@ -172,16 +172,19 @@ class EndToEndTest(absltest.TestCase):
             # Oracle: the encoder applied directly (no store), numpy variance in float64.
             out = mae.module.apply(
                 {"params": {k: v for k, v in mae.params.items() if k != "decoder"}},
-                models.preprocess(mae.spec, tiles), layers=(-1,), norm=True,
-            )["patch"][mae.spec.depth - 1]  # fmt: skip
+                models.preprocess(mae.spec, tiles),
+                layers=(-1,),
+                norm=True,
+            )["patch"][mae.spec.depth - 1]
             var = np.asarray(out, np.float64).reshape(-1, mae.spec.width).var(axis=0)
             return np.argsort(-var, kind="stable")[:10].tolist()
 
         train_top = top_variance(data.train.tiles)
         self.assertEqual(zeroed[mae.name]["top10_zeroed"], train_top)
         # The reconstructed (evaluation) tiles would give other dims: the test tells them apart.
-        self.assertNotEqual(top_variance(data.eval.tiles[: c.mae_reconstruction.num_images]),
-                            train_top)  # fmt: skip
+        self.assertNotEqual(
+            top_variance(data.eval.tiles[: c.mae_reconstruction.num_images]), train_top
+        )
         self.assertLen(zeroed[mae.name]["random10_zeroed"], 10)
 
 

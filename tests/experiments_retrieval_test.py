@@ -222,9 +222,15 @@ class OutcomeTest(parameterized.TestCase):
         self.assertEqual(counts["same_patch"], 0)
         # The same neighbours with the database sharded over the run's 8-device mesh.
         on_mesh = fr.nearest(
-            database[rows], database, "dot", None, table.group[rows], table.group, KNN_CFG,
+            database[rows],
+            database,
+            "dot",
+            None,
+            table.group[rows],
+            table.group,
+            KNN_CFG,
             mesh=run.device_mesh(),
-        )  # fmt: skip
+        )
         np.testing.assert_array_equal(on_mesh, nn)
 
     @parameterized.parameters(("original", 32, 24), ("transformed", 24, 24))
@@ -303,16 +309,29 @@ class ScaleMAEKnnTest(parameterized.TestCase):
         train = centres[train_labels] + rng.standard_normal((40, 12))
         test = centres[test_labels] + rng.standard_normal((24, 12))
         acc = scalemae_knn.knn_accuracy(
-            train, train_labels, test, test_labels, 4, k=5, temperature=0.07,
+            train,
+            train_labels,
+            test,
+            test_labels,
+            4,
+            k=5,
+            temperature=0.07,
             drop_dims=None if drop is None else np.array(drop),
-        )  # fmt: skip
+        )
         keep = np.setdiff1d(np.arange(12), drop or [])
         oracle = weighted_knn_oracle(train[:, keep], train_labels, test[:, keep], 5, 0.07, 4)
         self.assertAlmostEqual(acc, float(np.mean(oracle == test_labels)))
         on_mesh = scalemae_knn.knn_accuracy(
-            train, train_labels, test, test_labels, 4, k=5, temperature=0.07,
-            drop_dims=None if drop is None else np.array(drop), mesh=run.device_mesh(),
-        )  # fmt: skip
+            train,
+            train_labels,
+            test,
+            test_labels,
+            4,
+            k=5,
+            temperature=0.07,
+            drop_dims=None if drop is None else np.array(drop),
+            mesh=run.device_mesh(),
+        )
         self.assertEqual(on_mesh, acc)
 
     def test_search_settings_come_from_config_knn(self):
@@ -329,15 +348,23 @@ class ScaleMAEKnnTest(parameterized.TestCase):
             fr.nearest(test, train, "l2", None, None, None, knn_cfg)
             scalemae_knn.knn_accuracy(train, labels, test, labels[:10], 4, k=5)
         got = [
-            (c.kwargs["k"], c.kwargs["metric"], c.kwargs["query_block"], c.kwargs["db_block"],
-             str(c.kwargs["compute_dtype"]))
+            (
+                c.kwargs["k"],
+                c.kwargs["metric"],
+                c.kwargs["query_block"],
+                c.kwargs["db_block"],
+                str(c.kwargs["compute_dtype"]),
+            )
             for c in spy.call_args_list
-        ]  # fmt: skip
-        self.assertEqual(got, [
-            (5, "cosine", 8, 16, "bfloat16"),  # the experiment's own k and metric
-            (1, "l2", 8, 16, "bfloat16"),
-            (5, "cosine", knn.DEFAULT_QUERY_BLOCK, knn.DEFAULT_DB_BLOCK, "float32"),
-        ])  # fmt: skip
+        ]
+        self.assertEqual(
+            got,
+            [
+                (5, "cosine", 8, 16, "bfloat16"),  # the experiment's own k and metric
+                (1, "l2", 8, 16, "bfloat16"),
+                (5, "cosine", knn.DEFAULT_QUERY_BLOCK, knn.DEFAULT_DB_BLOCK, "float32"),
+            ],
+        )
 
     @parameterized.parameters(("clip", 16), ("siglip", 16), ("dino", 16))
     def test_cls_arm_is_the_family_global_representation(self, family, patch):

@@ -264,8 +264,15 @@ class LinearDropDimsTest(parameterized.TestCase):
 
     def _ctx(self):
         config = cityscapes_config.get_config()
-        config.probe.update(dict(epochs=3, batch_size=128, learning_rates=(1e-2, 3e-2),
-                                 weight_decays=(0.0, 1e-3), val_fraction=0.2))  # fmt: skip
+        config.probe.update(
+            dict(
+                epochs=3,
+                batch_size=128,
+                learning_rates=(1e-2, 3e-2),
+                weight_decays=(0.0, 1e-3),
+                val_fraction=0.2,
+            )
+        )
         return types.SimpleNamespace(config=config, seed=3, mesh=None)
 
     @parameterized.parameters("mae", "dino")  # with and without the probe's BatchNorm
@@ -284,14 +291,25 @@ class LinearDropDimsTest(parameterized.TestCase):
         drop = np.array([0, 3, 5, 17, 24])
         keep = np.setdiff1d(np.arange(feats.shape[1]), drop)
         pred = common.predict(
-            "linear", ctx, model, RowsOnly(support), labels[:1000], RowsOnly(queries), 4,
+            "linear",
+            ctx,
+            model,
+            RowsOnly(support),
+            labels[:1000],
+            RowsOnly(queries),
+            4,
             drop_dims=drop,
-        )  # fmt: skip
+        )
         # Oracle: the probe trained on the column-deleted arrays with the same seed.
         want = common.linear_predict(
-            np.asarray(support)[:, keep], labels[:1000], np.asarray(queries)[:, keep], 4,
-            ctx.config.probe, batchnorm=family == "mae", seed=ctx.seed,
-        )  # fmt: skip
+            np.asarray(support)[:, keep],
+            labels[:1000],
+            np.asarray(queries)[:, keep],
+            4,
+            ctx.config.probe,
+            batchnorm=family == "mae",
+            seed=ctx.seed,
+        )
         self.assertEqual(pred.dtype, np.int32)
         self.assertGreater(np.mean(pred == want), 0.995)  # measured 1.0; a leak gives <= 0.98
         q_labels = labels[1000:]
@@ -311,9 +329,15 @@ class LinearDropDimsTest(parameterized.TestCase):
         jax.monitoring.register_event_duration_secs_listener(listener)
         try:
             common.predict(
-                "linear", ctx, model, RowsOnly(support), labels[:1000], RowsOnly(queries), 4,
+                "linear",
+                ctx,
+                model,
+                RowsOnly(support),
+                labels[:1000],
+                RowsOnly(queries),
+                4,
                 drop_dims=np.arange(10),
-            )  # fmt: skip
+            )
         finally:
             jax.monitoring.unregister_event_duration_listener(listener)
         self.assertEqual(counts, {"trace": 0, "compile": 0})
@@ -465,14 +489,26 @@ def corrupt_reference(tiles, name, level, options, seed, batch):
 class RobustnessTest(parameterized.TestCase):
     def test_levels_from_config(self):
         cfg = ml_collections.ConfigDict(
-            dict(blur_kind="box_blur", blur_levels=(2, 4), noise_levels=(10.0,), freq_bands=(0, 3),
-                 num_bands=4, freq_sigma=20.0)
-        )  # fmt: skip
+            dict(
+                blur_kind="box_blur",
+                blur_levels=(2, 4),
+                noise_levels=(10.0,),
+                freq_bands=(0, 3),
+                num_bands=4,
+                freq_sigma=20.0,
+            )
+        )
         levels = robustness.corruption_levels(cfg)
-        self.assertEqual([(a, b, c) for a, b, c, _ in levels], [
-            ("blur", "box_blur", 2.0), ("blur", "box_blur", 4.0), ("noise", "noise", 10.0),
-            ("freq_noise", "freq_noise", 0.0), ("freq_noise", "freq_noise", 3.0),
-        ])  # fmt: skip
+        self.assertEqual(
+            [(a, b, c) for a, b, c, _ in levels],
+            [
+                ("blur", "box_blur", 2.0),
+                ("blur", "box_blur", 4.0),
+                ("noise", "noise", 10.0),
+                ("freq_noise", "freq_noise", 0.0),
+                ("freq_noise", "freq_noise", 3.0),
+            ],
+        )
 
     def test_corrupt_is_uint8_and_box_blur_matches_mean(self):
         rng = np.random.default_rng(0)
@@ -488,14 +524,24 @@ class RobustnessTest(parameterized.TestCase):
 
     def test_groups_merge_the_levels_of_one_corruption_in_order(self):
         cfg = ml_collections.ConfigDict(
-            dict(blur_kind="blur", blur_levels=(3, 5), noise_levels=(10.0, 20.0), freq_bands=(1,),
-                 num_bands=4, freq_sigma=20.0)
-        )  # fmt: skip
+            dict(
+                blur_kind="blur",
+                blur_levels=(3, 5),
+                noise_levels=(10.0, 20.0),
+                freq_bands=(1,),
+                num_bands=4,
+                freq_sigma=20.0,
+            )
+        )
         groups = robustness.corruption_groups(robustness.corruption_levels(cfg))
-        self.assertEqual([(g[0], g[1], g[3]) for g in groups], [
-            ("blur", "blur", [3.0, 5.0]), ("noise", "noise", [10.0, 20.0]),
-            ("freq_noise", "freq_noise", [1.0]),
-        ])  # fmt: skip
+        self.assertEqual(
+            [(g[0], g[1], g[3]) for g in groups],
+            [
+                ("blur", "blur", [3.0, 5.0]),
+                ("noise", "noise", [10.0, 20.0]),
+                ("freq_noise", "freq_noise", [1.0]),
+            ],
+        )
         self.assertEqual(groups[2][2], {"num_bands": 4, "sigma": 20.0})
 
     @parameterized.parameters(
@@ -678,9 +724,8 @@ class KnnVoidTest(parameterized.TestCase):
     def _cfg(self, exclude, rule="1nn", k=10):
         c = common.knn_defaults()
         c.update(
-            dict(k=k, rule=rule, metric="dot", exclude_ignore=exclude, query_block=16,
-                 db_block=32)
-        )  # fmt: skip
+            dict(k=k, rule=rule, metric="dot", exclude_ignore=exclude, query_block=16, db_block=32)
+        )
         return c
 
     @test_util.requires("sklearn")
@@ -735,8 +780,16 @@ class KnnVoidTest(parameterized.TestCase):
 class ProbeSettingsTest(absltest.TestCase):
     def _probe_cfg(self, **overrides):
         cfg = ml_collections.ConfigDict(cityscapes_config.get_config().probe.to_dict())
-        cfg.update(dict(epochs=2, batch_size=64, learning_rates=(0.01,), weight_decays=(0.0,),
-                        val_fraction=0.0), **overrides)  # fmt: skip
+        cfg.update(
+            dict(
+                epochs=2,
+                batch_size=64,
+                learning_rates=(0.01,),
+                weight_decays=(0.0,),
+                val_fraction=0.0,
+            ),
+            **overrides,
+        )
         return cfg
 
     def test_optimizer_schedule_and_warmup_reach_the_probe(self):
@@ -752,8 +805,7 @@ class ProbeSettingsTest(absltest.TestCase):
             captured.append(kwargs["config"])
             return real(*args, **kwargs)
 
-        cfg = self._probe_cfg(optimizer="sgd", schedule="constant", warmup_epochs=0.5,
-                              momentum=0.5)  # fmt: skip
+        cfg = self._probe_cfg(optimizer="sgd", schedule="constant", warmup_epochs=0.5, momentum=0.5)
         with mock.patch.object(probes, "train_softmax_probe", side_effect=spy):
             predict = common.fit_linear(x, y, 2, cfg)
         self.assertEqual(predict(x).shape, (120,))
@@ -894,8 +946,10 @@ def write_ade20k_fixture(root: str) -> None:
             Image.fromarray(image).save(os.path.join(root, "images", split, stem + ".jpg"))
             Image.fromarray(mask).save(os.path.join(root, "annotations", split, stem + ".png"))
     with open(os.path.join(root, "objectInfo150.txt"), "w") as f:
-        f.write("Idx\tRatio\tTrain\tVal\tName\n1\t0.1\t1\t1\twall\n2\t0.1\t1\t1\tbuilding\n"
-                "3\t0.1\t1\t1\tsky\n")  # fmt: skip
+        f.write(
+            "Idx\tRatio\tTrain\tVal\tName\n1\t0.1\t1\t1\twall\n2\t0.1\t1\t1\tbuilding\n"
+            "3\t0.1\t1\t1\tsky\n"
+        )
 
 
 class ADE20KSelectionTest(parameterized.TestCase):
@@ -995,17 +1049,26 @@ class ADE20KSelectionTest(parameterized.TestCase):
         geo = common.geometry(config.data)
         for k, data in sweep.items():
             chosen = fewshot_data.ade20k_fewshot(
-                reader, k_train=k, k_eval=1, train_pool_size=4,
-                seed=None if splits == "paper" else 1, grid=(28, 42),
-            )  # fmt: skip
-            for split, per_class in (("train", chosen.train_per_class),
-                                     ("eval", chosen.eval_per_class)):  # fmt: skip
+                reader,
+                k_train=k,
+                k_eval=1,
+                train_pool_size=4,
+                seed=None if splits == "paper" else 1,
+                grid=(28, 42),
+            )
+            for split, per_class in (
+                ("train", chosen.train_per_class),
+                ("eval", chosen.eval_per_class),
+            ):
                 pairs = [(s, c) for c, items in per_class.items() for s in items]
                 loaded = [reader.load(s, view="reduced") for s, _ in pairs]
                 expected = common.make_split(
-                    [image for image, _ in loaded], [mask for _, mask in loaded], geo,
-                    [c for _, c in pairs], [s.stem for s, _ in pairs],
-                )  # fmt: skip
+                    [image for image, _ in loaded],
+                    [mask for _, mask in loaded],
+                    geo,
+                    [c for _, c in pairs],
+                    [s.stem for s, _ in pairs],
+                )
                 assert_same_split(self, getattr(data, split), expected)
 
     def test_variance_images_do_not_read_the_eval_split(self):
@@ -1014,9 +1077,11 @@ class ADE20KSelectionTest(parameterized.TestCase):
         config = self._config("paper", 4)
         config.dataset = "ade20k"
         with mock.patch.object(
-            ade20k.ADE20KReader, "load_annotation", autospec=True,
+            ade20k.ADE20KReader,
+            "load_annotation",
+            autospec=True,
             side_effect=ade20k.ADE20KReader.load_annotation,
-        ) as spy:  # fmt: skip
+        ) as spy:
             tiles, key = common.load_images(config, "ade20k")
         self.assertEqual({c.args[1].split for c in spy.call_args_list}, {"training"})
         data = common.load_segmentation(config)
@@ -1071,16 +1136,21 @@ class SplitCacheTest(absltest.TestCase):
         n_eval = int(c.data.synthetic_eval_images)
         evals = synthetic.semantic_scenes(n_eval, size=size, seed=eval_seed)
         expected_eval = common.make_split(
-            list(evals.images), list(evals.labels), geo, [0] * n_eval,
+            list(evals.images),
+            list(evals.labels),
+            geo,
+            [0] * n_eval,
             [f"synthetic_eval_{i}" for i in range(n_eval)],
-        )  # fmt: skip
+        )
         for k, data in sweep.items():
             train = synthetic.semantic_scenes(groups * k, size=size, seed=seed)
             expected = common.make_split(
-                list(train.images), list(train.labels), geo,
+                list(train.images),
+                list(train.labels),
+                geo,
                 [i % groups for i in range(groups * k)],
                 [f"synthetic_train_{i}" for i in range(groups * k)],
-            )  # fmt: skip
+            )
             assert_same_split(self, data.train, expected)
             assert_same_split(self, data.eval, expected_eval)
             self.assertEqual(data.class_names, list(train.class_names))

@@ -207,11 +207,19 @@ def write_bdd(root: str) -> None:
         return {"id": track, "category": category, "attributes": {"crowd": crowd}, "box2d": box}
 
     frames = [
-        {"name": f"v0-{i + 1:07d}.jpg", "videoName": "v0", "frameIndex": i,
-         "labels": [label("a", "car"), label("b", "pedestrian", crowd=True),
-                    label("c", "other vehicle"), label("d", "bus")]}
+        {
+            "name": f"v0-{i + 1:07d}.jpg",
+            "videoName": "v0",
+            "frameIndex": i,
+            "labels": [
+                label("a", "car"),
+                label("b", "pedestrian", crowd=True),
+                label("c", "other vehicle"),
+                label("d", "bus"),
+            ],
+        }
         for i in range(3)
-    ]  # fmt: skip
+    ]
     with open(os.path.join(root, "labels", "box_track_20", "val", "v0.json"), "w") as f:
         json.dump(frames, f)
 

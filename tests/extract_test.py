@@ -126,14 +126,22 @@ class ExtractTest(parameterized.TestCase):
         self.assertEqual(jax.device_count(), 8)
         kwargs = dict(dtype="float32", batch_size=8)
         one = run(
-            self.module, self.params, self.spec, self.images,
-            mesh=Mesh(np.asarray(jax.devices()[:1]), ("data",)), **kwargs,
-        )  # fmt: skip
+            self.module,
+            self.params,
+            self.spec,
+            self.images,
+            mesh=Mesh(np.asarray(jax.devices()[:1]), ("data",)),
+            **kwargs,
+        )
         eight = run(self.module, self.params, self.spec, self.images, **kwargs)
         grid = run(
-            self.module, self.params, self.spec, self.images,
-            mesh=Mesh(np.asarray(jax.devices()).reshape(2, 4), ("a", "b")), **kwargs,
-        )  # fmt: skip
+            self.module,
+            self.params,
+            self.spec,
+            self.images,
+            mesh=Mesh(np.asarray(jax.devices()).reshape(2, 4), ("a", "b")),
+            **kwargs,
+        )
         for layer in (0, 1):
             np.testing.assert_allclose(eight.patch[layer], one.patch[layer], atol=1e-5, rtol=1e-5)
             np.testing.assert_allclose(grid.patch[layer], one.patch[layer], atol=1e-5, rtol=1e-5)
@@ -157,10 +165,14 @@ class ExtractTest(parameterized.TestCase):
             np.testing.assert_array_equal(again.patch[layer], self.reference.patch[layer])
         self.assertEqual(again.entry_dir, self.reference.entry_dir)
         plan = extract.plan(
-            ExplodingModule(), self.params, self.spec, self.images,
-            store=store_lib.FeatureStore(self.reference_root), key=worker.KEY,
+            ExplodingModule(),
+            self.params,
+            self.spec,
+            self.images,
+            store=store_lib.FeatureStore(self.reference_root),
+            key=worker.KEY,
             **worker.EXTRACT_KWARGS,
-        )  # fmt: skip
+        )
         self.assertTrue(plan.cached)
         self.assertEqual(plan.num_batches_todo, 0)
 
@@ -169,8 +181,9 @@ class ExtractTest(parameterized.TestCase):
         images = self.images[:4]
         base = run(self.module, self.params, self.spec, images, store.root, compute_dtype=None)
         # None and "float32" are the same computation, so they share the entry.
-        same = run(ExplodingModule(), self.params, self.spec, images, store.root,
-                   compute_dtype="float32")  # fmt: skip
+        same = run(
+            ExplodingModule(), self.params, self.spec, images, store.root, compute_dtype="float32"
+        )
         self.assertEqual(same.entry_dir, base.entry_dir)
         self.assertEqual(base.key["code"], provenance.source_digest(*provenance.FEATURE_CODE))
 
@@ -179,8 +192,15 @@ class ExtractTest(parameterized.TestCase):
 
         with self.assertRaisesRegex(ConfigError, "key\\['preprocess'\\]"):
             run(self.module, self.params, self.spec, images, store.root, preprocess_fn=halve)
-        custom = run(self.module, self.params, self.spec, images, store.root,
-                     preprocess_fn=halve, key={**worker.KEY, "preprocess": "halve"})  # fmt: skip
+        custom = run(
+            self.module,
+            self.params,
+            self.spec,
+            images,
+            store.root,
+            preprocess_fn=halve,
+            key={**worker.KEY, "preprocess": "halve"},
+        )
         self.assertNotEqual(custom.entry_dir, base.entry_dir)
         self.assertIn("halve", custom.key["preprocess"])
 
@@ -202,9 +222,14 @@ class ExtractTest(parameterized.TestCase):
         root = self.new_root()
         store = store_lib.FeatureStore(root)
         plan = extract.plan(
-            self.module, self.params, self.spec, self.images, store=store, key=worker.KEY,
+            self.module,
+            self.params,
+            self.spec,
+            self.images,
+            store=store,
+            key=worker.KEY,
             **worker.EXTRACT_KWARGS,
-        )  # fmt: skip
+        )
         self.assertEqual(sorted(p.name for p in root.iterdir()), ["store.json"])
         self.assertEqual((plan.num_images, plan.num_batches, plan.num_batches_todo), (44, 6, 6))
         self.assertEqual(plan.num_patches, 44 * 2 * 3)
@@ -222,9 +247,12 @@ class ExtractTest(parameterized.TestCase):
         env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
         cmd = [sys.executable, "-m", "tests.extract_worker", "--mode=extract", f"--store={root}"]
         proc = subprocess.Popen(
-            [*cmd, "--delay=0.1", "--devices=8"], cwd=REPO, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [*cmd, "--delay=0.1", "--devices=8"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 240
         markers = []
         while time.monotonic() < deadline and proc.poll() is None:
@@ -243,10 +271,14 @@ class ExtractTest(parameterized.TestCase):
         self.assertIn("incomplete", [m["status"] for m in manifests])
 
         plan = extract.plan(
-            self.module, self.params, self.spec, self.images,
-            store=store_lib.FeatureStore(root), key=worker.KEY,
+            self.module,
+            self.params,
+            self.spec,
+            self.images,
+            store=store_lib.FeatureStore(root),
+            key=worker.KEY,
             **worker.EXTRACT_KWARGS,
-        )  # fmt: skip
+        )
         self.assertBetween(plan.num_batches_todo, 1, plan.num_batches - 1)
         counting = CountingModule(self.module)
         resumed = run(counting, self.params, self.spec, self.images, root)
@@ -315,9 +347,13 @@ class ExtractTest(parameterized.TestCase):
     @test_util.requires("torch")
     def test_resize_on_device_matches_torch_bilinear(self):
         feats = run(
-            self.module, self.params, self.spec, self.images[:4], dtype="float32",
+            self.module,
+            self.params,
+            self.spec,
+            self.images[:4],
+            dtype="float32",
             resize_to=(64, 96),
-        )  # fmt: skip
+        )
         normalised = torch.from_numpy(
             np.array(models.preprocess(self.spec, self.images[:4]))
         ).permute(0, 3, 1, 2)
@@ -334,9 +370,14 @@ class ExtractTest(parameterized.TestCase):
         root = self.new_root()
         f32 = run(self.module, self.params, self.spec, self.images[:16], dtype="float32")
         bf16 = run(
-            self.module, self.params, self.spec, self.images[:16], root,
-            dtype="bfloat16", compute_dtype="bfloat16",
-        )  # fmt: skip
+            self.module,
+            self.params,
+            self.spec,
+            self.images[:16],
+            root,
+            dtype="bfloat16",
+            compute_dtype="bfloat16",
+        )
         self.assertEqual(bf16.patch[1].dtype, np.dtype(ml_dtypes.bfloat16))
         got = bf16.patch[1].astype(np.float32)
         want = f32.patch[1]
@@ -350,9 +391,13 @@ class ExtractTest(parameterized.TestCase):
         masks = np.random.default_rng(1).integers(0, 5, (13, 2, 3)).astype(np.uint8)
         root = self.new_root()
         feats = run(
-            self.module, self.params, self.spec, self.images[:13], root,
+            self.module,
+            self.params,
+            self.spec,
+            self.images[:13],
+            root,
             metadata={"label": labels, "patch_class": masks, "image_id": np.arange(100, 113)},
-        )  # fmt: skip
+        )
         self.assertEqual(sorted(feats.meta), ["image_id", "label", "patch_class"])
         np.testing.assert_array_equal(feats.meta["image_id"], np.arange(100, 113))
         flat = feats.flat_patches(-1)

@@ -160,9 +160,14 @@ class ADE20KFixtureTest(absltest.TestCase):
 
     def test_experiment_loader_on_the_validation_pool(self):
         data_cfg = ml_collections.ConfigDict(
-            dict(root=self.root, splits="seeded", eval_per_group=1, ade20k_train_pool=2500,
-                 ade20k_presence_grid=(28, 42))
-        )  # fmt: skip
+            dict(
+                root=self.root,
+                splits="seeded",
+                eval_per_group=1,
+                ade20k_train_pool=2500,
+                ade20k_presence_grid=(28, 42),
+            )
+        )
         segmentation_loaders.ade20k_presence.cache_clear()
         with self.assertLogs(level="WARNING") as logs:
             raw, class_names = segmentation_loaders.load_ade20k(data_cfg, 0, "eval", 1)
@@ -278,10 +283,14 @@ class SceneFixtureTest(absltest.TestCase):
 
     def test_hidden_entries_are_skipped_with_a_note(self):
         for name, source, reader_class, image_dir in (
-            ("ucmerced", ("ucmerced", "torchgeo"), ucmerced.UCMercedReader,
-             os.path.join("UCMerced_LandUse", "Images")),
+            (
+                "ucmerced",
+                ("ucmerced", "torchgeo"),
+                ucmerced.UCMercedReader,
+                os.path.join("UCMerced_LandUse", "Images"),
+            ),
             ("resisc45", ("resisc45", "torchgeo"), resisc45.RESISC45Reader, "NWPU-RESISC45"),
-        ):  # fmt: skip
+        ):
             with self.subTest(name):
                 root = os.path.join(tempdir(self), name)
                 shutil.copytree(fixture(*source), root)
@@ -291,10 +300,12 @@ class SceneFixtureTest(absltest.TestCase):
                 # What Jupyter, Finder and macOS zip archives leave beside the data.
                 os.makedirs(os.path.join(classes, ".ipynb_checkpoints"))
                 os.makedirs(os.path.join(classes, "__MACOSX", first))
-                for junk in (os.path.join(classes, ".DS_Store"),
-                             os.path.join(classes, first, ".DS_Store"),
-                             os.path.join(classes, first, f"._{first}_001.jpg"),
-                             os.path.join(classes, first, f"._{first}00.tif")):  # fmt: skip
+                for junk in (
+                    os.path.join(classes, ".DS_Store"),
+                    os.path.join(classes, first, ".DS_Store"),
+                    os.path.join(classes, first, f"._{first}_001.jpg"),
+                    os.path.join(classes, first, f"._{first}00.tif"),
+                ):
                     with open(junk, "wb") as f:
                         f.write(b"\x00\x05\x16\x07 AppleDouble")
                 with self.assertLogs(level="INFO") as logs:
@@ -363,15 +374,26 @@ class BDD100KFixtureTest(absltest.TestCase):
         frames = reader.load_frames(video)
         self.assertEqual([fr.frame_index for fr in frames], [0, 1])
         # frameIndex 0 and 1 name the video's frames 166 and 167: the `name` field wins.
-        self.assertEqual([os.path.basename(fr.image_path) for fr in frames],
-                         ["00091078-875c1f73-0000166.jpg", "00091078-875c1f73-0000167.jpg"])  # fmt: skip
+        self.assertEqual(
+            [os.path.basename(fr.image_path) for fr in frames],
+            ["00091078-875c1f73-0000166.jpg", "00091078-875c1f73-0000167.jpg"],
+        )
         self.assertEqual(reader.load_image(frames[1]).shape, (720, 1280, 3))
         distractor, person = frames[0].labels
         # 'other person' is a distractor of class 1; 'person' is the toolkit alias of pedestrian.
-        self.assertEqual((distractor.category, distractor.category_id, distractor.distractor,
-                          distractor.occluded), ("other person", 1, True, True))  # fmt: skip
-        self.assertEqual((person.category, person.category_id, person.distractor, person.occluded),
-                         ("pedestrian", 1, False, True))  # fmt: skip
+        self.assertEqual(
+            (
+                distractor.category,
+                distractor.category_id,
+                distractor.distractor,
+                distractor.occluded,
+            ),
+            ("other person", 1, True, True),
+        )
+        self.assertEqual(
+            (person.category, person.category_id, person.distractor, person.occluded),
+            ("pedestrian", 1, False, True),
+        )
         self.assertEqual(frames[1].labels, ())  # "labels": null
         tracks, names = reader.load_tracks(video)
         self.assertEqual(names, ["00109430", "00109431"])
@@ -388,8 +410,15 @@ class BDD100KFixtureTest(absltest.TestCase):
 
     def test_an_id_twice_in_one_frame_is_refused(self):
         # The same negative case with boxes added: its id 'a' appears twice in frame 0.
-        source = fixture("bdd100k", "bdd100k_polyonly_example", "bdd100k", "labels",
-                         "box_track_20", "val", "b1c81faa-3df17267.json")  # fmt: skip
+        source = fixture(
+            "bdd100k",
+            "bdd100k_polyonly_example",
+            "bdd100k",
+            "labels",
+            "box_track_20",
+            "val",
+            "b1c81faa-3df17267.json",
+        )
         with open(source) as f:
             data = json.load(f)
         ids = [lab["id"] for lab in data[0]["labels"]]
@@ -469,9 +498,16 @@ class MOT17FixtureTest(absltest.TestCase):
 
     def test_tracking_loader(self):
         cfg = ml_collections.ConfigDict(
-            dict(dataset="mot17", root=self.root, split="train", detector="FRCNN", num_videos=1,
-                 max_frames=4, min_visibility=0.0)
-        )  # fmt: skip
+            dict(
+                dataset="mot17",
+                root=self.root,
+                split="train",
+                detector="FRCNN",
+                num_videos=1,
+                max_frames=4,
+                min_visibility=0.0,
+            )
+        )
         (video,) = tracking.load_videos(cfg, 0)
         self.assertEqual((video.name, video.frame_hw), ("MOT17-02-FRCNN", (1080, 1920)))
         self.assertLen(video.tracks, 4)

@@ -267,9 +267,14 @@ def make_config():
     c.dataset = "synthetic"
     c.models = tuple(f"known:{kind}" for kind in MODELS)
     c.experiments = (
-        "fewshot", "variance", "robustness", "tiling_vs_full", "fair1m_retrieval", "tracking",
+        "fewshot",
+        "variance",
+        "robustness",
+        "tiling_vs_full",
+        "fair1m_retrieval",
+        "tracking",
         "scalemae_knn",
-    )  # fmt: skip
+    )
     c.data.synthetic_hw = SCENE_HW
     c.data.synthetic_groups = 2
     c.data.synthetic_eval_images = 3
@@ -472,9 +477,14 @@ class KnownAnswersTest(parameterized.TestCase):
             target = t_idx * GRID * GRID + r_idx * GRID + (c_idx - step)
             same = has_target & (np.argmax(queries @ database.T, axis=1) == target)
             (row,) = self.rows(
-                "fair1m_retrieval", "outcomes", model=f"known_{kind}16", mode="identification",
-                perturbation="shift", level=float(level), removed=0,
-            )  # fmt: skip
+                "fair1m_retrieval",
+                "outcomes",
+                model=f"known_{kind}16",
+                mode="identification",
+                perturbation="shift",
+                level=float(level),
+                removed=0,
+            )
             self.assertEqual(row["queries"], len(t_idx))
             self.assertEqual(row["upper_bound"], int(has_target.sum()))
             self.assertEqual(row["same_patch"], int(same.sum()))

@@ -180,8 +180,12 @@ class EntryPointTest(absltest.TestCase):
         env = dict(os.environ, PYTHONPATH=REPO)
         return subprocess.run(
             [sys.executable, "-m", "vitjax.main", *args],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def test_misspelt_field_is_one_line_with_the_valid_names(self):
         config = f"--config={os.path.join(REPO, 'configs', 'demo.py')}:test"

@@ -80,12 +80,19 @@ def fair1m_rows(models, levels):
             cases = [("clean", 0.0)] + [(p, lv) for p, lvs in levels.items() for lv in lvs]
             for i, (name, level) in enumerate(cases):
                 value = 1.0 / (1 + i + m_index)
-                rows.append({
-                    "model": model.name, "family": model.spec.family, "mode": mode,
-                    "perturbation": name, "level": level, "removed": 0,
-                    "same_patch_frac": value, "at_least_fine_frac": value,
-                    "at_least_super_frac": value,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "model": model.name,
+                        "family": model.spec.family,
+                        "mode": mode,
+                        "perturbation": name,
+                        "level": level,
+                        "removed": 0,
+                        "same_patch_frac": value,
+                        "at_least_fine_frac": value,
+                        "at_least_super_frac": value,
+                    }
+                )
     return rows
 
 
@@ -156,11 +163,17 @@ class TicksAndLabelsTest(parameterized.TestCase):
         recorder = FigureRecorder(self)
         models = handles(FAMILIES[:3])
         rows = [
-            {"model": m.name, "family": m.spec.family, "geometry": "g", "gap": gap,
-             "instance_acc": 0.5, "category_acc": 0.6}
+            {
+                "model": m.name,
+                "family": m.spec.family,
+                "geometry": "g",
+                "gap": gap,
+                "instance_acc": 0.5,
+                "category_acc": 0.6,
+            }
             for m in models
             for gap in (1, 2, 3, 5, 10, 20)
-        ]  # fmt: skip
+        ]
         cfg = ml_collections.ConfigDict(
             dict(dataset="mot17", roi_output=2, roi_pool="avg", metric="cosine")
         )
@@ -191,11 +204,13 @@ class TicksAndLabelsTest(parameterized.TestCase):
         cfg = common_config.get_base().robustness
         rows = []
         for m in models:
-            cases = [("clean", 0.0)] + [(c, lv) for c in ("blur", "noise", "freq_noise")
-                                        for lv in (1.0, 2.0)]  # fmt: skip
+            cases = [("clean", 0.0)] + [
+                (c, lv) for c in ("blur", "noise", "freq_noise") for lv in (1.0, 2.0)
+            ]
             for c, lv in cases:
-                rows.append({"model": m.name, "corruption": c, "level": lv, "method": "knn",
-                             "miou": 0.3})  # fmt: skip
+                rows.append(
+                    {"model": m.name, "corruption": c, "level": lv, "method": "knn", "miou": 0.3}
+                )
         robustness.figure(context(self, models, "robustness"), cfg, rows, ["knn"])
         axes = recorder.figures[0].axes
         labels = {ax.get_title(): ax.get_xlabel() for ax in axes}
@@ -211,9 +226,13 @@ class TicksAndLabelsTest(parameterized.TestCase):
     def test_heatmap_colour_bar_has_a_label(self):
         recorder = FigureRecorder(self)
         plotting.heatmaps(
-            "unused.png", {"a": np.eye(2)}, ["r0", "r1"], ["0", "1"], cbar_label="IoU (0-1)",
+            "unused.png",
+            {"a": np.eye(2)},
+            ["r0", "r1"],
+            ["0", "1"],
+            cbar_label="IoU (0-1)",
             mark=plotting.random_weights_mark(handles(FAMILIES[:1])),
-        )  # fmt: skip
+        )
         fig = recorder.figures[0]
         bar_axes = [ax for ax in fig.axes if ax.get_ylabel() == "IoU (0-1)"]
         self.assertLen(bar_axes, 1)

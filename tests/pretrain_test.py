@@ -187,8 +187,9 @@ class TrainTest(absltest.TestCase):
         workdir = tmp / "killed"
         env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
         cmd = [sys.executable, "-m", "tests.pretrain_worker", f"--workdir={workdir}", "--delay=0.5"]
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 120
         saved = []
         while time.monotonic() < deadline and proc.poll() is None:
@@ -291,9 +292,14 @@ class ConfigsTest(absltest.TestCase):
         checkpoints = [e.checkpoint for e in run.parse_models(study.models)]
         self.assertEqual(
             checkpoints,
-            ["pretrained:demo_mae", "runs/variance_study/mae_raw/model", "pretrained:demo_dino",
-             None, None],
-        )  # fmt: skip
+            [
+                "pretrained:demo_mae",
+                "runs/variance_study/mae_raw/model",
+                "pretrained:demo_dino",
+                None,
+                None,
+            ],
+        )
         with self.assertRaisesRegex(ValueError, "exactly one"):
             pretrain_variance_study.get_config("mae_raw,dino")
 
@@ -306,9 +312,12 @@ class CommandLineTest(absltest.TestCase):
         self.addCleanup(shutil.rmtree, cwd, ignore_errors=True)
         env = dict(os.environ, PYTHONPATH=str(REPO))
         cmd = [
-            sys.executable, "-m", "vitjax.pretrain",
-            f"--config={REPO / 'configs' / 'pretrain_mae.py'}:test", "--workdir=run",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "vitjax.pretrain",
+            f"--config={REPO / 'configs' / 'pretrain_mae.py'}:test",
+            "--workdir=run",
+        ]
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         self.assertIn(os.path.join("run", "model"), proc.stdout)
@@ -320,8 +329,14 @@ class CommandLineTest(absltest.TestCase):
 class TrainedVsRandomTest(absltest.TestCase):
     def results(self, trained_knn):
         def model(name, family, random):
-            return {"name": name, "family": family, "size": "ti", "patch_size": 16, "depth": 3,
-                    "random_weights": random}  # fmt: skip
+            return {
+                "name": name,
+                "family": family,
+                "size": "ti",
+                "patch_size": 16,
+                "depth": 3,
+                "random_weights": random,
+            }
 
         rows = [
             {"model": "mae-t", "knn_miou": trained_knn, "linear_miou": 0.6},
@@ -333,7 +348,7 @@ class TrainedVsRandomTest(absltest.TestCase):
                 model("mae-t", "mae", False),
                 model("mae-r", "mae", True),
                 model("dino-r", "dino", True),
-            ],  # fmt: skip
+            ],
             "experiments": {"fewshot": {"tables": {"tab2": rows}}},
         }
 

@@ -319,13 +319,22 @@ class FeatureMaskTest(parameterized.TestCase):
         kept = self.mask
         # A 0/1 float mask is accepted as well as a bool one.
         masked = probes.train_softmax_probe(
-            self.train_x, self.labels, self.num_classes, batchnorm=batchnorm, seed=4,
-            config=config, feature_mask=kept.astype(np.float32),
-        )  # fmt: skip
-        deleted = probes.train_softmax_probe(
-            self.train_x[:, kept], self.labels, self.num_classes, batchnorm=batchnorm, seed=4,
+            self.train_x,
+            self.labels,
+            self.num_classes,
+            batchnorm=batchnorm,
+            seed=4,
             config=config,
-        )  # fmt: skip
+            feature_mask=kept.astype(np.float32),
+        )
+        deleted = probes.train_softmax_probe(
+            self.train_x[:, kept],
+            self.labels,
+            self.num_classes,
+            batchnorm=batchnorm,
+            seed=4,
+            config=config,
+        )
         # Guaranteed: weights of masked dims are exactly 0 (zero start, zero gradient, zero decay).
         np.testing.assert_array_equal(masked.weights[~kept], 0.0)
         # Equal up to float32 summation order (measured: <= 6e-8 on weights of size ~1).

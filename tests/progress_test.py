@@ -19,9 +19,14 @@ class ProgressTest(absltest.TestCase):
         clock = FakeClock()
         lines = []
         meter = progress_lib.Progress(
-            total=1000, unit="images", per_item={"patches": 196}, name="extract",
-            interval_s=10.0, clock=clock, log_fn=lines.append,
-        )  # fmt: skip
+            total=1000,
+            unit="images",
+            per_item={"patches": 196},
+            name="extract",
+            interval_s=10.0,
+            clock=clock,
+            log_fn=lines.append,
+        )
         for _ in range(5):  # 5 updates within 2.5 seconds: no line yet
             clock.now += 0.5
             meter.update(40)

@@ -21,9 +21,14 @@ def tempdir(test):
 
 
 def model(family="dino", size="b", patch=16, weights_hash="ab" * 32, random_weights=False):
-    return {"name": f"{family}_{size}{patch}", "family": family, "size": size,
-            "patch_size": patch, "weights_hash": weights_hash,
-            "random_weights": random_weights}  # fmt: skip
+    return {
+        "name": f"{family}_{size}{patch}",
+        "family": family,
+        "size": size,
+        "patch_size": patch,
+        "weights_hash": weights_hash,
+        "random_weights": random_weights,
+    }
 
 
 def paper_protocol(config=None, n_eval_images=30, shots=4):
@@ -101,9 +106,11 @@ class PaperComparisonTest(parameterized.TestCase):
         )
         self.assertEqual(line, "not comparable: checkpoint sha256 deadbeef != official c867db91")
         line = paper_numbers.paper_comparison(
-            model("dino", "s", random_weights=True), paper_protocol(), "knn",
+            model("dino", "s", random_weights=True),
+            paper_protocol(),
+            "knn",
             paper_numbers.TAB2_PROTOCOL["knn"],
-        )  # fmt: skip
+        )
         self.assertEqual(
             line,
             "not comparable: weights random != official checkpoint; "
@@ -126,9 +133,16 @@ def fair1m_rows(n):
     out = []
     for i in range(n):
         mode = ("identification", "retrieval")[i // 2 % 2]
-        row = {"model": f"m{i % 2 + 1}", "family": "dino", "mode": mode,
-               "perturbation": "shift" if i % 3 else "clean", "level": float(i % 3),
-               "removed": 0, "same_patch_frac": 0.5, "at_least_fine_frac": 0.25}  # fmt: skip
+        row = {
+            "model": f"m{i % 2 + 1}",
+            "family": "dino",
+            "mode": mode,
+            "perturbation": "shift" if i % 3 else "clean",
+            "level": float(i % 3),
+            "removed": 0,
+            "same_patch_frac": 0.5,
+            "at_least_fine_frac": 0.25,
+        }
         row.update({f"extra{j}": j for j in range(14)})
         out.append(row)
     return out
@@ -147,7 +161,7 @@ class ReportTest(parameterized.TestCase):
                         "scalars": {"datasets": ["ucmerced", "resisc45"]},
                     },
                 }
-            )  # fmt: skip
+            )
         )
         self.assertNotIn("Dataset: `cityscapes`", text)
         summary = text[: text.index("## Models")]
@@ -165,7 +179,7 @@ class ReportTest(parameterized.TestCase):
                     "fair1m_retrieval": {"tables": {"outcomes": big}, "scalars": {}},
                     "fewshot": {"tables": {"tab2": small}, "scalars": {}},
                 }
-            )  # fmt: skip
+            )
         )
         lines = text.splitlines()
         self.assertLess(len(lines), 120)
@@ -180,8 +194,9 @@ class ReportTest(parameterized.TestCase):
         summary = text[: text.index("## Models")]
         self.assertIn("| model | identification same_patch | retrieval at_least_fine |", summary)
         self.assertIn("| m1 | 0.500 | 0.250 |", summary)
-        self.assertIn("| model | knn_miou | linear_miou |\n|---|---|---|\n| m1 | 0.400 | 0.500 |",
-                      summary)  # fmt: skip
+        self.assertIn(
+            "| model | knn_miou | linear_miou |\n|---|---|---|\n| m1 | 0.400 | 0.500 |", summary
+        )
         # The small table stays inline in its section.
         self.assertIn("| model | knn_miou | knn_paper | linear_miou |", text)
 

@@ -280,10 +280,12 @@ class WorkdirTest(absltest.TestCase):
         finally:
             os.umask(old)
         outputs = [
-            "results.json", "report.md", "config.json",
+            "results.json",
+            "report.md",
+            "config.json",
             os.path.join("tables", "_test_probe_experiment_means.csv"),
             os.path.join("figures", "_test_probe_experiment_curve.png"),
-        ] + [os.path.join("cache", n) for n in os.listdir(os.path.join(workdir, "cache"))]  # fmt: skip
+        ] + [os.path.join("cache", n) for n in os.listdir(os.path.join(workdir, "cache"))]
         for rel in outputs:
             self.assertEqual(oct(file_mode(os.path.join(workdir, rel))), oct(0o644), rel)
         old = os.umask(0o077)
@@ -344,9 +346,14 @@ class WorkdirTest(absltest.TestCase):
             json.dump(old, f)
         self.assertEqual(
             run.previous_outputs(workdir),
-            {"results.json", "config.json", "report.md", os.path.join("tables", "e_t.csv"),
-             os.path.join("figures", "e_f.png")},
-        )  # fmt: skip
+            {
+                "results.json",
+                "config.json",
+                "report.md",
+                os.path.join("tables", "e_t.csv"),
+                os.path.join("figures", "e_f.png"),
+            },
+        )
 
 
 class WarningsTest(absltest.TestCase):

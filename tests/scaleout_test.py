@@ -209,8 +209,14 @@ class PatchFeaturesTest(absltest.TestCase):
         module, params, spec = models.random_model("dino", "ti", 0, depth=1)
         model = experiments.ModelHandle("dino", module, params, spec, True)
         config = demo.get_config("test")
-        ctx = experiments.Context([model], FeatureStore(os.path.join(workdir, "f")), workdir, 0,
-                                  config, mesh=run.device_mesh())  # fmt: skip
+        ctx = experiments.Context(
+            [model],
+            FeatureStore(os.path.join(workdir, "f")),
+            workdir,
+            0,
+            config,
+            mesh=run.device_mesh(),
+        )
         tiles = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
         feats = common.patch_features(ctx, model, tiles, {"split": "test"})
         self.assertIsInstance(feats, np.memmap)
@@ -248,8 +254,14 @@ class PatchFeaturesTest(absltest.TestCase):
             "float16",
             3.0,
         )
-        ctx = experiments.Context([model], FeatureStore(os.path.join(workdir, "f")), workdir, 0,
-                                  config, mesh=run.device_mesh())  # fmt: skip
+        ctx = experiments.Context(
+            [model],
+            FeatureStore(os.path.join(workdir, "f")),
+            workdir,
+            0,
+            config,
+            mesh=run.device_mesh(),
+        )
         tiles = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
         with mock.patch.object(extract, "extract", wraps=extract.extract) as spy:
             common.patch_features(ctx, model, tiles, {"split": "a"}, batch_size=24)

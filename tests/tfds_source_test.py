@@ -186,8 +186,9 @@ class RESISC45TFDSTest(absltest.TestCase):
                 Image.fromarray(pixels).save(os.path.join(folder, file_name), quality=90)
                 with Image.open(os.path.join(folder, file_name)) as im:
                     label = resisc45.CLASS_NAMES.index(name)
-                    examples.append({"image": im.convert("RGB"), "label": label,
-                                     "filename": file_name})  # fmt: skip
+                    examples.append(
+                        {"image": im.convert("RGB"), "label": label, "filename": file_name}
+                    )
         data_dir = os.path.join(root, "tensorflow_datasets")
         write_tfds(data_dir, "resisc45", {"train": examples})
         cfg = scalemae_config.scalemae_knn_defaults()
@@ -218,11 +219,13 @@ class CityscapesTFDSTest(absltest.TestCase):
             image = rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)
             label_ids = rng.choice(ids, size=(32, 64)).astype(np.uint8)
             image_id = f"frankfurt_000000_{n:06d}"
-            examples.append({
-                "image_id": image_id,
-                "image_left": Image.fromarray(image),
-                "segmentation_label": Image.fromarray(label_ids),
-            })  # fmt: skip
+            examples.append(
+                {
+                    "image_id": image_id,
+                    "image_left": Image.fromarray(image),
+                    "segmentation_label": Image.fromarray(label_ids),
+                }
+            )
             train_ids = np.array(
                 [[cs_labels.id2label[int(v)].trainId for v in row] for row in label_ids]
             )

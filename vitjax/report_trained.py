@@ -39,7 +39,7 @@ HEADLINES: dict[str, tuple[Headline, ...]] = {
             label="variance share of the top dimension",
         ),
         Headline("overview", "knn_full", label="k-NN mIoU, all dims"),
-    ),  # fmt: skip
+    ),
     "layerwise": (Headline("by_layer", "miou", label="k-NN mIoU, mean over layers"),),
     "robustness": (
         Headline("scores", "miou", (("method", "knn"),), label="k-NN mIoU, mean over corruptions"),
@@ -57,7 +57,7 @@ HEADLINES: dict[str, tuple[Headline, ...]] = {
             (("mode", "retrieval"), ("perturbation", "clean"), ("removed", 0)),
             label="retrieval: same fine class or better",
         ),
-    ),  # fmt: skip
+    ),
     "tracking": (Headline("association", "instance_acc", label="association accuracy"),),
     "scalemae_knn": (Headline("knn", "accuracy", (("removed", 0),), label="scene k-NN accuracy"),),
     "mae_reconstruction": (
@@ -76,8 +76,11 @@ def pairs(models: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[s
     for m in models:
         if m.get("random_weights"):
             random.setdefault(_shape(m), m)
-    return [(m, random[_shape(m)]) for m in models
-            if not m.get("random_weights") and _shape(m) in random]  # fmt: skip
+    return [
+        (m, random[_shape(m)])
+        for m in models
+        if not m.get("random_weights") and _shape(m) in random
+    ]
 
 
 def headline_value(rows: Sequence[dict[str, Any]], model: str, h: Headline) -> float | None:

@@ -145,8 +145,7 @@ def _check_data(config: ml_collections.ConfigDict, p: _Problems) -> None:
     p.enum(data_cfg, "config.data", "score_level", SCORE_LEVELS)
     p.enum(data_cfg, "config.data", "miou_convention", metrics.CONVENTIONS)
     p.enum(data_cfg, "config.data", "patch_label_rule", PATCH_LABEL_RULES)
-    _check_root(registry.SEGMENTATION, config.dataset, data_cfg.root,
-                "config.data.root", p)  # fmt: skip
+    _check_root(registry.SEGMENTATION, config.dataset, data_cfg.root, "config.data.root", p)
 
 
 def _names(kind: str) -> tuple[str, ...]:

@@ -40,8 +40,14 @@ PERTURBATIONS = ("shift", "rotate", "scale", "box_blur", "blur", "noise")
 _OUTCOMES = metrics.RETRIEVAL_OUTCOMES
 # The level of each perturbation that leaves a tile unchanged (where the clean point is drawn),
 # and its axis label with units.
-CLEAN_LEVEL = {"shift": 0.0, "rotate": 0.0, "scale": 1.0, "box_blur": 0.0, "blur": 0.0,
-               "noise": 0.0}  # fmt: skip
+CLEAN_LEVEL = {
+    "shift": 0.0,
+    "rotate": 0.0,
+    "scale": 1.0,
+    "box_blur": 0.0,
+    "blur": 0.0,
+    "noise": 0.0,
+}
 LEVEL_LABELS = {
     "shift": "shift (px along shift_direction)",
     "rotate": "rotation (degrees, counter-clockwise)",
@@ -162,10 +168,17 @@ def outcome_counts(
     if (neighbours < 0).any():
         raise errors.VitjaxError("outcome_counts: a query has no neighbour (empty database?)")
     return metrics.retrieval_outcomes(
-        table.fine[label_rows], table.super[label_rows], table.instance[label_rows], targets,
-        table.fine[neighbours], table.super[neighbours], table.instance[neighbours],
-        table.patch[neighbours], query_tile=table.tile[rows], nn_tile=table.tile[neighbours],
-    )  # fmt: skip
+        table.fine[label_rows],
+        table.super[label_rows],
+        table.instance[label_rows],
+        targets,
+        table.fine[neighbours],
+        table.super[neighbours],
+        table.instance[neighbours],
+        table.patch[neighbours],
+        query_tile=table.tile[rows],
+        nn_tile=table.tile[neighbours],
+    )
 
 
 def nearest(
@@ -184,9 +197,16 @@ def nearest(
     (`ctx.mesh`) shards the database over its devices.
     """
     _, idx = common.knn_search(
-        queries, database, 1, knn_cfg, mesh, metric=metric, drop_dims=drop_dims,
-        query_groups=query_groups, db_groups=db_groups,
-    )  # fmt: skip
+        queries,
+        database,
+        1,
+        knn_cfg,
+        mesh,
+        metric=metric,
+        drop_dims=drop_dims,
+        query_groups=query_groups,
+        db_groups=db_groups,
+    )
     return np.asarray(idx[:, 0], np.int64)
 
 
@@ -237,9 +257,12 @@ def correspondence(
     else:
         kind, amount = name, level
     cmap = corruptions.correspondence_map(
-        kind, amount, (size, size), patch_size,
+        kind,
+        amount,
+        (size, size),
+        patch_size,
         direction=tuple(int(d) for d in cfg.shift_direction),
-    )  # fmt: skip
+    )
     return cmap.reshape(-1)
 
 
@@ -286,8 +309,14 @@ def _check_queries(ctx, cfg, tables: dict[str, PatchTable], num_tiles: int, wher
 
 
 def _row(model, mode, name, level, removed, counts) -> dict[str, Any]:
-    row = {**common.model_row(model), "mode": mode, "perturbation": name, "level": level,
-           "removed": int(removed), **counts}  # fmt: skip
+    row = {
+        **common.model_row(model),
+        "mode": mode,
+        "perturbation": name,
+        "level": level,
+        "removed": int(removed),
+        **counts,
+    }
     total = max(counts["queries"], 1)
     for key in ("upper_bound", "same_patch", "at_least_fine", "at_least_super", "any_object"):
         row[f"{key}_frac"] = counts[key] / total
@@ -417,11 +446,13 @@ def _result(
             series[1][:] = [series[1][i] for i in order]
         path = ctx.figure_path(mode)
         plotting.line_plot(
-            path, {n: panels[n] for n in perturbations if n in panels},
+            path,
+            {n: panels[n] for n in perturbations if n in panels},
             xlabel={n: LEVEL_LABELS.get(n, "level") for n in perturbations},
-            ylabel="fraction of query patches (0-1)", keys=keys,
+            ylabel="fraction of query patches (0-1)",
+            keys=keys,
             mark=plotting.random_weights_mark(ctx.models),
-        )  # fmt: skip
+        )
         figures[mode] = path
     per_category = np.bincount(tiles.category, minlength=len(tiles.fine_names))
     return experiments.Result(

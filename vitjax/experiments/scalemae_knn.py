@@ -169,7 +169,7 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 f"({len(split.train_labels)} train, {len(split.test_labels)} test images over "
                 f"{len(split.class_names)} classes); the dataset needs at least two images per "
                 "class, one for each side (check its root or the per-class counts)"
-            )  # fmt: skip
+            )
         for model in ctx.models:
             if not common.runs_at(model, (input_size, input_size)):
                 ctx.log(f"skipping {model.name}: cannot take {input_size} px inputs")
@@ -183,30 +183,52 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                     ("train", split.load_train, len(split.train_labels)),
                     ("test", split.load_test, len(split.test_labels)),
                 ):
-                    key = {"dataset": f"scalemae_knn/{name}", "part": part, "size": size,
-                           "input_size": input_size, "load_size": cfg.load_size,
-                           "seed": ctx.seed, **split.identity}  # fmt: skip
+                    key = {
+                        "dataset": f"scalemae_knn/{name}",
+                        "part": part,
+                        "size": size,
+                        "input_size": input_size,
+                        "load_size": cfg.load_size,
+                        "seed": ctx.seed,
+                        **split.identity,
+                    }
                     source = ScaledImages(load, count, input_size, size)
                     feats[part] = image_features(ctx, model, source, key, ratio, cfg.layer)
                 for rep in reps:
                     train, test = feats["train"][rep], feats["test"][rep]
                     order = common.variance_order(train)
                     removal = ctx.removal_counts(
-                        cfg.removed, train.shape[1], "config.scalemae_knn.removed",
+                        cfg.removed,
+                        train.shape[1],
+                        "config.scalemae_knn.removed",
                         f"{model.name} ({rep})",
-                    )  # fmt: skip
+                    )
                     for removed in removal:
                         acc = knn_accuracy(
-                            train, split.train_labels, test, split.test_labels,
-                            len(split.class_names), cfg.k, cfg.temperature,
-                            cfg.metric, order[: int(removed)] if removed else None,
-                            ctx.config.knn, ctx.mesh,
-                        )  # fmt: skip
-                        rows.append({
-                            **common.model_row(model), "dataset": name, "size": size,
-                            "relative_gsd": input_size / size, "gsd_ratio_given": ratio or 0.0,
-                            "representation": rep, "removed": int(removed), "accuracy": acc,
-                        })  # fmt: skip
+                            train,
+                            split.train_labels,
+                            test,
+                            split.test_labels,
+                            len(split.class_names),
+                            cfg.k,
+                            cfg.temperature,
+                            cfg.metric,
+                            order[: int(removed)] if removed else None,
+                            ctx.config.knn,
+                            ctx.mesh,
+                        )
+                        rows.append(
+                            {
+                                **common.model_row(model),
+                                "dataset": name,
+                                "size": size,
+                                "relative_gsd": input_size / size,
+                                "gsd_ratio_given": ratio or 0.0,
+                                "representation": rep,
+                                "removed": int(removed),
+                                "accuracy": acc,
+                            }
+                        )
     return _result(ctx, cfg, rows)
 
 
@@ -223,10 +245,14 @@ def _result(ctx, cfg, rows) -> experiments.Result:
         keys[label] = (families.get(r["model"], r["model"]), r["model"], f"-{r['removed']}")
     path = ctx.figure_path("accuracy_vs_gsd")
     plotting.line_plot(
-        path, panels, xlabel="relative GSD (input size / image size; 1 = native)",
-        ylabel="k-NN accuracy (0-1)", logx=True, keys=keys,
+        path,
+        panels,
+        xlabel="relative GSD (input size / image size; 1 = native)",
+        ylabel="k-NN accuracy (0-1)",
+        logx=True,
+        keys=keys,
         mark=plotting.random_weights_mark(ctx.models),
-    )  # fmt: skip
+    )
     return experiments.Result(
         tables={"knn": rows},
         figures={"accuracy_vs_gsd": path},

@@ -236,10 +236,14 @@ def pool_boxes(
     padded = 1 << max(k - 1, 0).bit_length()
     boxes_p = np.concatenate([boxes, np.tile([[0.0, 0.0, 1.0, 1.0]], (padded - k, 1))])
     pooled = roi_align.roi_align(
-        np.asarray(feature_map, np.float32)[None], boxes_p.astype(np.float32),
-        np.zeros(padded, np.int32), output_size=(output, output), spatial_scale=1.0 / patch_size,
-        sampling_ratio=sampling_ratio, aligned=aligned,
-    )  # fmt: skip
+        np.asarray(feature_map, np.float32)[None],
+        boxes_p.astype(np.float32),
+        np.zeros(padded, np.int32),
+        output_size=(output, output),
+        spatial_scale=1.0 / patch_size,
+        sampling_ratio=sampling_ratio,
+        aligned=aligned,
+    )
     pooled = np.asarray(pooled)[:k]
     if pool == "mean":
         return pooled.mean(axis=(1, 2))
@@ -398,9 +402,14 @@ def frame_box_features(
         fmap = stitch_tiles(tiles, rows, cols)
         boxes = scale_boxes(video.tracks[frame].boxes, video.frame_hw, (h, w), cfg.clip_boxes)
         out[frame] = pool_boxes(
-            fmap, boxes, int(model.spec.patch_size), cfg.roi_output, cfg.roi_pool,
-            cfg.sampling_ratio, cfg.aligned,
-        )  # fmt: skip
+            fmap,
+            boxes,
+            int(model.spec.patch_size),
+            cfg.roi_output,
+            cfg.roi_pool,
+            cfg.sampling_ratio,
+            cfg.aligned,
+        )
     return out
 
 
@@ -424,8 +433,10 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
     pairs = [p for v, video in enumerate(videos) for p in association_pairs(video.tracks, gaps, v)]
     ctx.log(f"{len(videos)} videos, {len(pairs)} frame pairs over gaps {gaps}")
     _check_pairs(ctx, cfg, videos, pairs, gaps)
-    needed = {v: sorted({f for p in pairs if p.video == v for f in (p.frame_a, p.frame_b)})
-              for v in range(len(videos))}  # fmt: skip
+    needed = {
+        v: sorted({f for p in pairs if p.video == v for f in (p.frame_a, p.frame_b)})
+        for v in range(len(videos))
+    }
     tracks = [video.tracks for video in videos]
     rows, skipped = [], []
     for geo in geometries(cfg):
@@ -455,15 +466,22 @@ def run(ctx: experiments.Context, cfg: ml_collections.ConfigDict) -> experiments
                 for gap, arrays in merge_matches(matches).items()
             }
             for gap in [g for g in gaps if any(p.gap == g for p in pairs)]:
-                s = scores.get(gap, {"instance": float("nan"), "category": float("nan"),
-                                     "count": 0})  # fmt: skip
+                s = scores.get(
+                    gap, {"instance": float("nan"), "category": float("nan"), "count": 0}
+                )
                 # Mean over videos: MOT17-05 runs at 14 fps, the other sequences at 30 (or 25).
                 seconds = float(np.mean([gap / v.frame_rate for v in videos]))
-                rows.append({
-                    **common.model_row(model), "geometry": geo.name, "gap": gap,
-                    "gap_seconds": seconds, "instance_acc": s["instance"],
-                    "category_acc": s["category"], "queries": s["count"],
-                })  # fmt: skip
+                rows.append(
+                    {
+                        **common.model_row(model),
+                        "geometry": geo.name,
+                        "gap": gap,
+                        "gap_seconds": seconds,
+                        "instance_acc": s["instance"],
+                        "category_acc": s["category"],
+                        "queries": s["count"],
+                    }
+                )
     if not rows:
         raise errors.ConfigError(
             f"config.tracking: no model of config.models can take the frame geometries "
@@ -519,16 +537,24 @@ def _result(ctx, cfg, videos, rows, skipped) -> experiments.Result:
     for r in rows:
         label = f"{r['model']} {r['geometry']}" if multi else r["model"]
         keys[label] = (families.get(r["model"], r["model"]), r["model"], r["geometry"])
-        for panel, column in (("instance accuracy", "instance_acc"),
-                              ("category accuracy", "category_acc")):  # fmt: skip
+        for panel, column in (
+            ("instance accuracy", "instance_acc"),
+            ("category accuracy", "category_acc"),
+        ):
             xs, ys = panels[panel].setdefault(label, ([], []))
             xs.append(r["gap"])
             ys.append(r[column])
     path = ctx.figure_path("accuracy_vs_gap")
     plotting.line_plot(
-        path, panels, xlabel="frame gap (frames)", ylabel="accuracy (0-1)", logx=True, keys=keys,
-        integer_x=True, mark=plotting.random_weights_mark(ctx.models),
-    )  # fmt: skip
+        path,
+        panels,
+        xlabel="frame gap (frames)",
+        ylabel="accuracy (0-1)",
+        logx=True,
+        keys=keys,
+        integer_x=True,
+        mark=plotting.random_weights_mark(ctx.models),
+    )
     note = f" Skipped (input size the model cannot take): {', '.join(skipped)}." if skipped else ""
     return experiments.Result(
         tables={"association": rows},

@@ -161,13 +161,17 @@ def dino_batch(
     glob, loc = [], []
     for image in _pick(rng, source, batch):
         glob.append(
-            [colour_augment(rng, random_resized_crop(rng, image, global_size, global_scale))
-             for _ in range(2)]
-        )  # fmt: skip
+            [
+                colour_augment(rng, random_resized_crop(rng, image, global_size, global_scale))
+                for _ in range(2)
+            ]
+        )
         loc.append(
-            [colour_augment(rng, random_resized_crop(rng, image, local_size, local_scale))
-             for _ in range(num_local)]
-        )  # fmt: skip
+            [
+                colour_augment(rng, random_resized_crop(rng, image, local_size, local_scale))
+                for _ in range(num_local)
+            ]
+        )
     glob = np.asarray(glob, np.uint8)
     loc = np.asarray(loc, np.uint8).reshape(batch, num_local, local_size, local_size, 3)
     return glob, loc

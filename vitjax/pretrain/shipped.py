@@ -13,8 +13,9 @@ import os
 from vitjax import errors
 
 PREFIX = "pretrained:"
-ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets",
-                          "pretrained")  # fmt: skip
+ASSETS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "pretrained"
+)
 
 
 def names() -> list[str]:

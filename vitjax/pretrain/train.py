@@ -126,9 +126,12 @@ def model_spec(config: ml_collections.ConfigDict) -> models.ModelSpec:
         spec = models.get_spec(m.family, m.size, m.patch_size, **overrides)
         if not spec.has_decoder:
             overrides.update(
-                has_decoder=True, decoder_width=128, decoder_depth=2, decoder_heads=4,
+                has_decoder=True,
+                decoder_width=128,
+                decoder_depth=2,
+                decoder_heads=4,
                 decoder_mlp_dim=512,
-            )  # fmt: skip
+            )
     return models.get_spec(m.family, m.size, m.patch_size, **overrides)
 
 
@@ -180,10 +183,13 @@ def make_optimizer(config: ml_collections.ConfigDict, params: dict, spec: models
         chain.append(optax.clip_by_global_norm(float(t.grad_clip)))
     chain.append(
         optax.adamw(
-            schedule, b1=float(t.b1), b2=float(t.b2), weight_decay=float(t.weight_decay),
+            schedule,
+            b1=float(t.b1),
+            b2=float(t.b2),
+            weight_decay=float(t.weight_decay),
             mask=_decay_mask(params),
         )
-    )  # fmt: skip
+    )
     frozen = _frozen_mask(params, spec)
     labels = jax.tree.map(lambda f: "frozen" if f else "train", frozen)
     return optax.multi_transform(
@@ -204,8 +210,10 @@ def init_state(config: ml_collections.ConfigDict, spec: models.ModelSpec):
         ]
         params = {"encoder": params, "head": head_params}
     else:
-        params = {"encoder": {k: v for k, v in params.items() if k != "decoder"},
-                  "decoder": params["decoder"]}  # fmt: skip
+        params = {
+            "encoder": {k: v for k, v in params.items() if k != "decoder"},
+            "decoder": params["decoder"],
+        }
     optimizer = make_optimizer(config, params, spec)
     state = {
         "step": jnp.zeros((), jnp.int32),
@@ -299,9 +307,15 @@ def _host_batch(config, source, step: int, batch_size: int):
         )
     d = config.dino
     return data_lib.dino_batch(
-        rng, source, batch_size, int(d.global_size), int(d.local_size), int(d.num_local),
-        tuple(d.global_scale), tuple(d.local_scale),
-    )  # fmt: skip
+        rng,
+        source,
+        batch_size,
+        int(d.global_size),
+        int(d.local_size),
+        int(d.num_local),
+        tuple(d.global_scale),
+        tuple(d.local_scale),
+    )
 
 
 def command_line() -> str:

@@ -34,9 +34,11 @@ def _objects_in_window(
     for obj in objects:
         pts = obj.points - np.array([left, top], np.float64)
         inside = (
-            pts[:, 0].max() > 0 and pts[:, 1].max() > 0
-            and pts[:, 0].min() < width and pts[:, 1].min() < height
-        )  # fmt: skip
+            pts[:, 0].max() > 0
+            and pts[:, 1].max() > 0
+            and pts[:, 0].min() < width
+            and pts[:, 1].min() < height
+        )
         fid = obj.fine_id if inside else -1
         out.append(dataclasses.replace(obj, points=pts, fine_id=fid))
     return out
@@ -125,8 +127,11 @@ def select_fair1m_tiles(
     chosen = fewshot.select_tiles_per_category(np.concatenate(membership), per_category, seed)
     logging.info(
         "FAIR1M: %d tiles chosen (%d per category) from %d candidate tiles of %d images",
-        len(chosen), per_category, len(where), len(samples),
-    )  # fmt: skip
+        len(chosen),
+        per_category,
+        len(where),
+        len(samples),
+    )
 
     # Pass 2: decode the images that hold a chosen tile, cut crops and tiles.
     by_sample: dict[int, list[int]] = {}
@@ -207,16 +212,25 @@ def load_fair1m(cfg: ml_collections.ConfigDict, seed: int) -> ObjectTiles:
     """The tiles of FAIR1M split `cfg.split` under `cfg.root` (`select_fair1m_tiles`)."""
     root = registry.get_dataset("fair1m", OBJECT_TILES).check_root(cfg.root, ROOT_FIELD)
     return select_fair1m_tiles(
-        fair1m.FAIR1MReader(root), cfg.split, int(cfg.crop_size), int(cfg.tile_size),
-        int(cfg.per_category), float(cfg.area_threshold), seed, cfg.tile_pad,
+        fair1m.FAIR1MReader(root),
+        cfg.split,
+        int(cfg.crop_size),
+        int(cfg.tile_size),
+        int(cfg.per_category),
+        float(cfg.area_threshold),
+        seed,
+        cfg.tile_pad,
         int(cfg.max_images),
-    )  # fmt: skip
+    )
 
 
 @register_dataset("synthetic", kind=OBJECT_TILES, display="synthetic aerial tiles")
 def load_synthetic(cfg: ml_collections.ConfigDict, seed: int) -> ObjectTiles:
     """The tiles chosen from `cfg.synthetic_candidates` synthetic aerial tiles."""
     return select_synthetic_tiles(
-        int(cfg.synthetic_candidates), int(cfg.tile_size), int(cfg.per_category),
-        float(cfg.area_threshold), seed,
-    )  # fmt: skip
+        int(cfg.synthetic_candidates),
+        int(cfg.tile_size),
+        int(cfg.per_category),
+        float(cfg.area_threshold),
+        seed,
+    )

@@ -67,15 +67,20 @@ def load_synthetic(
     test_idx = test_idx[cap_per_class(test_idx, labels[test_idx], int(dcfg.test_per_class))]
     # The generator's settings and the chosen indices (train/test_per_class) name the images.
     identity = {
-        "n_per_class": int(dcfg.n_per_class), "image_size": side,
+        "n_per_class": int(dcfg.n_per_class),
+        "image_size": side,
         "train": canonical.digest(np.asarray(train_idx).tolist()),
         "test": canonical.digest(np.asarray(test_idx).tolist()),
-    }  # fmt: skip
+    }
     return SceneSplit(
-        name, list(class_names), labels[train_idx].astype(np.int32),
+        name,
+        list(class_names),
+        labels[train_idx].astype(np.int32),
         labels[test_idx].astype(np.int32),
-        lambda i: imgs[train_idx[i]], lambda i: imgs[test_idx[i]], identity,
-    )  # fmt: skip
+        lambda i: imgs[train_idx[i]],
+        lambda i: imgs[test_idx[i]],
+        identity,
+    )
 
 
 def _raw_split(name: str, reader_cls, class_names, dcfg, size: int, seed: int) -> SceneSplit:
@@ -85,20 +90,29 @@ def _raw_split(name: str, reader_cls, class_names, dcfg, size: int, seed: int) -
     spec = registry.get_dataset(name, SCENES)
     root = spec.check_root(dcfg.root, f"config.scalemae_knn.{name}.root")
     reader = reader_cls(
-        root, image_size=(size, size), train_per_class=int(dcfg.train_per_class), seed=seed,
-    )  # fmt: skip
+        root,
+        image_size=(size, size),
+        train_per_class=int(dcfg.train_per_class),
+        seed=seed,
+    )
     train = reader.samples("train")
     test = reader.samples("test")
     test = [test[i] for i in cap_per_class(test, [s.label for s in test], int(dcfg.test_per_class))]
     if not train or not test:
         raise errors.DatasetError(f"{dcfg.root}: {name} has no train or no test image")
     return SceneSplit(
-        name, list(class_names),
-        np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
-        lambda i: reader.load_image(train[i]), lambda i: reader.load_image(test[i]),
-        {"root": os.path.realpath(root), "train": canonical.digest([s.stem for s in train]),
-         "test": canonical.digest([s.stem for s in test])},
-    )  # fmt: skip
+        name,
+        list(class_names),
+        np.array([s.label for s in train], np.int32),
+        np.array([s.label for s in test], np.int32),
+        lambda i: reader.load_image(train[i]),
+        lambda i: reader.load_image(test[i]),
+        {
+            "root": os.path.realpath(root),
+            "train": canonical.digest([s.stem for s in train]),
+            "test": canonical.digest([s.stem for s in test]),
+        },
+    )
 
 
 def _tfds_split(
@@ -136,13 +150,19 @@ def _tfds_split(
         return images.apply_size_policy(source[int(sample.path)]["image"], (size, size), "resize")
 
     return SceneSplit(
-        name, list(class_names),
-        np.array([s.label for s in train], np.int32), np.array([s.label for s in test], np.int32),
-        lambda i: load(train[i]), lambda i: load(test[i]),
-        {"tfds": spec.tfds_name, "tfds_data_dir": os.path.realpath(data_dir),
-         "train": canonical.digest([s.stem for s in train]),
-         "test": canonical.digest([s.stem for s in test])},
-    )  # fmt: skip
+        name,
+        list(class_names),
+        np.array([s.label for s in train], np.int32),
+        np.array([s.label for s in test], np.int32),
+        lambda i: load(train[i]),
+        lambda i: load(test[i]),
+        {
+            "tfds": spec.tfds_name,
+            "tfds_data_dir": os.path.realpath(data_dir),
+            "train": canonical.digest([s.stem for s in train]),
+            "test": canonical.digest([s.stem for s in test]),
+        },
+    )
 
 
 _CLASS_NAMES = {"ucmerced": ucmerced.CLASS_NAMES, "resisc45": resisc45.CLASS_NAMES}

@@ -66,13 +66,21 @@ def load_synthetic_aerial(n: int, size: int, seed: int) -> np.ndarray:
 
 
 @register_dataset(
-    "cityscapes", kind=SEGMENTATION, display="Cityscapes", layout=CITYSCAPES_LAYOUT,
-    subfolders=(("leftImg8bit", "gtFine"),), group_unit="city",
+    "cityscapes",
+    kind=SEGMENTATION,
+    display="Cityscapes",
+    layout=CITYSCAPES_LAYOUT,
+    subfolders=(("leftImg8bit", "gtFine"),),
+    group_unit="city",
     preset=dict(
-        resize_hw=(0, 0), tile_size=256, tile_out=224, train_per_group=4, eval_per_group=10,
+        resize_hw=(0, 0),
+        tile_size=256,
+        tile_out=224,
+        train_per_group=4,
+        eval_per_group=10,
         miou_convention="present",
     ),
-)  # fmt: skip
+)
 def load_cityscapes(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSplit, list[str]]:
     """Cityscapes train (few-shot, per city) or val images with their labelIds maps."""
     root = registry.get_dataset("cityscapes", SEGMENTATION).check_root(
@@ -160,15 +168,26 @@ def _ade20k_seed(source: str, seed: int) -> int | None:
 
 
 @register_dataset(
-    "ade20k", kind=SEGMENTATION, display="ADE20K", layout=ADE20K_LAYOUT,
-    subfolders=(("images", "annotations"),
-                ("ADEChallengeData2016/images", "ADEChallengeData2016/annotations")),
-    group_unit="class", private_prefix="ade20k_", clear_cache=ade20k_presence.cache_clear,
+    "ade20k",
+    kind=SEGMENTATION,
+    display="ADE20K",
+    layout=ADE20K_LAYOUT,
+    subfolders=(
+        ("images", "annotations"),
+        ("ADEChallengeData2016/images", "ADEChallengeData2016/annotations"),
+    ),
+    group_unit="class",
+    private_prefix="ade20k_",
+    clear_cache=ade20k_presence.cache_clear,
     preset=dict(
-        resize_hw=(448, 672), tile_size=224, tile_out=224, train_per_group=4, eval_per_group=2,
+        resize_hw=(448, 672),
+        tile_size=224,
+        tile_out=224,
+        train_per_group=4,
+        eval_per_group=2,
         miou_convention="all",
     ),
-)  # fmt: skip
+)
 def load_ade20k(data_cfg, seed: int, split: str, per_group: int) -> tuple[RawSplit, list[str]]:
     """ADE20K images picked greedily per class ([R1]); labels 0-149, 255 = not evaluated."""
     root = registry.get_dataset("ade20k", SEGMENTATION).check_root(

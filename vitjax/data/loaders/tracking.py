@@ -66,9 +66,14 @@ def load_synthetic(cfg: ml_collections.ConfigDict, seed: int) -> list[Video]:
     for v, frames in enumerate(vids.tracks):
         tracks = _truncate([as_frame_tracks(f) for f in frames], max_frames)
         out.append(
-            Video(f"synthetic_{v}", float(cfg.frame_rate), hw, tracks,
-                  functools.partial(lambda v, f: vids.frames[v, f], v))
-        )  # fmt: skip
+            Video(
+                f"synthetic_{v}",
+                float(cfg.frame_rate),
+                hw,
+                tracks,
+                functools.partial(lambda v, f: vids.frames[v, f], v),
+            )
+        )
     return out[:n] if n > 0 else out
 
 
@@ -94,9 +99,14 @@ def load_bdd100k(cfg: ml_collections.ConfigDict, seed: int) -> list[Video]:
             )
         first = paths[min(paths)]
         out.append(
-            Video(video.name, float(cfg.frame_rate), images.image_size(first), tracks,
-                  lambda f, paths=paths: images.read_image(paths[f]))
-        )  # fmt: skip
+            Video(
+                video.name,
+                float(cfg.frame_rate),
+                images.image_size(first),
+                tracks,
+                lambda f, paths=paths: images.read_image(paths[f]),
+            )
+        )
     return out
 
 
@@ -114,8 +124,12 @@ def load_mot17(cfg: ml_collections.ConfigDict, seed: int) -> list[Video]:
     for seq in sequences[:n] if n > 0 else sequences:
         tracks = reader.load_tracks(seq, min_visibility=float(cfg.min_visibility))
         out.append(
-            Video(seq.name, seq.frame_rate, (seq.height, seq.width),
-                  _truncate(tracks, max_frames),
-                  lambda f, seq=seq: reader.load_image(seq, f))
-        )  # fmt: skip
+            Video(
+                seq.name,
+                seq.frame_rate,
+                (seq.height, seq.width),
+                _truncate(tracks, max_frames),
+                lambda f, seq=seq: reader.load_image(seq, f),
+            )
+        )
     return out
