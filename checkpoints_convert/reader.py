@@ -16,6 +16,8 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from vitjax.errors import CheckpointError
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -116,8 +118,6 @@ def _read_safetensors(path: str) -> dict[str, Any]:
 
 def _read_npz(path: str) -> dict[str, Any]:
     """A big_vision parameter file: a flat `.npz` of '/'-joined names, read without pickle."""
-    import numpy as np
-
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: np.asarray(archive[name]) for name in archive.files}

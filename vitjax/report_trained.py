@@ -129,7 +129,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def section(results: dict[str, Any]) -> list[str]:
     """Markdown lines of the section (empty when no trained model has a random twin)."""
-    from vitjax import report
+    from vitjax import report  # report imports this module: resolved when called
 
     table = rows(results)
     if not table:

@@ -222,7 +222,7 @@ def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[st
 
 def _inspect_eva(model, unsupported: list[str]) -> None:
     """timm's Eva class: lists what the Flax ViT cannot express (the Eva layout is not mapped)."""
-    import torch
+    import torch  # the timm route is the only one that needs torch modules
 
     if getattr(model, "rope", None) is not None:
         unsupported.append("rotary position embedding (use_rot_pos_emb, EVA-02)")
@@ -272,8 +272,8 @@ def from_config(config: Mapping[str, Any], source: str) -> tuple[dict, dict, lis
     Raises:
       CheckpointError: the config lacks `architecture`, or timm cannot build it.
     """
-    import timm
-    import torch
+    import timm  # optional: needed only to read a timm Hub config (pip install timm)
+    import torch  # the timm route is the only one that needs torch modules
 
     if not isinstance(config, Mapping) or "architecture" not in config:
         raise CheckpointError(

@@ -29,7 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vitjax import canonical, corruptions, errors, experiments, knn, metrics, probes
+from vitjax import canonical, corruptions, errors, experiments, extract, knn, metrics, probes
 from vitjax.data import patch_labels, registry, tiling
 
 # The ignore label of every label map and patch label: every reader emits 255 for void pixels
@@ -902,8 +902,6 @@ def extract_defaults() -> ml_collections.ConfigDict:
 
     Batch size and dtypes are `extract.ExtractOptions`' own defaults (one source).
     """
-    from vitjax import extract
-
     options = extract.ExtractOptions()
     c = ml_collections.ConfigDict()
     c.layers = (-1,)
@@ -949,8 +947,6 @@ _PROBE_INTERNAL = ("retrain_on_all", "steps_per_call")
 def probe_defaults() -> ml_collections.ConfigDict:
     """The shared `probe` section: `probes.ProbeConfig`'s defaults (one source), plus which
     families get a non-affine BatchNorm before the softmax (MAE's protocol)."""
-    from vitjax import probes
-
     c = ml_collections.ConfigDict()
     for field in dataclasses.fields(probes.ProbeConfig):
         if field.name not in _PROBE_INTERNAL:

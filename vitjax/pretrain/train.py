@@ -30,6 +30,7 @@ import time
 import uuid
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -161,8 +162,6 @@ def _decay_mask(params: dict) -> dict:
 
 
 def _unflatten(flat: dict[str, Any]) -> dict:
-    import flax
-
     return flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
 
 
