@@ -99,13 +99,17 @@ class FamilyParityTestCase(parameterized.TestCase):
         rows, cols = images.shape[1] // spec.patch_size, images.shape[2] // spec.patch_size
         self.assertLen(blocks, spec.depth)
 
+        # Without a class token (MAP pooling) "cls" is the pooled vector, checked as "global".
+        cls = 1 if spec.class_token else 0
+
         def check(out, i, ref, label):
-            self._assert_close(out["cls"][i], ref[:, 0], f"{what} {label} cls")
-            patches = ref[:, 1 + registers :].reshape(BATCH, rows, cols, -1)
+            if cls:
+                self._assert_close(out["cls"][i], ref[:, 0], f"{what} {label} cls")
+            patches = ref[:, cls + registers :].reshape(BATCH, rows, cols, -1)
             self._assert_close(out["patch"][i], patches, f"{what} {label} patches")
             if registers:
                 self._assert_close(
-                    out["registers"][i], ref[:, 1 : 1 + registers], f"{what} {label} registers"
+                    out["registers"][i], ref[:, cls : cls + registers], f"{what} {label} registers"
                 )
 
         for i, ref in enumerate(blocks):
@@ -287,6 +291,24 @@ class TimmTest(FamilyParityTestCase):
             (176, 240),
             0,
         ),
+        # qkv_bias=False in every block.
+        (
+            "no_qkv_bias",
+            "vit_small_patch16_224",
+            {"depth": 2, "qkv_bias": False, "img_size": 96},
+            (96, 96),
+            (64, 128),
+            0,
+        ),
+        # No class token, attention-pooling (MAP) head: timm's SigLIP definition.
+        (
+            "siglip_map_no_cls",
+            "vit_base_patch16_siglip_224",
+            {"depth": 2, "embed_dim": 192, "num_heads": 3, "img_size": 64},
+            (64, 64),
+            (48, 80),
+            0,
+        ),
     )
     def test_hub_pair_converts_with_parity(self, name, args, native, rect, cls_row):
         args = {**args, "dynamic_img_size": True}
@@ -321,7 +343,13 @@ class TimmTest(FamilyParityTestCase):
             "gap_no_cls_no_qkv_bias",
             "vit_medium_patch16_gap_256",
             {"depth": 1},
-            ["class_token=False", "global_pool='avg'", "blocks.0: qkv_bias=False"],
+            ["class_token=False with global_pool='avg'", "global_pool='avg' (only"],
+        ),
+        (
+            "map_with_class_token_and_registers",
+            "vit_base_patch16_siglip_224",
+            {"depth": 1, "embed_dim": 192, "num_heads": 3, "class_token": True, "reg_tokens": 2},
+            ["global_pool='map' with a class token", "global_pool='map' with register tokens"],
         ),
         (
             "eva02_rope",
@@ -345,6 +373,8 @@ class TimmTest(FamilyParityTestCase):
         self.assertIn("cannot express", message)
         for option in expected:
             self.assertIn(option, message)
+        # qkv_bias=False (vit_medium_patch16_gap_256) is expressible: not listed.
+        self.assertNotIn("qkv_bias", message)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
 
     def test_missing_config_is_named(self):

@@ -255,8 +255,14 @@ def _timm_rules(dims: EncoderDims) -> list[Rule]:
         rules += _torch_dense((t, "attn", "proj"), s + "attn.proj", d, d)
         rules += _torch_dense((t, "mlp", "fc1"), s + "mlp.fc1", m, d)
         rules += _torch_dense((t, "mlp", "fc2"), s + "mlp.fc2", d, m)
+    return rules + timm_map_head_rules(d, m)
+
+
+def timm_map_head_rules(d: int, m: int) -> list[Rule]:
+    """timm's `AttentionPoolLatent` (`attn_pool.*`, width d, MLP hidden m) onto the MAP head;
+    also the timm layout's (checkpoints_convert/layouts/timm_vit.py) for global_pool='map'."""
     a, t = "attn_pool.", "map_head"
-    rules += [
+    return [
         one_rule((t, "probe"), a + "latent", (1, 1, d)),
         *_torch_dense((t, "q"), a + "q", d, d),
         *_torch_dense((t, "kv"), a + "kv", 2 * d, d),
@@ -265,7 +271,6 @@ def _timm_rules(dims: EncoderDims) -> list[Rule]:
         *_torch_dense((t, "mlp", "fc1"), a + "mlp.fc1", m, d),
         *_torch_dense((t, "mlp", "fc2"), a + "mlp.fc2", d, m),
     ]
-    return rules
 
 
 def _rules(dims: EncoderDims, tensors: Mapping[str, np.ndarray]) -> list[Rule]:

@@ -31,6 +31,7 @@ from checkpoints_convert.layouts.base import (
     one_rule,
     register_layout,
 )
+from checkpoints_convert.layouts.siglip import timm_map_head_rules
 from vitjax.errors import CheckpointError
 from vitjax.models import families
 
@@ -47,15 +48,20 @@ def _rules(dims: EncoderDims) -> list[Rule]:
     o = dict(dims.options)
     d, p = dims.width, dims.patch_size
     rows, cols = dims.grid
+    class_token = o.get("class_token", True)
     rules = [
-        one_rule(("cls_token",), "cls_token", (1, 1, d)),
         one_rule(("patch_embed", "kernel"), "patch_embed.proj.weight", (d, 3, p, p), conv_kernel),
         one_rule(("norm", "scale"), "norm.weight", (d,)),
         one_rule(("norm", "bias"), "norm.bias", (d,)),
     ]
     if o.get("patch_bias", True):
         rules.append(one_rule(("patch_embed", "bias"), "patch_embed.proj.bias", (d,)))
-    if o.get("no_embed_class", False):
+    if class_token:
+        rules.append(one_rule(("cls_token",), "cls_token", (1, 1, d)))
+    if not class_token:
+        # No class token: the table covers the patches only, as the vitjax one then does.
+        rules.append(one_rule(("pos_embed",), "pos_embed", (1, rows * cols, d)))
+    elif o.get("no_embed_class", False):
         rules.append(one_rule(("pos_embed",), "pos_embed", (1, rows * cols, d), _with_zero_cls_row))
     else:
         rules.append(one_rule(("pos_embed",), "pos_embed", (1, 1 + rows * cols, d)))
@@ -73,7 +79,12 @@ def _rules(dims: EncoderDims) -> list[Rule]:
         w3="mlp.fc2",
     )
     for i in range(dims.depth):
-        rules.extend(block_rules(names, i, d, dims.mlp_dim, "block_", dims.mlp))
+        block = block_rules(names, i, d, dims.mlp_dim, "block_", dims.mlp)
+        if dims.qkv_bias == "none":  # qkv_bias=False: the qkv Linear has no bias tensor
+            block = [r for r in block if r.target[1:] != ("attn", "qkv", "bias")]
+        rules.extend(block)
+    if o.get("map_pool", False):
+        rules.extend(timm_map_head_rules(d, dims.mlp_dim))
     return rules
 
 
@@ -89,12 +100,19 @@ def _is_identity(module) -> bool:
 
 def _check_model_level(model, unsupported: list[str]) -> None:
     """Appends the model-level options (pooling, tokens, positions, embedding) not expressible."""
-    if model.cls_token is None:
-        unsupported.append("class_token=False (no CLS token)")
-    if getattr(model, "global_pool", "token") not in ("token", ""):
-        unsupported.append(f"global_pool={model.global_pool!r} (only 'token' is expressible)")
-    if getattr(model, "attn_pool", None) is not None:
-        unsupported.append("attention pooling head (global_pool='map')")
+    pool = getattr(model, "global_pool", "token")
+    if model.cls_token is None and pool != "map":
+        unsupported.append(
+            f"class_token=False with global_pool={pool!r} (without a CLS token only the "
+            "attention pooling head global_pool='map' is expressible)"
+        )
+    if pool not in ("token", "", "map"):
+        unsupported.append(f"global_pool={pool!r} (only 'token' and 'map' are expressible)")
+    if pool == "map" and model.cls_token is not None:
+        # timm's map head pools the patch tokens only; the vitjax one pools every token.
+        unsupported.append("global_pool='map' with a class token (timm pools without it)")
+    if pool != "map" and getattr(model, "attn_pool", None) is not None:
+        unsupported.append(f"attention pooling head with global_pool={pool!r}")
     if not _is_identity(model.fc_norm):
         unsupported.append("fc_norm (pooled-feature norm)")
     if int(getattr(model, "num_reg_tokens", 0)) and not getattr(model, "no_embed_class", False):
@@ -145,11 +163,48 @@ def _check_block(i: int, block, unsupported: list[str]) -> tuple[str | None, set
         for name in ("q_norm", "k_norm", "norm"):
             if getattr(attn, name, None) is not None and not _is_identity(getattr(attn, name)):
                 unsupported.append(f"{where}.attn.{name} (qk_norm / scale_attn_norm)")
-        if attn.qkv.bias is None:
-            unsupported.append(f"{where}: qkv_bias=False")
     layerscale = {_module_names(getattr(block, name)) for name in ("ls1", "ls2")}
     norms = [(f"{where}.norm1", block.norm1), (f"{where}.norm2", block.norm2)]
     return _mlp_kind(where, block.mlp, unsupported), layerscale, norms
+
+
+def _check_map_pool(model, mlp_dim: int, unsupported: list[str]) -> tuple[str | None, list]:
+    """The MLP kind and named norm of timm's `attn_pool` (global_pool='map'); appends every way
+    it differs from the vitjax MAP head (one latent query of width D, q/kv/proj with biases, no
+    pool positions, no q/k norm, LayerNorm then an MLP of the blocks' hidden width)."""
+    pool = model.attn_pool
+    if _module_names(pool) != "AttentionPoolLatent":
+        unsupported.append(f"attn_pool={_module_names(pool)} (AttentionPoolLatent only)")
+        return None, []
+    d = int(model.embed_dim)
+    if int(pool.latent_len) != 1:
+        unsupported.append(f"attn_pool: latent_len={pool.latent_len} (one latent query only)")
+    if int(pool.latent_dim) != d or _is_identity(pool.q) or pool.q.bias is None:
+        unsupported.append("attn_pool: latent_dim / q_proj / qkv_bias differ from the MAP head")
+    elif pool.kv.bias is None or pool.kv.out_features != 2 * d:
+        unsupported.append("attn_pool: kv projection without bias or not of width 2 * embed_dim")
+    if int(pool.num_heads) != int(model.blocks[0].attn.num_heads):
+        unsupported.append(f"attn_pool: num_heads={pool.num_heads} differs from the blocks'")
+    if getattr(pool, "pos_embed", None) is not None:
+        unsupported.append("attn_pool: pos_embed (pool position embedding)")
+    for name in ("q_norm", "k_norm"):
+        if not _is_identity(getattr(pool, name)):
+            unsupported.append(f"attn_pool.{name} (qk_norm)")
+    if pool.pool != "token":
+        unsupported.append(f"attn_pool: pool_type={pool.pool!r} ('token' only)")
+    if pool.mlp is None or _is_identity(pool.proj) or pool.proj.out_features != d:
+        unsupported.append("attn_pool: out_features differs from embed_dim (no proj/norm/mlp)")
+        return None, []
+    if int(pool.mlp.fc1.out_features) != mlp_dim:
+        unsupported.append(
+            f"attn_pool.mlp hidden width {pool.mlp.fc1.out_features} differs from the blocks' "
+            f"mlp_dim {mlp_dim}"
+        )
+    if int(getattr(model, "num_prefix_tokens", 0)) and not getattr(
+        model, "pool_include_prefix", False
+    ):
+        unsupported.append("global_pool='map' with register tokens (timm pools without them)")
+    return _mlp_kind("attn_pool", pool.mlp, unsupported), [("attn_pool.norm", pool.norm)]
 
 
 def _norm_eps(norms: list, unsupported: list[str]) -> set[float]:
@@ -176,17 +231,31 @@ def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[st
     pre_norm = not _is_identity(model.norm_pre)
     if pre_norm:
         norms.append(("norm_pre", model.norm_pre))
-    kinds, layerscale = set(), set()
+    kinds, layerscale, qkv_bias = set(), set(), set()
     for i, block in enumerate(model.blocks):
         kind, block_layerscale, block_norms = _check_block(i, block, unsupported)
         kinds |= {kind} - {None}
         layerscale |= block_layerscale
         norms += block_norms
+        if _module_names(block) == "Block" and _module_names(block.attn) == "Attention":
+            qkv_bias.add(block.attn.qkv.bias is not None)
+    map_pool = getattr(model, "global_pool", "token") == "map" and model.attn_pool is not None
+    if map_pool:
+        # The vitjax MAP head's MLP is the blocks' (same kind and hidden width).
+        mlp_dim = int(getattr(getattr(model.blocks[0].mlp, "fc2", None), "in_features", 0))
+        pool_kind, pool_norms = _check_map_pool(model, mlp_dim, unsupported)
+        norms += pool_norms
+        if pool_kind is not None and kinds and pool_kind not in kinds:
+            unsupported.append(
+                f"attn_pool.mlp activation {pool_kind!r} differs from the blocks' {sorted(kinds)}"
+            )
     eps = _norm_eps(norms, unsupported)
     if len(eps) > 1:
         unsupported.append(f"LayerNorm eps differ between norms: {sorted(eps)}")
     if len(kinds) > 1:
         unsupported.append(f"MLP kinds differ between blocks: {sorted(kinds)}")
+    if len(qkv_bias) > 1:
+        unsupported.append("qkv_bias differs between blocks (all with a qkv bias or none)")
     if layerscale - {"LayerScale", "Identity"} or len(layerscale) > 1:
         unsupported.append(f"LayerScale modules {sorted(layerscale)} (all LayerScale or none)")
     if unsupported:
@@ -194,7 +263,8 @@ def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[st
     block, embed = model.blocks[0], model.patch_embed
     grid = tuple(int(g) for g in embed.grid_size)
     pos_rows = model.pos_embed.shape[1]
-    if pos_rows != grid[0] * grid[1] + (0 if no_embed_class else 1):
+    class_token = model.cls_token is not None
+    if pos_rows != grid[0] * grid[1] + (1 if class_token and not no_embed_class else 0):
         unsupported.append(
             f"pos_embed rows {pos_rows} do not match the patch grid {grid} (+ class row)"
         )
@@ -210,8 +280,13 @@ def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[st
         patch_bias=embed.proj.bias is not None,
         mlp=kinds.pop(),
         norm_eps=eps.pop(),
+        qkv_bias="full" if qkv_bias.pop() else "none",
+        class_token=class_token,
+        global_pool="map" if map_pool else "cls",
     )
     options = {
+        "class_token": class_token,
+        "map_pool": map_pool,
         "no_embed_class": no_embed_class,
         "patch_bias": fields["patch_bias"],
         "pre_norm": pre_norm,
