@@ -8,8 +8,12 @@ interpolation, crop_pct).
 
 Expressible: class token, learned absolute position table (with or without the class row:
 `no_embed_class`), register tokens after the class token without positions, patch-embedding bias
-or not, `norm_pre`, qkv bias, LayerScale, MLP with exact GELU, QuickGELU or packed SwiGLU
-(`SwiGLUPacked`), LayerNorm (one eps), final norm, `global_pool='token'`. Timm's
+or not, `norm_pre`, qkv bias or none (`qkv_bias=False` in every block: spec `qkv_bias='none'`),
+LayerScale, MLP with exact GELU, QuickGELU or packed SwiGLU (`SwiGLUPacked`), LayerNorm (one eps),
+final norm, `global_pool='token'`, and no class token with `global_pool='map'` (timm's SigLIP
+definitions: an `AttentionPoolLatent` with one latent of width D, no pool positions, no q/k norm,
+an MLP of the blocks' hidden width and activation -> the vitjax MAP head, spec
+`class_token=False, global_pool='map'`, position table without a class row). Timm's
 position-table resampling (`resample_abs_pos_embed`: bicubic, size=, antialias) is the rule.
 """
 
