@@ -369,8 +369,8 @@ class ScaleMAEKnnTest(parameterized.TestCase):
     @parameterized.parameters(("clip", 16), ("siglip", 16), ("dino", 16))
     def test_cls_arm_is_the_family_global_representation(self, family, patch):
         c = demo.get_config("test")
-        c.experiments = "scalemae_knn"
-        c.models = f"{family}:ti:{patch}:none"
+        c.experiments = ("scalemae_knn",)
+        c.models = (f"{family}:ti:{patch}:none",)
         c.model_depth = 1
         c.scalemae_knn.sizes = (32,)
         c.scalemae_knn.removed = (0,)

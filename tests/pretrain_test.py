@@ -246,7 +246,9 @@ class ShippedTest(absltest.TestCase):
         self.assertContainsSubset(["demo_dino", "demo_mae"], shipped.names())
 
     def test_model_string_loads_the_shipped_checkpoint(self):
-        config = ml_collections.ConfigDict({"models": "mae:ti:16:pretrained:demo_mae", "seed": 0})
+        config = ml_collections.ConfigDict(
+            {"models": ("mae:ti:16:pretrained:demo_mae",), "seed": 0, "model_depth": 0}
+        )
         (handle,) = run.load_models(config)
         self.assertFalse(handle.random_weights)
         self.assertEqual(handle.spec.name, "mae_vitti16-depth3-demo_mae")
