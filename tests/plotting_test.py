@@ -238,11 +238,30 @@ class TicksAndLabelsTest(parameterized.TestCase):
         self.assertLen(bar_axes, 1)
         self.assertIn("RANDOM WEIGHTS", " ".join(t.get_text() for t in fig.texts))
 
+    def test_mark_of_many_models_is_wrapped(self):
+        trained = [
+            experiments.ModelHandle(
+                f"{f}_trained", None, None, types.SimpleNamespace(family=f), False
+            )
+            for f in FAMILIES[:2]
+        ]
+        models = [
+            experiments.ModelHandle(f"{h.name}_vitti16-depth3", None, None, h.spec, True)
+            for h in handles(FAMILIES)
+        ] + trained
+        mark = plotting.random_weights_mark(models)
+        self.assertIn(f"({len(FAMILIES)} of {len(models)} models)", mark)
+        self.assertLessEqual(max(len(line) for line in mark.splitlines()), 100)
+        for m in models:
+            self.assertEqual(m.name in mark.replace("\n", " "), m.random_weights, m.name)
+
     def test_no_mark_for_real_weights(self):
         self.assertIsNone(plotting.random_weights_mark(handles(random_weights=False)))
         mixed = handles(FAMILIES[:2], random_weights=False)
         mixed[1].random_weights = True
-        self.assertEqual(plotting.random_weights_mark(mixed), "RANDOM WEIGHTS: ibot_m1")
+        self.assertEqual(
+            plotting.random_weights_mark(mixed), "RANDOM WEIGHTS (1 of 2 models): ibot_m1"
+        )
 
 
 class CaptionTest(absltest.TestCase):

@@ -9,6 +9,7 @@ models carries a visible mark (`random_weights_mark`).
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -87,7 +88,9 @@ def random_weights_mark(models: Iterable[Any]) -> str | None:
         return None
     if len(random) == len(models):
         return "RANDOM WEIGHTS: tests the pipeline, not the pretrained models"
-    return "RANDOM WEIGHTS: " + ", ".join(random)
+    # Wrapped: a single line naming a dozen models would stretch the figure past readability.
+    text = f"RANDOM WEIGHTS ({len(random)} of {len(models)} models): " + ", ".join(random)
+    return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
 
 
 def caption(measured: str, paper_finding: str | None, models: Iterable[Any] = ()) -> str:
