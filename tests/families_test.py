@@ -62,6 +62,14 @@ class RegistryTest(parameterized.TestCase):
         with self.assertRaisesRegex(errors.ConfigError, "unique sizes"):
             families.FamilyRecord("x", variants + variants, layout="dino")
 
+    def test_record_and_spec_defaults_agree(self):
+        # The architecture defaults are written in both dataclasses (a hand-built ModelSpec needs
+        # them too); they must say the same thing.
+        record = families.FamilyRecord.__dataclass_fields__
+        spec = models.ModelSpec.__dataclass_fields__
+        for field in families.ARCH_FIELDS:
+            self.assertEqual(record[field].default, spec[field].default, field)
+
     def test_record_fields_become_spec_fields(self):
         spec_fields = {f for f in models.ModelSpec.__dataclass_fields__}
         self.assertEqual(set(families.ARCH_FIELDS) - spec_fields, set())
