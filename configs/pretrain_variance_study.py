@@ -1,8 +1,9 @@
 r"""Beyond the paper: where do MAE's high-variance feature dimensions come from?
 
 The paper explains MAE's few very-high-variance channels by its pixel-reconstruction objective.
-This study trains three ViT-Ti/16 (3 blocks) on the same synthetic scenes, with the same seed,
-schedule and budget: MAE with the normalised-pixel loss, MAE with the raw-pixel loss, and DINO;
+This study trains three ViT-Ti/16 (3 blocks) on the same synthetic scenes with the same seed: MAE
+with the normalised-pixel loss and MAE with the raw-pixel loss (same schedule, 300 steps of 32
+images), and DINO (600 steps of 32 multi-crop images: configs/pretrain_dino.py says why);
 then runs the variance experiment (spectrum, k-NN/linear with the top-variance dims removed,
 random-dims control, BatchNorm) on all three next to random models of the same shapes.
 

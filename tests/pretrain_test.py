@@ -18,11 +18,15 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl.testing import absltest, parameterized
+from PIL import Image, ImageFilter
 
 from tests import pretrain_worker as worker
+from tests import test_util
 from vitjax import errors, models, report, report_trained, run, validate
 from vitjax.pretrain import data as data_lib
 from vitjax.pretrain import heads, losses, masking, shipped, train
+
+tvf = test_util.optional_import("torchvision.transforms.functional")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -143,6 +147,66 @@ class LossTest(parameterized.TestCase):
         m = [float(losses.teacher_momentum(s, 0.996, 100)) for s in (0, 50, 100)]
         np.testing.assert_allclose(m, [0.996, 0.998, 1.0], rtol=1e-7)
 
+    def test_teacher_stats_against_numpy(self):
+        rng = np.random.default_rng(3)
+        teacher = rng.normal(size=(2, 5, 7)).astype(np.float32)
+        center = (rng.normal(size=(7,)) * 0.1).astype(np.float32)
+        q = np_softmax((teacher.reshape(10, 7).astype(np.float64) - center) / 0.04)
+        entropy = np.mean(-np.sum(q * np.log(np.maximum(q, 1e-300)), axis=1))
+        mean_q = q.mean(0)
+        information = -np.sum(mean_q * np.log(mean_q)) - entropy
+        got = losses.teacher_stats(jnp.asarray(teacher), jnp.asarray(center), 0.04)
+        np.testing.assert_allclose(got, [entropy, information], rtol=2e-4, atol=1e-5)
+
+    def test_teacher_stats_known_answers(self):
+        # Every image the same distribution: no information, whether uniform or peaked.
+        same = jnp.broadcast_to(jnp.arange(4.0), (2, 3, 4))
+        np.testing.assert_allclose(losses.teacher_stats(same, jnp.zeros(4), 1.0)[1], 0.0, atol=1e-6)
+        flat = jnp.zeros((2, 3, 4))
+        np.testing.assert_allclose(
+            losses.teacher_stats(flat, jnp.zeros(4), 0.04), [np.log(4), 0.0], atol=1e-6
+        )
+        # Four images, each sharply on its own prototype: entropy 0, information ln 4.
+        distinct = (100.0 * jnp.eye(4)).reshape(2, 2, 4)
+        np.testing.assert_allclose(
+            losses.teacher_stats(distinct, jnp.zeros(4), 1.0), [0.0, np.log(4)], atol=1e-5
+        )
+
+    def test_teacher_temperature_is_the_official_linspace(self):
+        want = np.concatenate([np.linspace(0.04, 0.07, 5), [0.07, 0.07]])
+        got = [float(losses.teacher_temperature(s, 0.04, 0.07, 5)) for s in range(7)]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        self.assertEqual(float(losses.teacher_temperature(0, 0.04, 0.07, 0)), np.float32(0.07))
+
+    def test_bad_dino_fields_are_refused_before_training(self):
+        for field, value, message in (
+            ("freeze_last_layer_steps", 5000, "dino.freeze_last_layer_steps"),
+            ("warmup_teacher_temp_steps", -1, "dino.warmup_teacher_temp_steps"),
+            ("teacher_temp", 0.0, "dino.teacher_temp"),
+        ):
+            config = train.default_config()
+            config.objective = "dino"
+            config.dino[field] = value
+            with tempfile.TemporaryDirectory() as workdir:
+                with self.assertRaisesRegex(errors.ConfigError, message):
+                    train.train(config, workdir)
+
+    def test_collapse_warnings(self):
+        config = train.default_config()
+        config.objective, config.dino.out_dim = "dino", 64
+        healthy = np.tile([[4.0, 2.0, 1.5]], (20, 1))
+        self.assertEqual(train.collapse_warnings(config, healthy), [])
+        uniform = healthy.copy()
+        uniform[-2:] = [4.16, 4.15, 0.01]  # only the last tenth counts
+        (warning,) = train.collapse_warnings(config, uniform)
+        self.assertIn("collapsed", warning)
+        self.assertIn("uniform", warning)
+        one_hot = healthy.copy()
+        one_hot[-2:] = [0.1, 0.02, 0.01]
+        self.assertIn("one-hot", train.collapse_warnings(config, one_hot)[0])
+        config.objective = "mae"
+        self.assertEqual(train.collapse_warnings(config, uniform[:, :1]), [])
+
     def test_dino_head_weight_normalised_last_layer(self):
         head = heads.DINOHead(out_dim=6, hidden_dim=8, bottleneck_dim=4)
         x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 5)), jnp.float32)
@@ -165,6 +229,54 @@ class DataTest(absltest.TestCase):
         self.assertEqual(a[1].shape, (2, 3, 16, 16, 3))
         np.testing.assert_array_equal(a[0], b[0])
         self.assertFalse(np.array_equal(a[0], c[0]))
+
+    @test_util.requires("torchvision")
+    def test_photometric_equals_torchvision_on_pil(self):
+
+        image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), np.uint8)
+        image[:8] = (200, 40, 90)  # a saturated block: hue and saturation act on it
+        ops = (tvf.adjust_brightness, tvf.adjust_contrast, tvf.adjust_saturation, tvf.adjust_hue)
+        cases = [
+            data_lib.Photometric((1.3, 0.7, 1.15, 0.08), (3, 0, 2, 1)),
+            data_lib.Photometric((0.65, 1.35, 0.85, -0.09), (1, 3, 0, 2), grayscale=True),
+            data_lib.Photometric(None, blur_radius=1.3, solarize=True),
+            data_lib.Photometric((1.0, 1.0, 1.0, -0.001), (0, 1, 2, 3), blur_radius=0.2),
+        ]
+        for aug in cases:
+            want = Image.fromarray(image)
+            if aug.jitter is not None:
+                for i in aug.order:
+                    want = ops[i](want, aug.jitter[i])
+            if aug.grayscale:
+                want = tvf.rgb_to_grayscale(want, num_output_channels=3)
+            if aug.blur_radius is not None:  # DINO's GaussianBlur: PIL's filter at that radius
+                want = want.filter(ImageFilter.GaussianBlur(radius=aug.blur_radius))
+            if aug.solarize:
+                want = tvf.solarize(want, 128)
+            got = data_lib.apply_photometric(image, aug)
+            np.testing.assert_array_equal(got, np.asarray(want), err_msg=str(aug))
+
+    def test_photometric_draws_dino_ranges_and_probabilities(self):
+        rng = np.random.default_rng(0)
+        draws = [data_lib.draw_photometric(rng, 0.8, 0.2, 0.5, 0.0) for _ in range(2000)]
+        jittered = [d for d in draws if d.jitter is not None]
+        self.assertBetween(len(jittered) / len(draws), 0.77, 0.83)
+        self.assertBetween(np.mean([d.grayscale for d in draws]), 0.17, 0.23)
+        self.assertBetween(np.mean([d.blur_radius is not None for d in draws]), 0.46, 0.54)
+        self.assertFalse(any(d.solarize for d in draws))
+        factors = np.asarray([d.jitter for d in jittered])
+        for column, (lo, hi) in enumerate(((0.6, 1.4), (0.6, 1.4), (0.8, 1.2), (-0.1, 0.1))):
+            self.assertBetween(factors[:, column].min(), lo, lo + 0.02)
+            self.assertBetween(factors[:, column].max(), hi - 0.02, hi)
+        self.assertEqual(sorted(jittered[0].order), [0, 1, 2, 3])
+        self.assertGreater(len({d.order for d in jittered}), 20)  # a random order each time
+        radii = [d.blur_radius for d in draws if d.blur_radius is not None]
+        self.assertBetween(min(radii), 0.1, 0.15)
+        self.assertBetween(max(radii), 1.95, 2.0)
+        none = data_lib.draw_photometric(rng, 0.0, 0.0, 0.0, 0.0)
+        self.assertEqual(none, data_lib.Photometric())
+        image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+        np.testing.assert_array_equal(data_lib.apply_photometric(image, none), image)
 
     def test_folder_without_images(self):
         with tempfile.TemporaryDirectory() as d:
@@ -225,8 +337,12 @@ class TrainTest(absltest.TestCase):
         config.train.steps, config.train.warmup_steps, config.checkpoint_every = 3, 1, 3
         tmp = pathlib.Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        config.dino.freeze_last_layer_steps = 3  # the whole run: the last layer must not move
         info = train.train(config, str(tmp))
         self.assertTrue(np.isfinite(info["final_loss"]))
+        self.assertIsInstance(info["warnings"], list)
+        header = (tmp / "loss_curve.csv").read_text().splitlines()[0]
+        self.assertEqual(header, "step,loss,teacher_entropy,teacher_information")
         _, params, spec = models.load(info["export_dir"])
         self.assertEqual(spec.name, "dino_vitti16-depth1-demo_dino")
         self.assertNotIn("decoder", params)
@@ -239,6 +355,17 @@ class TrainTest(absltest.TestCase):
         exported = models.flatten_params(params)[kernel]
         self.assertFalse(np.array_equal(exported, student))
         self.assertFalse(np.array_equal(exported, start))  # the teacher did move
+        init_head, _, _ = train.init_state(config, train.model_spec(config))
+        for params in (state["params"], state["teacher"]):
+            np.testing.assert_array_equal(
+                params["head"]["last_layer"], init_head["params"]["head"]["last_layer"]
+            )
+            self.assertFalse(
+                np.array_equal(
+                    params["head"]["mlp_0"]["kernel"],
+                    init_head["params"]["head"]["mlp_0"]["kernel"],
+                )
+            )
 
 
 class ShippedTest(absltest.TestCase):
@@ -272,6 +399,25 @@ class ShippedTest(absltest.TestCase):
         (problem,) = validate.problems(config)  # the shipped one passes, the unknown one not
         self.assertIn("no shipped checkpoint 'nope'", problem)
         self.assertEqual(shipped.resolve("/some/dir"), "/some/dir")
+
+
+class TrainingWarningsTest(absltest.TestCase):
+    def test_read_from_train_info(self):
+        with tempfile.TemporaryDirectory() as d:
+            self.assertEqual(shipped.training_warnings(d), [])  # no train_info.json
+            self.assertEqual(shipped.training_warnings(None), [])  # random weights
+            path = pathlib.Path(d) / shipped.INFO_FILE
+            path.write_text(json.dumps({"warnings": ["collapsed"]}))
+            self.assertEqual(shipped.training_warnings(d), ["collapsed"])
+            path.write_text("{not json")
+            (warning,) = shipped.training_warnings(d)
+            self.assertIn("unreadable", warning)
+            path.write_text(json.dumps({"warnings": "collapsed"}))
+            self.assertIn("not a list", shipped.training_warnings(d)[0])
+
+    def test_shipped_models_trained_without_warnings(self):
+        for name in shipped.names():
+            self.assertEqual(shipped.training_warnings(f"pretrained:{name}"), [], name)
 
 
 class ConfigsTest(absltest.TestCase):
@@ -367,6 +513,14 @@ class TrainedVsRandomTest(absltest.TestCase):
         )
         text = "\n".join(report_trained.section(self.results(0.45)))
         self.assertIn("beat their random twins on every headline", text)
+
+    def test_training_warnings_are_shown_for_trained_models(self):
+        results = self.results(0.3)
+        results["models"][0]["training_warnings"] = ["the DINO teacher collapsed: ..."]
+        results["models"][2]["training_warnings"] = ["not a trained model of a pair"]
+        text = "\n".join(report_trained.section(results))
+        self.assertIn("**Training of mae-t warned:** the DINO teacher collapsed: ....", text)
+        self.assertNotIn("not a trained model of a pair", text)
 
     def test_report_opens_with_it(self):
         results = self.results(0.3)

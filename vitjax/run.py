@@ -342,11 +342,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "config": experiments.to_jsonable(config.to_dict()),
         "seed": config.seed,
         "versions": package_versions(),
-        "models": [h.describe() for h in handles],
+        "models": [
+            dict(h.describe(), training_warnings=shipped.training_warnings(h.checkpoint))
+            for h in handles
+        ],
         "random_weights": any(h.random_weights for h in handles),
         "experiments": {},
         "inactive_config_fields": validate.inactive_fields(config),
     }
+    for model in results["models"]:
+        for warning in model["training_warnings"]:
+            logging.warning("model %s: its training warned: %s", model["name"], warning)
     for field in results["inactive_config_fields"]:
         logging.info("config: %s", field)
     previous = previous_outputs(workdir) if writer else set()

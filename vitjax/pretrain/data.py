@@ -8,19 +8,19 @@ the run was interrupted and resumed before it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from vitjax import errors
 from vitjax.data import images as images_lib
 from vitjax.data import scenes, synthetic
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_GRAY = np.asarray([0.299, 0.587, 0.114], np.float32)
 
 
 class FolderSource:
@@ -115,19 +115,66 @@ def random_resized_crop(
     return np.ascontiguousarray(out)
 
 
-def colour_augment(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """DINO's photometric augmentation: colour jitter (brightness/contrast/saturation 0.4,
-    p=0.8, random order omitted) and grayscale (p=0.2). uint8 [H, W, 3] -> same."""
-    x = image.astype(np.float32)
-    if rng.random() < 0.8:
-        x = x * rng.uniform(0.6, 1.4)
-        gray = x @ _GRAY
-        x = gray.mean() + (x - gray.mean()) * rng.uniform(0.6, 1.4)
-        gray = (x @ _GRAY)[..., None]
-        x = gray + (x - gray) * rng.uniform(0.6, 1.4)
-    if rng.random() < 0.2:
-        x = np.repeat((x @ _GRAY)[..., None], 3, axis=-1)
-    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+# DINO's ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1): factor ranges.
+JITTER_RANGES = ((0.6, 1.4), (0.6, 1.4), (0.8, 1.2), (-0.1, 0.1))
+BLUR_RADIUS = (0.1, 2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Photometric:
+    """The photometric augmentation drawn for one view, in DINO's order: colour jitter (the four
+    factors in `order`: 0 brightness, 1 contrast, 2 saturation, 3 hue), grayscale, Gaussian blur
+    (PIL radius), solarisation (threshold 128). None / False = that step is skipped."""
+
+    jitter: tuple[float, float, float, float] | None = None
+    order: tuple[int, ...] = (0, 1, 2, 3)
+    grayscale: bool = False
+    blur_radius: float | None = None
+    solarize: bool = False
+
+
+def draw_photometric(
+    rng: np.random.Generator,
+    jitter_prob: float,
+    grayscale_prob: float,
+    blur_prob: float,
+    solarize_prob: float,
+) -> Photometric:
+    """Draws one view's photometric augmentation (torchvision's ColorJitter.get_params ranges)."""
+    jitter, order = None, (0, 1, 2, 3)
+    if rng.random() < jitter_prob:
+        order = tuple(int(i) for i in rng.permutation(4))
+        jitter = tuple(float(rng.uniform(lo, hi)) for lo, hi in JITTER_RANGES)
+    grayscale = bool(rng.random() < grayscale_prob)
+    blur = float(rng.uniform(*BLUR_RADIUS)) if rng.random() < blur_prob else None
+    solarize = bool(rng.random() < solarize_prob)
+    return Photometric(jitter, order, grayscale, blur, solarize)
+
+
+def _adjust_hue(image: Image.Image, shift: float) -> Image.Image:
+    # PIL's HSV hue is a uint8 circle: shifting by a fraction of a turn wraps modulo 256.
+    h, s, v = image.convert("HSV").split()
+    hue = (np.asarray(h, np.int64) + int(shift * 255)) % 256
+    return Image.merge("HSV", (Image.fromarray(hue.astype(np.uint8), "L"), s, v)).convert("RGB")
+
+
+def apply_photometric(image: np.ndarray, aug: Photometric) -> np.ndarray:
+    """Applies `aug` with PIL, as DINO's pipeline does on PIL images: uint8 [H, W, 3] -> same."""
+    out = Image.fromarray(image)
+    if aug.jitter is not None:
+        enhancers = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
+        for i in aug.order:
+            if i == 3:
+                out = _adjust_hue(out, aug.jitter[3])
+            else:
+                out = enhancers[i](out).enhance(aug.jitter[i])
+    if aug.grayscale:
+        out = out.convert("L").convert("RGB")
+    if aug.blur_radius is not None:
+        out = out.filter(ImageFilter.GaussianBlur(radius=aug.blur_radius))
+    if aug.solarize:
+        out = ImageOps.solarize(out, 128)
+    return np.asarray(out)
 
 
 def _pick(rng: np.random.Generator, source: Any, batch: int) -> list[np.ndarray]:
@@ -151,26 +198,36 @@ def dino_batch(
     num_local: int,
     global_scale=(0.4, 1.0),
     local_scale=(0.05, 0.4),
+    jitter_prob: float = 0.8,
+    grayscale_prob: float = 0.2,
+    blur_probs=(1.0, 0.1, 0.5),
+    solarize_prob: float = 0.2,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """DINO's multi-crop.
+    """DINO's multi-crop: per view a random resized crop with flip, colour jitter (`jitter_prob`),
+    grayscale (`grayscale_prob`), Gaussian blur with probability `blur_probs` = (first global
+    view, second global view, local views), and solarisation (`solarize_prob`, second global view
+    only); the defaults are DINO's.
 
     Returns:
       global: uint8 [batch, 2, global_size, global_size, 3].
       local: uint8 [batch, num_local, local_size, local_size, 3] (num_local may be 0).
     """
+    colour = (jitter_prob, grayscale_prob)
+
+    def view(image, size, scale, blur_prob, solarize_prob):
+        crop = random_resized_crop(rng, image, size, scale)
+        return apply_photometric(crop, draw_photometric(rng, *colour, blur_prob, solarize_prob))
+
     glob, loc = [], []
     for image in _pick(rng, source, batch):
         glob.append(
             [
-                colour_augment(rng, random_resized_crop(rng, image, global_size, global_scale))
-                for _ in range(2)
+                view(image, global_size, global_scale, blur_probs[0], 0.0),
+                view(image, global_size, global_scale, blur_probs[1], solarize_prob),
             ]
         )
         loc.append(
-            [
-                colour_augment(rng, random_resized_crop(rng, image, local_size, local_scale))
-                for _ in range(num_local)
-            ]
+            [view(image, local_size, local_scale, blur_probs[2], 0.0) for _ in range(num_local)]
         )
     glob = np.asarray(glob, np.uint8)
     loc = np.asarray(loc, np.uint8).reshape(batch, num_local, local_size, local_size, 3)

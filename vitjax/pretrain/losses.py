@@ -82,6 +82,39 @@ def dino_loss(
     return jnp.sum(jnp.where(same_view, 0.0, cross)) / (2 * num_views - 2)
 
 
+def teacher_stats(teacher: jnp.ndarray, center: jnp.ndarray, teacher_temp) -> jnp.ndarray:
+    """How much the sharpened teacher says about its input: the collapse diagnostics of DINO.
+
+    Args:
+      teacher: float [2, B, K] teacher head outputs; center: float [K]; teacher_temp: scalar.
+
+    Returns:
+      float32 [2]: (mean over rows of the entropy of each row's teacher distribution q,
+      entropy of the mean of q over the rows minus that mean entropy), in nats. The second is
+      the mutual information between the row and the prototype: it is 0 when every image gets
+      the same distribution, whether uniform (entropy ln K) or one-hot (entropy 0), i.e. when
+      the teacher has collapsed; at most ln K.
+    """
+    logits = teacher.reshape(-1, teacher.shape[-1]).astype(jnp.float32) - center.reshape(-1)
+    log_q = jax.nn.log_softmax(logits / teacher_temp, axis=-1)
+    q = jnp.exp(log_q)
+    entropy = -jnp.sum(q * log_q, axis=-1).mean()
+    mean_q = q.mean(0)
+    mean_entropy = -jnp.sum(jax.scipy.special.xlogy(mean_q, mean_q))
+    return jnp.stack([entropy, mean_entropy - entropy])
+
+
+def teacher_temperature(step, warmup_temp: float, final_temp: float, warmup_steps: int):
+    """DINO's teacher temperature: the official `np.linspace(warmup_temp, final_temp, W)` over the
+    first W = `warmup_steps` steps (so `final_temp` is reached at step W - 1), then `final_temp`.
+    """
+    step = jnp.asarray(step, jnp.float32)
+    if warmup_steps <= 1:
+        return jnp.full_like(step, final_temp)
+    frac = jnp.clip(step / (warmup_steps - 1), 0.0, 1.0)
+    return warmup_temp + (final_temp - warmup_temp) * frac
+
+
 def update_center(center: jnp.ndarray, teacher: jnp.ndarray, momentum: float) -> jnp.ndarray:
     """`center * m + mean(teacher outputs over every view and image) * (1 - m)`; center [K]."""
     batch_center = teacher.reshape(-1, teacher.shape[-1]).astype(jnp.float32).mean(0)

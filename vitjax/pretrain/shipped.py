@@ -8,11 +8,13 @@ images/s) and `loss_curve.csv` from the run that made it.
 
 from __future__ import annotations
 
+import json
 import os
 
 from vitjax import errors
 
 PREFIX = "pretrained:"
+INFO_FILE = "train_info.json"  # written by vitjax.pretrain.train beside the checkpoint
 ASSETS_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "pretrained"
 )
@@ -44,3 +46,24 @@ def resolve(checkpoint: str) -> str:
             f"(in {ASSETS_DIR}); or give a checkpoint directory"
         )
     return os.path.join(ASSETS_DIR, name)
+
+
+def training_warnings(checkpoint_dir: str | None) -> list[str]:
+    """The warnings its training run recorded in `<checkpoint_dir>/train_info.json` (e.g. a
+    collapsed DINO teacher); [] for random weights or a checkpoint not trained by vitjax.
+
+    A file that cannot be read is reported as a warning of its own rather than failing the run.
+    """
+    if checkpoint_dir is None:
+        return []
+    path = os.path.join(resolve(checkpoint_dir), INFO_FILE)
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            warnings = json.load(f).get("warnings", [])
+    except (OSError, ValueError, AttributeError) as e:
+        return [f"{path}: unreadable ({e}); its training warnings are unknown"]
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        return [f"{path}: 'warnings' is not a list of strings; its training warnings are unknown"]
+    return warnings

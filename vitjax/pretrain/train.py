@@ -12,7 +12,7 @@ with `models.load` and can be named in any experiment config's `models`.
 Workdir layout:
   state/              orbax CheckpointManager of the training state (resume)
   model/              the final checkpoint (`models.save`), unless `export_dir` names another place
-  loss_curve.csv      step, loss (every step)
+  loss_curve.csv      step and CURVE_COLUMNS (every step)
   train_info.json     config, seed, command, seconds, images/s
 """
 
@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import shlex
 import sys
@@ -43,13 +44,22 @@ from jax.sharding import PartitionSpec as P
 
 from vitjax import errors, extract, models, progress
 from vitjax.pretrain import data as data_lib
-from vitjax.pretrain import heads, losses, masking
+from vitjax.pretrain import heads, losses, masking, shipped
 
 OBJECTIVES = ("mae", "dino")
 STATE_DIR = "state"
 MODEL_DIR = "model"
 LOSS_FILE = "loss_curve.csv"
-INFO_FILE = "train_info.json"
+INFO_FILE = shipped.INFO_FILE
+# Per-step columns of loss_curve.csv. DINO adds the teacher's collapse diagnostics
+# (`losses.teacher_stats`): its mean entropy and the information its output carries about the image.
+CURVE_COLUMNS = {
+    "mae": ("loss",),
+    "dino": ("loss", "teacher_entropy", "teacher_information"),
+}
+# A DINO run whose teacher carries less information than this (nats, mean over the last tenth of
+# the steps) has collapsed: every image gets the same output distribution.
+COLLAPSE_NATS = 0.1
 # Fixed tables that the official code does not train (MAE's sin-cos position embeddings).
 _FROZEN = ("decoder_pos_embed",)
 # Not weight-decayed (as the official param groups): biases, norms, tokens, position tables.
@@ -104,6 +114,19 @@ def default_config() -> ml_collections.ConfigDict:
             local_scale=(0.05, 0.4),
             student_temp=0.1,
             teacher_temp=0.04,
+            # Linear warm-up of the teacher temperature from warmup_teacher_temp over the first
+            # warmup_teacher_temp_steps steps (0 = none), as DINO's per-epoch schedule.
+            warmup_teacher_temp=0.04,
+            warmup_teacher_temp_steps=0,
+            # The head's last layer is not updated during the first steps (DINO: one epoch).
+            freeze_last_layer_steps=0,
+            # Photometric augmentation (DINO's): colour jitter and grayscale probabilities per
+            # view, Gaussian blur probability of (global view 1, global view 2, local views),
+            # solarisation probability of global view 2.
+            jitter_prob=0.8,
+            grayscale_prob=0.2,
+            blur_probs=(1.0, 0.1, 0.5),
+            solarize_prob=0.2,
             center_momentum=0.9,
             teacher_momentum=0.996,
         )
@@ -149,6 +172,25 @@ def _check(config: ml_collections.ConfigDict) -> None:
         raise errors.ConfigError(
             f"train.warmup_steps: expected 0 <= warmup < steps={t.steps}, got {t.warmup_steps}"
         )
+    d = config.dino
+    for field in ("freeze_last_layer_steps", "warmup_teacher_temp_steps"):
+        if not 0 <= int(d[field]) <= int(t.steps):
+            raise errors.ConfigError(
+                f"dino.{field}: expected 0 <= value <= train.steps={t.steps}, got {d[field]}"
+            )
+    probs = {f: d[f] for f in ("jitter_prob", "grayscale_prob", "solarize_prob")}
+    probs.update({f"blur_probs[{i}]": p for i, p in enumerate(d.blur_probs)})
+    for field, p in probs.items():
+        if not 0.0 <= float(p) <= 1.0:
+            raise errors.ConfigError(f"dino.{field}: expected a probability in [0, 1], got {p}")
+    if len(d.blur_probs) != 3:
+        raise errors.ConfigError(
+            f"dino.blur_probs: expected 3 probabilities (global 1, global 2, local), "
+            f"got {tuple(d.blur_probs)}"
+        )
+    for field in ("teacher_temp", "warmup_teacher_temp", "student_temp"):
+        if not float(d[field]) > 0:
+            raise errors.ConfigError(f"dino.{field}: expected a positive float, got {d[field]}")
     if int(config.checkpoint_every) < 1:
         raise errors.ConfigError(
             f"checkpoint_every: expected a positive int, got {config.checkpoint_every}"
@@ -218,7 +260,9 @@ def init_state(config: ml_collections.ConfigDict, spec: models.ModelSpec):
         "step": jnp.zeros((), jnp.int32),
         "params": params,
         "opt_state": optimizer.init(params),
-        "losses": jnp.full((int(config.train.steps),), jnp.nan, jnp.float32),
+        "curve": jnp.full(
+            (int(config.train.steps), len(CURVE_COLUMNS[config.objective])), jnp.nan, jnp.float32
+        ),
     }
     if config.objective == "dino":
         state["teacher"] = jax.tree.map(jnp.copy, params)
@@ -247,9 +291,9 @@ def _mae_step(config, spec, encoder, decoder, optimizer):
         new = dict(state)
         new["params"] = optax.apply_updates(state["params"], updates)
         new["opt_state"] = opt_state
-        new["losses"] = state["losses"].at[state["step"]].set(loss)
+        new["curve"] = state["curve"].at[state["step"]].set(loss[None])
         new["step"] = state["step"] + 1
-        return new, loss
+        return new, loss[None]
 
     return step
 
@@ -267,35 +311,55 @@ def _dino_step(config, spec, encoder, head, optimizer):
         out = head.apply({"params": params["head"]}, cls)
         return out.reshape(batch, views, -1).transpose(1, 0, 2)
 
-    def loss_fn(params, teacher_params, center, glob, loc):
+    def loss_fn(params, teacher_params, center, glob, loc, teacher_temp):
         teacher = jax.lax.stop_gradient(embed(teacher_params, glob))
         student = embed(params, glob)
         if loc.shape[1]:
             student = jnp.concatenate([student, embed(params, loc)], axis=0)
-        loss = losses.dino_loss(
-            student, teacher, center, float(d.student_temp), float(d.teacher_temp)
-        )
+        loss = losses.dino_loss(student, teacher, center, float(d.student_temp), teacher_temp)
         return loss, teacher
 
     def step(state, batch, key):
         del key  # DINO's randomness is all in the host-side crops
         glob, loc = batch
-        (loss, teacher), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], state["teacher"], state["center"], glob, loc
+        teacher_temp = losses.teacher_temperature(
+            state["step"],
+            float(d.warmup_teacher_temp),
+            float(d.teacher_temp),
+            int(d.warmup_teacher_temp_steps),
         )
+        (loss, teacher), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], state["teacher"], state["center"], glob, loc, teacher_temp
+        )
+        frozen = state["step"] < int(d.freeze_last_layer_steps)
+        grads = freeze_last_layer(grads, frozen)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
+        params = optax.apply_updates(state["params"], freeze_last_layer(updates, frozen))
         m = losses.teacher_momentum(state["step"], float(d.teacher_momentum), total)
+        metrics = jnp.concatenate(
+            [loss[None], losses.teacher_stats(teacher, state["center"], teacher_temp)]
+        )
         new = dict(state)
         new["params"] = params
         new["opt_state"] = opt_state
         new["teacher"] = losses.ema(state["teacher"], params, m)
         new["center"] = losses.update_center(state["center"], teacher, float(d.center_momentum))
-        new["losses"] = state["losses"].at[state["step"]].set(loss)
+        new["curve"] = state["curve"].at[state["step"]].set(metrics)
         new["step"] = state["step"] + 1
-        return new, loss
+        return new, metrics
 
     return step
+
+
+def freeze_last_layer(tree: dict, frozen) -> dict:
+    """`tree` (gradients or updates of {"encoder", "head"}) with the head's last layer zeroed where
+    `frozen` (a traced bool): the official `cancel_gradients_last_layer`, so neither the gradient
+    nor AdamW's weight decay moves it. Adam's step count is shared by all parameters in optax, so
+    its bias correction for that layer is not restarted when the freeze ends, unlike torch's.
+    """
+    head = dict(tree["head"])
+    head["last_layer"] = jnp.where(frozen, 0.0, head["last_layer"])
+    return dict(tree, head=head)
 
 
 def _host_batch(config, source, step: int, batch_size: int):
@@ -314,7 +378,39 @@ def _host_batch(config, source, step: int, batch_size: int):
         int(d.num_local),
         tuple(d.global_scale),
         tuple(d.local_scale),
+        float(d.jitter_prob),
+        float(d.grayscale_prob),
+        tuple(float(p) for p in d.blur_probs),
+        float(d.solarize_prob),
     )
+
+
+def _fmt(columns: tuple[str, ...], values: np.ndarray) -> str:
+    return ", ".join(f"{c} {float(v):.4f}" for c, v in zip(columns, values))
+
+
+def collapse_warnings(config: ml_collections.ConfigDict, curve: np.ndarray) -> list[str]:
+    """The warnings a finished run's curve calls for (DINO: a collapsed teacher), else [].
+
+    Args:
+      config: the run's config; curve: float [steps, len(CURVE_COLUMNS[objective])].
+    """
+    if config.objective != "dino":
+        return []
+    tail = curve[-max(1, len(curve) // 10) :]
+    information = float(np.mean(tail[:, 2]))
+    if information >= COLLAPSE_NATS:
+        return []
+    entropy = float(np.mean(tail[:, 1]))
+    kind = "uniform" if entropy > 0.5 * math.log(int(config.dino.out_dim)) else "one-hot"
+    return [
+        f"the DINO teacher collapsed: over the last {len(tail)} steps its output carried "
+        f"{information:.4f} nats of information about the image (< {COLLAPSE_NATS}; at most "
+        f"ln K = {math.log(int(config.dino.out_dim)):.2f}) and was {kind} (entropy "
+        f"{entropy:.2f} nats): every image gets the same prototypes, so the encoder learned "
+        "little. Try a lower dino.teacher_temp, dino.freeze_last_layer_steps, more steps or "
+        "more varied images"
+    ]
 
 
 def command_line() -> str:
@@ -346,12 +442,12 @@ def _write_outputs(workdir, config, state, spec, info) -> str:
     )
     info.update(model=out_spec.name, weights_hash=out_spec.weights_hash)
     path = models.save(export, encoder, out_spec, decoder_params=decoder)
-    curve = np.asarray(jax.device_get(state["losses"]))
+    curve = np.asarray(jax.device_get(state["curve"]))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["step", "loss"])
-    for i, loss in enumerate(curve):
-        writer.writerow([i, f"{float(loss):.6g}"])
+    writer.writerow(["step", *CURVE_COLUMNS[config.objective]])
+    for i, row in enumerate(curve):
+        writer.writerow([i, *(f"{float(v):.6g}" for v in row)])
     for folder in {workdir, path}:
         _write_text(os.path.join(folder, LOSS_FILE), buf.getvalue())
         _write_text(os.path.join(folder, INFO_FILE), json.dumps(info, indent=1))
@@ -429,25 +525,26 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     total = int(config.train.steps)
     # A finished run started again only re-exports: no images needed.
     source = data_lib.load_source(config.data) if start < total else None
-    last_loss = [float("nan")]
+    columns = CURVE_COLUMNS[config.objective]
+    last = [np.full(len(columns), np.nan)]
     bar = None
     base_key = jax.random.key(int(config.seed))
     t0 = time.monotonic()
     batch = _host_batch(config, source, start, batch_size) if start < total else None
     for step in range(start, total):
-        state, loss = jitted(state, batch, jax.random.fold_in(base_key, step))
+        state, metrics = jitted(state, batch, jax.random.fold_in(base_key, step))
         # Build the next batch while the device runs this step.
         batch = _host_batch(config, source, step + 1, batch_size) if step + 1 < total else None
-        last_loss[0] = float(loss)
-        if not np.isfinite(last_loss[0]):
+        last[0] = np.asarray(metrics)
+        if not np.isfinite(last[0][0]):
             raise errors.VitjaxError(
-                f"pretrain: loss became {last_loss[0]} at step {step}; lower train.lr"
+                f"pretrain: loss became {last[0][0]} at step {step}; lower train.lr"
             )
         name = f"pretrain {config.objective} {spec.name} step {step + 1}/{total}"
         if bar is None:
             # The clock starts after the first (compiling) step: images/s is the steady rate.
             logging.info(
-                "%s (compiled in %.1f s), loss %.4f", name, time.monotonic() - t0, last_loss[0]
+                "%s (compiled in %.1f s), %s", name, time.monotonic() - t0, _fmt(columns, last[0])
             )
             t_steady = time.monotonic()
             bar = progress.Progress(
@@ -455,7 +552,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 unit="images",
                 name=name,
                 interval_s=float(config.log_every_s),
-                log_fn=lambda line: logging.info("%s, loss %.4f", line, last_loss[0]),
+                log_fn=lambda line: logging.info("%s, %s", line, _fmt(columns, last[0])),
             )
         else:
             bar.name = name
@@ -475,6 +572,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         info.setdefault("training_command", previous.get("command"))
         info["export_dir"] = _write_outputs(workdir, config, state, spec, info)
         return info
+    curve = np.asarray(jax.device_get(state["curve"]))
     info = {
         "objective": config.objective,
         "model": spec.name,
@@ -486,13 +584,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "seconds_this_run": round(seconds, 1),
         # Steady rate: after the first step, which includes compilation.
         "images_per_s": round((done - 1) * batch_size / steady_s, 2) if steady_s > 0 else None,
-        "final_loss": float(np.asarray(jax.device_get(state["losses"]))[-1]),
+        "final_loss": float(curve[-1, 0]),
         "devices": f"{mesh.size} x {jax.devices()[0].platform}",
         "command": command_line(),
         "config": config.to_dict(),
     }
     if bar is not None:
         bar.close()
+    info["warnings"] = collapse_warnings(config, curve)
+    for warning in info["warnings"]:
+        logging.warning("pretrain: %s", warning)
     info["export_dir"] = _write_outputs(workdir, config, state, spec, info)
     logging.info("pretrain: wrote %s", info["export_dir"])
     return info
