@@ -1,7 +1,7 @@
 r"""Pretrains the shipped demo DINO (ViT-Ti/16, 3 blocks) on the embedded synthetic scenes.
 
   python -m vitjax.pretrain --config=configs/pretrain_dino.py --workdir=runs/pretrain_dino \
-      --config.export_dir=vitjax/assets/pretrained/demo_dino
+      --config.export_dir=vitjax/assets/pretrained/demo_dino --config.overwrite=True
 
 DINO's multi-crop and photometric augmentation as published (2 global crops, scale 0.4-1, and 2
 local crops, scale 0.05-0.4; colour jitter, grayscale, blur, solarisation), shrunk for a 2-core CPU

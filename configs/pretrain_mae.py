@@ -1,7 +1,7 @@
 r"""Pretrains the shipped demo MAE (ViT-Ti/16, 3 blocks) on the embedded synthetic scenes.
 
   python -m vitjax.pretrain --config=configs/pretrain_mae.py --workdir=runs/pretrain_mae \
-      --config.export_dir=vitjax/assets/pretrained/demo_mae
+      --config.export_dir=vitjax/assets/pretrained/demo_mae --config.overwrite=True
 
 Sized for a 2-core CPU (BUILD_NOTES.md): 112 px crops at about the scenes' own scale (area 10-35%
 of a 224x448 scene), so the 16 px patches see what the demo's 224 px tiles show; far fewer steps

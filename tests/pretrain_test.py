@@ -385,6 +385,9 @@ class ShippedTest(absltest.TestCase):
                 (pathlib.Path(shipped.ASSETS_DIR) / name / "train_info.json").read_text()
             )
             self.assertIn("python -m vitjax.pretrain", info["command"])
+            # The README's re-training command is the one that made (or last exported) it.
+            self.assertIn(info["command"] + "\n", (REPO / "README.md").read_text())
+            self.assertEqual(info["warnings"], [])
             curve = (pathlib.Path(shipped.ASSETS_DIR) / name / "loss_curve.csv").read_text()
             self.assertLen(curve.splitlines(), info["steps"] + 1)
 
@@ -472,6 +475,41 @@ class CommandLineTest(absltest.TestCase):
         _, params, spec = models.load(os.path.join(cwd, "run", "model"))
         self.assertEqual(spec.family, "mae")
         self.assertTrue(spec.weights_hash.startswith("pretrained-"))
+
+        # Exporting over that model again (the README's re-training command names the shipped
+        # folder): refused before any training, in one line, unless --config.overwrite=True.
+        model = pathlib.Path(cwd, "run", "model")
+        before = (model / "train_info.json").read_text()
+        again = [*cmd[:-1], "--workdir=run2", f"--config.export_dir={model}"]
+        proc = subprocess.run(again, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertIn("error: ", proc.stderr)
+        self.assertIn("--config.overwrite=True", proc.stderr)
+        self.assertFalse(os.path.exists(os.path.join(cwd, "run2")))  # nothing was trained
+        self.assertEqual((model / "train_info.json").read_text(), before)
+        proc = subprocess.run(
+            [*again, "--config.overwrite=True"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        info = json.loads((model / "train_info.json").read_text())
+        self.assertIn("--workdir=run2", info["command"])
+        self.assertEqual(
+            sorted(os.listdir(model)), ["loss_curve.csv", "params", "spec.json", "train_info.json"]
+        )
+        # A file of the user's in that folder: never replaced, even with overwrite.
+        (model / "notes.txt").write_text("mine")
+        proc = subprocess.run(
+            [*again, "--config.overwrite=True"], cwd=cwd, env=env, capture_output=True, text=True
+        )
+        self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+        self.assertIn("notes.txt", proc.stderr)
+        self.assertEqual((model / "notes.txt").read_text(), "mine")
 
 
 class TrainedVsRandomTest(absltest.TestCase):

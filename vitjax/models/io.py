@@ -38,9 +38,9 @@ from vitjax.models.vit import VisionTransformer
 
 SPEC_FILE = "spec.json"
 PARAMS_DIR = "params"
-# Names a previous checkpoint may hold besides spec.json and params/ (written by the converter):
-# only a directory holding nothing else is ever replaced.
-KNOWN_EXTRA_FILES = ("conversion.json",)
+# Names a previous checkpoint may hold besides spec.json and params/ (the converter's record; the
+# pretraining run's provenance and loss curve): only a directory holding nothing else is replaced.
+KNOWN_EXTRA_FILES = ("conversion.json", "train_info.json", "loss_curve.csv")
 
 
 def _check_tree(tree: dict, expected: dict[str, tuple[int, ...]], where: str) -> None:

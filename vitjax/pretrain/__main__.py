@@ -13,6 +13,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from vitjax import errors
 from vitjax.pretrain.train import train as run_training
 
 
@@ -49,7 +50,12 @@ def main(argv, config_flag, workdir_flag):
     config_arg = config_flags.get_config_filename(flags.FLAGS["config"])
     stem = os.path.splitext(os.path.basename(config_arg))[0]
     workdir = workdir_flag.value or os.path.join("runs", stem)
-    info = run_training(config_flag.value, workdir)
+    try:
+        info = run_training(config_flag.value, workdir)
+    except errors.VitjaxError as e:
+        # The user's mistake (a config value, a folder in the way): one line, no traceback.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     print(f"model: {info['export_dir']}")
 
 

@@ -28,7 +28,6 @@ import os
 import shlex
 import sys
 import time
-import uuid
 from typing import Any
 
 import flax
@@ -42,7 +41,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from vitjax import errors, extract, models, progress
+from vitjax import errors, extract, fileio, models, progress
 from vitjax.pretrain import data as data_lib
 from vitjax.pretrain import heads, losses, masking, shipped
 
@@ -134,6 +133,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 100
     c.log_every_s = 10.0
     c.export_dir = ""  # final models.save checkpoint; "" = <workdir>/model
+    # Replace a previous export at export_dir (a checkpoint with its train_info.json and
+    # loss_curve.csv, nothing else); without it such a directory is refused before training.
+    # The default <workdir>/model is the run's own output and is always re-exported.
+    c.overwrite = False
     # Tag of the exported model: its spec name gets "-<name>" ("mae_vitti16-depth3-demo_mae"),
     # its weights_hash is "pretrained-<name>-seed<k>-<digest>"; "" = the objective.
     c.name = ""
@@ -423,7 +426,6 @@ def command_line() -> str:
 
 def _write_outputs(workdir, config, state, spec, info) -> str:
     params = jax.device_get(state["params"])
-    export = config.export_dir or os.path.join(workdir, MODEL_DIR)
     decoder = params.get("decoder") if config.objective == "mae" else None
     encoder = params["encoder"]
     if config.objective == "dino":
@@ -441,29 +443,35 @@ def _write_outputs(workdir, config, state, spec, info) -> str:
         weights_hash=f"pretrained-{tag}-seed{int(config.seed)}-{digest.hexdigest()[:12]}",
     )
     info.update(model=out_spec.name, weights_hash=out_spec.weights_hash)
-    path = models.save(export, encoder, out_spec, decoder_params=decoder)
     curve = np.asarray(jax.device_get(state["curve"]))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["step", *CURVE_COLUMNS[config.objective]])
     for i, row in enumerate(curve):
         writer.writerow([i, *(f"{float(v):.6g}" for v in row)])
-    for folder in {workdir, path}:
-        _write_text(os.path.join(folder, LOSS_FILE), buf.getvalue())
-        _write_text(os.path.join(folder, INFO_FILE), json.dumps(info, indent=1))
+    files = {LOSS_FILE: buf.getvalue(), INFO_FILE: json.dumps(info, indent=1)}
+    # The provenance files go inside the checkpoint's own atomic rename.
+    path = models.save(
+        _export_dir(config, workdir),
+        encoder,
+        out_spec,
+        decoder_params=decoder,
+        overwrite=_may_replace_export(config),
+        extra_files={name: text.encode("utf-8") for name, text in files.items()},
+    )
+    for name, text in files.items():
+        fileio.atomic_write_text(os.path.join(workdir, name), text)
     return path
 
 
-def _write_text(path: str, text: str) -> None:
-    """Atomic write (temporary name, then rename) with the umask's permissions."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _export_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    return os.path.abspath(config.export_dir or os.path.join(workdir, MODEL_DIR))
+
+
+def _may_replace_export(config: ml_collections.ConfigDict) -> bool:
+    # The default export (<workdir>/model) is this run's own output, re-exported when a finished
+    # run is started again; a folder named by export_dir is replaced only when asked.
+    return bool(config.overwrite) or not config.export_dir
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -479,6 +487,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     _check(config)
     spec = model_spec(config)
     workdir = os.path.abspath(workdir)
+    # Before any training: an export directory that would be refused at the end.
+    models.check_checkpoint_dir(
+        _export_dir(config, workdir),
+        overwrite=_may_replace_export(config),
+        flag="--config.overwrite=True",
+    )
     os.makedirs(workdir, exist_ok=True)
     mesh = extract.default_mesh()
     data_sharding = extract.batch_sharding(mesh)
