@@ -368,6 +368,41 @@ class TrainTest(absltest.TestCase):
             )
 
 
+class OtherFamiliesTest(parameterized.TestCase):
+    def test_decoder_inputs_by_hand(self):
+        tokens = jnp.arange(2 * 5 * 3, dtype=jnp.float32).reshape(2, 5, 3)
+        # [cls, 2 registers, 2 kept patches] -> [cls, 2 kept patches]
+        got = models.decoder_inputs(tokens, class_token=True, num_registers=2)
+        np.testing.assert_array_equal(got, tokens[:, [0, 3, 4]])
+        # No class token, 5 kept patches: their mean stands in for the class token.
+        got = models.decoder_inputs(tokens, class_token=False, num_registers=0)
+        np.testing.assert_array_equal(got[:, 1:], tokens)
+        np.testing.assert_allclose(got[:, 0], tokens.mean(axis=1), rtol=1e-6)
+
+    @parameterized.parameters(("siglip", 16), ("dinov2_reg", 14))
+    def test_mae_objective_on_another_family_trains_and_reconstructs(self, family, patch):
+        sys.path.insert(0, str(REPO))
+        from configs import pretrain_mae
+        from vitjax import experiments
+        from vitjax.experiments import mae_reconstruction
+
+        config = pretrain_mae.get_config("test")
+        config.model.family, config.model.patch_size = family, patch
+        config.data.image_size = 4 * patch
+        config.train.steps, config.train.warmup_steps, config.checkpoint_every = 2, 1, 2
+        with tempfile.TemporaryDirectory() as workdir:
+            info = train.train(config, workdir)
+            module, params, spec = models.load(info["export_dir"])
+        self.assertEqual(spec.name, f"{family}_vitti{patch}-depth1-demo_mae")
+        self.assertTrue(spec.has_decoder)
+        handle = experiments.ModelHandle(spec.name, module, params, spec, False, "x")
+        images = np.random.default_rng(0).integers(0, 256, (3, 4 * patch, 4 * patch, 3), np.uint8)
+        keep = np.tile(np.arange(4, dtype=np.int32), (3, 1))  # 4 of the 16 patches visible
+        pred = mae_reconstruction.reconstruct(handle, images, keep, None, batch_size=2)
+        self.assertEqual(pred.shape, (3, 16, patch * patch * 3))
+        self.assertTrue(np.isfinite(pred).all())
+
+
 class ShippedTest(absltest.TestCase):
     def test_names(self):
         self.assertContainsSubset(["demo_dino", "demo_mae"], shipped.names())

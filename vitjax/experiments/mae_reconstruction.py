@@ -113,6 +113,7 @@ def _forward(model: experiments.ModelHandle):
     @jax.jit
     def forward(params, dec_params, images, keep, scale, grid_probe):
         tokens = encoder.apply({"params": params}, images, keep_indices=keep)["tokens"]
+        tokens = models.decoder_inputs(tokens, model.spec.class_token, model.spec.num_registers)
         tokens = tokens * scale  # zeroes the chosen dims of every token
         grid = grid_probe.shape
         return decoder.apply({"params": dec_params}, tokens, keep_indices=keep, grid=grid)

@@ -10,7 +10,13 @@ Examples:
 
 from vitjax.models.io import check_checkpoint_dir, load, load_decoder, load_spec, save
 from vitjax.models.known import known_model
-from vitjax.models.mae_decoder import MAEDecoder, patchify, place_tokens, unpatchify
+from vitjax.models.mae_decoder import (
+    MAEDecoder,
+    decoder_inputs,
+    patchify,
+    place_tokens,
+    unpatchify,
+)
 from vitjax.models.vit import VisionTransformer, global_representation, resolve_layers
 from vitjax.models.zoo import (
     FAMILIES,
@@ -41,6 +47,7 @@ __all__ = [
     "check_checkpoint_dir",
     "count_params",
     "create_decoder",
+    "decoder_inputs",
     "create_model",
     "flatten_params",
     "get_spec",

@@ -92,6 +92,26 @@ def place_tokens(
     return full.at[rows, keep_indices].set(tokens)
 
 
+def decoder_inputs(tokens: jnp.ndarray, class_token: bool, num_registers: int) -> jnp.ndarray:
+    """The masked encoder's output as the MAE decoder takes it: [cls, kept patches].
+
+    Register / storage tokens are not decoded. A family without a class token (SigLIP) gives the
+    mean of its kept tokens in the class token's slot: the decoder drops its output there, so the
+    token only takes part in the decoder's attention.
+
+    Args:
+      tokens: [B, C + R + K, D] from the encoder with `keep_indices` (C = 1 with a class token).
+      class_token: whether the encoder has a class token.
+      num_registers: R.
+
+    Returns:
+      [B, 1 + K, D].
+    """
+    patches = tokens[:, (1 if class_token else 0) + num_registers :]
+    cls = tokens[:, :1] if class_token else patches.mean(axis=1, keepdims=True)
+    return jnp.concatenate([cls, patches], axis=1)
+
+
 class MAEDecoder(nn.Module):
     """MAE decoder: kept encoder tokens (+ mask tokens) -> per-patch pixel predictions.
 

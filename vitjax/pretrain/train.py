@@ -162,6 +162,14 @@ def model_spec(config: ml_collections.ConfigDict) -> models.ModelSpec:
     return models.get_spec(m.family, m.size, m.patch_size, **overrides)
 
 
+def export_base_name(config: ml_collections.ConfigDict) -> str:
+    """The exported model's name before its tag: the variant and depth only
+    ("dinov3_vitti16-depth3"), without the MAE decoder shapes a non-MAE family is given."""
+    m = config.model
+    depth = {"depth": int(m.depth)} if int(m.depth) > 0 else {}
+    return models.get_spec(m.family, m.size, m.patch_size, **depth).name
+
+
 def _check(config: ml_collections.ConfigDict) -> None:
     if config.objective not in OBJECTIVES:
         raise errors.ConfigError(
@@ -276,15 +284,13 @@ def init_state(config: ml_collections.ConfigDict, spec: models.ModelSpec):
 def _mae_step(config, spec, encoder, decoder, optimizer):
     ratio = float(config.mae.mask_ratio)
     norm_pix = bool(config.mae.norm_pix_loss)
-    num_registers = spec.num_registers
 
     def loss_fn(params, images, key):
         x = models.preprocess(spec, images)
         grid = (x.shape[1] // spec.patch_size, x.shape[2] // spec.patch_size)
         keep, mask, _ = masking.random_masking(key, x.shape[0], grid[0] * grid[1], ratio)
         tokens = encoder.apply({"params": params["encoder"]}, x, keep_indices=keep)["tokens"]
-        # The decoder takes [cls, kept patches]; registers (if any) are not decoded.
-        tokens = jnp.concatenate([tokens[:, :1], tokens[:, 1 + num_registers :]], axis=1)
+        tokens = models.decoder_inputs(tokens, spec.class_token, spec.num_registers)
         pred = decoder.apply({"params": params["decoder"]}, tokens, keep_indices=keep, grid=grid)
         return losses.mae_loss(pred, models.patchify(x, spec.patch_size), mask, norm_pix)
 
@@ -439,7 +445,7 @@ def _write_outputs(workdir, config, state, spec, info) -> str:
     tag = config.name or config.objective
     out_spec = dataclasses.replace(
         spec,
-        name=f"{spec.name}-{tag}",
+        name=f"{export_base_name(config)}-{tag}",
         weights_hash=f"pretrained-{tag}-seed{int(config.seed)}-{digest.hexdigest()[:12]}",
     )
     info.update(model=out_spec.name, weights_hash=out_spec.weights_hash)
