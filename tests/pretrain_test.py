@@ -403,6 +403,41 @@ class OtherFamiliesTest(parameterized.TestCase):
         self.assertTrue(np.isfinite(pred).all())
 
 
+class ImageSourceTest(absltest.TestCase):
+    def test_trains_on_a_given_image_source_of_mixed_sizes(self):
+        from vitjax import extract
+
+        sys.path.insert(0, str(REPO))
+        from configs import pretrain_mae
+
+        config = pretrain_mae.get_config("test")
+        config.train.steps, config.train.warmup_steps, config.checkpoint_every = 2, 1, 2
+        rng = np.random.default_rng(0)
+        with tempfile.TemporaryDirectory() as d:
+            paths = []
+            for i, (h, w) in enumerate(((70, 90), (64, 64), (100, 80))):
+                paths.append(os.path.join(d, f"{i}.png"))
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8)).save(paths[-1])
+            source = extract.FileImageSource(paths)
+            info = train.train(config, os.path.join(d, "run"), images=source)
+            self.assertEqual(info["data"], "given FileImageSource of 3 images (config.data unused)")
+            self.assertTrue(np.isfinite(info["final_loss"]))
+            models.load(info["export_dir"])
+
+    def test_bad_images_are_refused_before_training(self):
+        config = train.default_config()
+        for images, message in (
+            (np.zeros((2, 8, 8, 3), np.float32), "uint8"),
+            (np.zeros((0, 8, 8, 3), np.uint8), "length 0"),
+            (np.zeros((2, 8, 8), np.uint8), "uint8 \\[H, W, 3\\]"),
+            (42, "ImageSource"),
+        ):
+            with tempfile.TemporaryDirectory() as d:
+                with self.assertRaisesRegex(errors.DatasetError, message):
+                    train.train(config, os.path.join(d, "run"), images=images)
+                self.assertFalse(os.path.exists(os.path.join(d, "run")))
+
+
 class ShippedTest(absltest.TestCase):
     def test_names(self):
         self.assertContainsSubset(["demo_dino", "demo_mae"], shipped.names())

@@ -73,6 +73,23 @@ def load_source(data: Any) -> Any:
     raise errors.ConfigError(f"data.source: expected 'synthetic' or 'folder', got {data.source!r}")
 
 
+def check_source(images: Any) -> None:
+    """Raises DatasetError unless `images` is a non-empty uint8 [N, H, W, 3] array or ImageSource
+    whose first image is uint8 [H, W, 3] (the others are checked as they are drawn)."""
+    if not (hasattr(images, "__len__") and hasattr(images, "__getitem__")):
+        raise errors.DatasetError(
+            f"images: expected a uint8 [N, H, W, 3] array or an ImageSource (len and "
+            f"images[i] -> uint8 [H, W, 3]), got {type(images).__name__}"
+        )
+    if len(images) == 0:
+        raise errors.DatasetError("images: no training images (length 0)")
+    first = np.asarray(images[0])
+    if first.dtype != np.uint8 or first.ndim != 3 or first.shape[-1] != 3:
+        raise errors.DatasetError(
+            f"images[0]: expected uint8 [H, W, 3], got {first.dtype} {first.shape}"
+        )
+
+
 def step_rng(seed: int, step: int) -> np.random.Generator:
     """The host generator of one training step."""
     return np.random.default_rng([int(seed), 7, int(step)])
@@ -179,7 +196,16 @@ def apply_photometric(image: np.ndarray, aug: Photometric) -> np.ndarray:
 
 def _pick(rng: np.random.Generator, source: Any, batch: int) -> list[np.ndarray]:
     indices = rng.integers(0, len(source), batch)
-    return [np.asarray(source[int(i)]) for i in indices]
+    out = []
+    for i in indices:
+        image = np.asarray(source[int(i)])
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise errors.DatasetError(
+                f"training image {int(i)}: expected uint8 [H, W, 3], got {image.dtype} "
+                f"{image.shape}"
+            )
+        out.append(image)
+    return out
 
 
 def mae_batch(

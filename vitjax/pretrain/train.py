@@ -480,29 +480,16 @@ def _may_replace_export(config: ml_collections.ConfigDict) -> bool:
     return bool(config.overwrite) or not config.export_dir
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains (or resumes) and exports; returns the info dict also written to train_info.json.
-
-    Args:
-      config: `default_config()` with overrides (see configs/pretrain_*.py).
-      workdir: folder of the resumable state, loss curve and (by default) the final model.
-
-    Returns:
-      {"export_dir", "steps", "final_loss", "seconds", "images_per_s", "config", ...}.
-    """
+def _preflight(config: ml_collections.ConfigDict, workdir: str, images: Any, mesh) -> None:
+    """Every check that can fail before any work: config, images, export folder, devices."""
     _check(config)
-    spec = model_spec(config)
-    workdir = os.path.abspath(workdir)
-    # Before any training: an export directory that would be refused at the end.
+    if images is not None:
+        data_lib.check_source(images)
     models.check_checkpoint_dir(
         _export_dir(config, workdir),
         overwrite=_may_replace_export(config),
         flag="--config.overwrite=True",
     )
-    os.makedirs(workdir, exist_ok=True)
-    mesh = extract.default_mesh()
-    data_sharding = extract.batch_sharding(mesh)
-    replicated = NamedSharding(mesh, P())
     batch_size = int(config.train.batch_size)
     if batch_size % mesh.size:
         raise errors.ConfigError(
@@ -510,6 +497,46 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         )
     if jax.process_count() > 1:
         raise errors.ConfigError("pretraining runs in a single process (all local devices)")
+
+
+def _resume(manager: ocp.CheckpointManager, state: dict) -> tuple[dict, int]:
+    """(state, first step): the latest saved training state, or `state` and 0 for a new run."""
+    if manager.latest_step() is None:
+        return state, 0
+    start = int(manager.latest_step())
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    try:
+        state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # orbax raises many types (ValueError, KeyError, tensorstore)
+        raise errors.CheckpointError(
+            f"{manager.directory}: cannot resume from step {start} with this config ({e}); "
+            "the workdir holds a run of another config: use a new --workdir"
+        ) from e
+    logging.info("pretrain: resumed from step %d of %s", start, manager.directory)
+    return state, start
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, images: Any = None) -> dict[str, Any]:
+    """Trains (or resumes) and exports; returns the info dict also written to train_info.json.
+
+    Args:
+      config: `default_config()` with overrides (see configs/pretrain_*.py).
+      workdir: folder of the resumable state, loss curve and (by default) the final model.
+      images: optional training images instead of `config.data`: a uint8 [N, H, W, 3] array or
+        any ImageSource (`len` and `images[i] -> uint8 [H, W, 3]`, sizes may differ, e.g.
+        `extract.FileImageSource`). A resumed run must be given the same images.
+
+    Returns:
+      {"export_dir", "steps", "final_loss", "seconds", "images_per_s", "config", ...}.
+    """
+    workdir = os.path.abspath(workdir)
+    mesh = extract.default_mesh()
+    _preflight(config, workdir, images, mesh)
+    spec = model_spec(config)
+    os.makedirs(workdir, exist_ok=True)
+    data_sharding = extract.batch_sharding(mesh)
+    replicated = NamedSharding(mesh, P())
+    batch_size = int(config.train.batch_size)
 
     state, optimizer, head = init_state(config, spec)
     encoder = models.create_model(spec)
@@ -522,18 +549,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         os.path.join(workdir, STATE_DIR),
         options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
     )
-    start = 0
-    if manager.latest_step() is not None:
-        start = int(manager.latest_step())
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        try:
-            state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
-        except Exception as e:  # orbax raises many types (ValueError, KeyError, tensorstore)
-            raise errors.CheckpointError(
-                f"{manager.directory}: cannot resume from step {start} with this config ({e}); "
-                "the workdir holds a run of another config: use a new --workdir"
-            ) from e
-        logging.info("pretrain: resumed from step %d of %s", start, manager.directory)
+    state, start = _resume(manager, state)
     state = jax.device_put(state, replicated)
     jitted = jax.jit(
         step_fn,
@@ -544,7 +560,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     total = int(config.train.steps)
     # A finished run started again only re-exports: no images needed.
-    source = data_lib.load_source(config.data) if start < total else None
+    source = None
+    if start < total:
+        source = images if images is not None else data_lib.load_source(config.data)
     columns = CURVE_COLUMNS[config.objective]
     last = [np.full(len(columns), np.nan)]
     bar = None
@@ -608,6 +626,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "devices": f"{mesh.size} x {jax.devices()[0].platform}",
         "command": command_line(),
         "config": config.to_dict(),
+        # What the run read: config.data, or the images the caller gave (config.data unused).
+        "data": "config.data"
+        if images is None
+        else f"given {type(images).__name__} of {len(images)} images (config.data unused)",
     }
     if bar is not None:
         bar.close()
