@@ -137,3 +137,16 @@ def accelerator(c: ml_collections.ConfigDict) -> None:
     c.knn.query_block = 4096
     c.knn.db_block = 32768
     c.probe.batch_size = 16384
+
+
+def tiny_pretraining(c: ml_collections.ConfigDict) -> None:
+    """Shrinks a pretraining config (configs/pretrain_*.py) to the tests' size, in place: a
+    1-block model, 4 small scenes, 6 steps of 8 images, a checkpoint every 2 steps."""
+    c.model.depth = 1
+    c.data.num_images = 4
+    c.data.synthetic_hw = (64, 96)
+    c.train.steps = 6
+    c.train.batch_size = 8
+    c.train.warmup_steps = 2
+    c.checkpoint_every = 2
+    c.log_every_s = 0.0

@@ -43,17 +43,10 @@ def get_config(arg=None):
     c.checkpoint_every = 100
     c.name = "demo_dino"
     if arg.test:
-        c.model.depth = 1
-        c.data.num_images = 4
-        c.data.synthetic_hw = (64, 96)
+        common.tiny_pretraining(c)
         c.dino.global_size = 64
         c.dino.local_size = 32
         c.dino.out_dim = 64
         c.dino.hidden_dim = 32
         c.dino.bottleneck_dim = 16
-        c.train.steps = 6
-        c.train.batch_size = 8
-        c.train.warmup_steps = 2
-        c.checkpoint_every = 2
-        c.log_every_s = 0.0
     return c

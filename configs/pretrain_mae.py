@@ -30,14 +30,7 @@ def get_config(arg=None):
     c.checkpoint_every = 50
     c.name = "demo_mae_raw" if arg.raw else "demo_mae"
     if arg.test:
-        c.model.depth = 1
-        c.data.num_images = 4
-        c.data.synthetic_hw = (64, 96)
+        common.tiny_pretraining(c)
         c.data.image_size = 64
         c.mae.crop_scale = (0.2, 1.0)
-        c.train.steps = 6
-        c.train.batch_size = 8
-        c.train.warmup_steps = 2
-        c.checkpoint_every = 2
-        c.log_every_s = 0.0
     return c
