@@ -452,6 +452,21 @@ class ImageSourceTest(absltest.TestCase):
             self.assertTrue(np.isfinite(info["final_loss"]))
             models.load(info["export_dir"])
 
+    def test_bad_data_config_is_refused_before_training(self):
+        for field, value, error, message in (
+            ("source", "imagenet", errors.ConfigError, "data.source"),
+            ("root", "/no/such/folder", errors.DatasetError, "not a folder"),
+            ("num_images", 0, errors.ConfigError, "data.num_images"),
+        ):
+            config = train.default_config()
+            if field == "root":
+                config.data.source = "folder"
+            config.data[field] = value
+            with tempfile.TemporaryDirectory() as d:
+                with self.assertRaisesRegex(error, message):
+                    train.train(config, os.path.join(d, "run"))
+                self.assertFalse(os.path.exists(os.path.join(d, "run")))
+
     def test_bad_images_are_refused_before_training(self):
         config = train.default_config()
         for images, message in (

@@ -49,6 +49,21 @@ class FolderSource:
         return images_lib.read_image(self.paths[index])
 
 
+def check_data_config(data: Any) -> None:
+    """Raises before any work when `data` (a config's data section) names no usable images."""
+    if data.source not in ("synthetic", "folder"):
+        raise errors.ConfigError(
+            f"data.source: expected 'synthetic' or 'folder', got {data.source!r}"
+        )
+    if data.source == "folder" and (not data.root or not os.path.isdir(data.root)):
+        raise errors.DatasetError(
+            f"data.root {data.root!r}: not a folder; expected a folder of images "
+            "(data.source=folder)"
+        )
+    if data.source == "synthetic" and int(data.num_images) < 1:
+        raise errors.ConfigError(f"data.num_images: expected a positive int, got {data.num_images}")
+
+
 def load_source(data: Any) -> Any:
     """The training images of a config's `data` section.
 
@@ -59,18 +74,12 @@ def load_source(data: Any) -> Any:
     Returns:
       uint8 [N, H, W, 3] (synthetic) or a FolderSource.
     """
+    check_data_config(data)
     if data.source == "synthetic":
         return synthetic.semantic_scenes(
             int(data.num_images), size=tuple(data.synthetic_hw), seed=int(data.seed)
         ).images
-    if data.source == "folder":
-        if not data.root or not os.path.isdir(data.root):
-            raise errors.DatasetError(
-                f"data.root {data.root!r}: not a folder; expected a folder of images "
-                "(data.source=folder)"
-            )
-        return FolderSource(data.root)
-    raise errors.ConfigError(f"data.source: expected 'synthetic' or 'folder', got {data.source!r}")
+    return FolderSource(data.root)
 
 
 def check_source(images: Any) -> None:

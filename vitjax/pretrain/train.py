@@ -485,6 +485,8 @@ def _preflight(config: ml_collections.ConfigDict, workdir: str, images: Any, mes
     _check(config)
     if images is not None:
         data_lib.check_source(images)
+    else:
+        data_lib.check_data_config(config.data)
     models.check_checkpoint_dir(
         _export_dir(config, workdir),
         overwrite=_may_replace_export(config),
