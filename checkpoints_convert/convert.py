@@ -550,6 +550,7 @@ def convert_checkpoint(
         )
     shapes = infer_file_shapes(family, state.tensors)
     options: dict[str, Any] = {}
+    retarget: dict[str, Any] = {}
     if layout.from_config is not None:
         if config is None:
             raise CheckpointError(
@@ -562,6 +563,8 @@ def convert_checkpoint(
                 f"{source}: cannot convert as family '{family}': the vitjax ViT cannot express "
                 f"{len(unsupported)} option(s) of this model: " + "; ".join(unsupported)
             )
+        # A config may convert onto another family's model (timm's DINOv3 ports -> dinov3).
+        retarget = {k: fields.pop(k) for k in ("family", "size") if k in fields}
         shapes = dataclasses.replace(shapes, spec_fields=shapes.spec_fields + tuple(fields.items()))
     with_decoder = layout.has_decoder and layouts.has_mae_decoder(list(state.tensors))
     spec, notes = build_spec(
@@ -575,6 +578,8 @@ def convert_checkpoint(
         weights_hash=weights_hash,
         source=source,
     )
+    if retarget:
+        spec = dataclasses.replace(spec, **retarget)
     if weight_set is not None:
         try:
             prep = families.get_family(family).weight_set(weight_set)

@@ -1,10 +1,11 @@
 """Parity of the newer families' converted checkpoints with their PyPI reference implementations.
 
-DINOv2 ViT-g (SwiGLU), CLIP (open_clip and transformers layouts) and any timm ViT: each reference is
-built with random weights (depth 2, full width), written in the official file layout, converted
-with `convert_file`, loaded with `models.load` and compared block by block (raw tokens), after the
-final norm, and on the family's global output, at the checkpoint's native resolution and at a
-rectangular one (max abs diff <= 1e-4, float32).
+DINOv2 ViT-g (SwiGLU), CLIP (open_clip and transformers layouts), any timm ViT and timm's Eva
+DINOv3 ports (converted onto dinov3): each reference is built with random weights (depth 2, full
+width), written in the official file layout, converted with `convert_file`, loaded with
+`models.load` and compared block by block (raw tokens), after the final norm, and on the family's
+global output, at the checkpoint's native resolution and at a rectangular one (max abs diff
+<= 1e-4, float32).
 """
 
 import functools
@@ -355,7 +356,35 @@ class TimmTest(FamilyParityTestCase):
             "eva02_rope",
             "eva02_tiny_patch14_224",
             {"depth": 1},
-            ["rotary position embedding", "SwiGLU MLP", "Eva block layout"],
+            [
+                "rotary position embedding RotaryEmbeddingCat (only timm's DINOv3 RoPE",
+                "absolute position table (use_abs_pos_emb=True) next to RoPE",
+                "blocks.0: interleaved RoPE in attention",
+                "fc_norm (pooled-feature norm)",
+            ],
+        ),
+        (
+            "eva02_sub_layernorms",
+            "eva02_base_patch14_224",
+            {"depth": 1, "embed_dim": 192, "num_heads": 3},
+            ["blocks.0: sub-LayerNorm in the MLP (scale_mlp)", "RotaryEmbeddingCat"],
+        ),
+        (
+            "dinov3_port_other_rope_and_qk_norm",
+            "vit_small_patch16_dinov3",
+            {"depth": 1, "rope_temperature": 10000, "rope_rotate_half": False, "qk_norm": True},
+            [
+                "rope_temperature=10000 (only DINOv3's base 100)",
+                "interleaved RoPE layout (rope_rotate_half=False",
+                "blocks.0.attn.q_norm (qk_norm)",
+                "blocks.0.attn.k_norm (qk_norm)",
+            ],
+        ),
+        (
+            "dinov3_port_post_norm_blocks",
+            "vit_small_patch16_dinov3_qkvb",
+            {"depth": 1, "use_post_norm": True, "use_abs_pos_emb": True},
+            ["blocks.0: EvaBlockPostNorm (use_post_norm", "absolute position table"],
         ),
         (
             "qk_norm_prefix_positions",
@@ -376,6 +405,45 @@ class TimmTest(FamilyParityTestCase):
         # qkv_bias=False (vit_medium_patch16_gap_256) is expressible: not listed.
         self.assertNotIn("qkv_bias", message)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "out")))
+
+    @parameterized.named_parameters(
+        # (timm name, model_args, dinov3 size, qkv_bias): timm's default 'avg' pool, GELU, no
+        # qkv bias; then SwiGLU (fc1_g/fc1_x) with q/v biases and CLS pooling.
+        ("small", "vit_small_patch16_dinov3", {}, "s", "none"),
+        (
+            "small_plus_qkvb",
+            "vit_small_plus_patch16_dinov3_qkvb",
+            {"global_pool": "token"},
+            "splus",
+            "qv",
+        ),
+    )
+    def test_dinov3_port_converts_onto_dinov3(self, name, args, size, qkv_bias):
+        """timm's Eva DINOv3 ports: per-block tokens equal timm's at native and rectangular size."""
+        args = {"depth": 2, "img_size": 64, **args}
+        model = tr.randomize_(timm.create_model(name, pretrained=False, **args), seed=11)
+        weights = fr.save_timm_hub_pair(model, os.path.join(self.tmp, "hub"), args)
+        out = os.path.join(self.tmp, "out")
+        conversion = convert.convert_file("timm", weights, out)
+        module, params, spec = models.load(out)
+        self.assertEqual((spec.family, spec.size, spec.qkv_bias), ("dinov3", size, qkv_bias))
+        self.assertEqual((spec.pos_embed, spec.num_registers, spec.layerscale), ("rope", 4, True))
+        self.assertEqual(spec.name, f"timm_{name}.lvd1689m")
+        self.assertEqual(spec.norm_eps, model.norm.eps)
+        # timm's count without head; vitjax stores the zero k third of a q/v bias.
+        zero_k = spec.width * spec.depth if qkv_bias == "qv" else 0
+        self.assertEqual(models.count_params(spec), _timm_count(model) + zero_k)
+        pretrained = model.pretrained_cfg
+        self.assertEqual(spec.preprocessing.mean, tuple(pretrained["mean"]))
+        self.assertEqual(spec.preprocessing.crop, pretrained["input_size"][1])
+        self.assertEqual(conversion.ignored, {})
+        for size_px in ((64, 64), (48, 80)):
+            images = _images(size_px, seed=12)
+            blocks, final, _ = fr.run_timm_vit(model, images)
+            # The vitjax global output is the normed CLS token (upstream DINOv3's); timm's own
+            # token pooling of its final tokens is the reference, whatever its global_pool.
+            pooled = model.pool(torch.from_numpy(final), pool_type="token").numpy()
+            self._compare(module, params, spec, images, blocks, final, pooled, f"{name} {size_px}")
 
     def test_missing_config_is_named(self):
         model = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=1)

@@ -1,4 +1,5 @@
-"""Any timm `VisionTransformer` (or `Eva`) given as the Hub pair config.json + model.safetensors.
+"""Any timm `VisionTransformer`, or an `Eva` DINOv3 port, given as the Hub pair config.json +
+model.safetensors (the DINOv3 ports: `timm_eva`, converted onto the dinov3 model).
 
 The model is rebuilt from the config (`architecture`, `model_args`) by timm itself on the meta
 device (no memory, no weights), and its modules are inspected: every option the one Flax
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from checkpoints_convert.layouts import timm_eva
 from checkpoints_convert.layouts.base import (
     BlockNames,
     EncoderDims,
@@ -50,6 +52,8 @@ def _with_zero_cls_row(pos: np.ndarray) -> np.ndarray:
 
 def _rules(dims: EncoderDims) -> list[Rule]:
     o = dict(dims.options)
+    if "eva_mlp" in o:  # a timm DINOv3 port (Eva)
+        return timm_eva.eva_rules(dims)
     d, p = dims.width, dims.patch_size
     rows, cols = dims.grid
     class_token = o.get("class_token", True)
@@ -299,27 +303,6 @@ def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[st
     return fields, options
 
 
-def _inspect_eva(model, unsupported: list[str]) -> None:
-    """timm's Eva class: lists what the Flax ViT cannot express (the Eva layout is not mapped)."""
-    import torch  # the timm route is the only one that needs torch modules
-
-    if getattr(model, "rope", None) is not None:
-        unsupported.append("rotary position embedding (use_rot_pos_emb, EVA-02)")
-    block = model.blocks[0]
-    attn, mlp = block.attn, block.mlp
-    if getattr(attn, "qkv", None) is None:
-        unsupported.append("separate q/k/v projections (qkv_fused=False)")
-    if not isinstance(getattr(attn, "norm", torch.nn.Identity()), torch.nn.Identity):
-        unsupported.append("sub-LayerNorm in attention (scale_attn_inner)")
-    if _module_names(mlp) in ("SwiGLU", "GluMlp"):
-        unsupported.append("SwiGLU MLP of Eva (swiglu_mlp)")
-    if not isinstance(getattr(mlp, "norm", torch.nn.Identity()), torch.nn.Identity):
-        unsupported.append("sub-LayerNorm in the MLP (scale_mlp)")
-    # Even without those, Eva's block layout (q_bias/v_bias, gamma_1/gamma_2) has no mapping
-    # here yet: say so rather than convert half of it.
-    unsupported.append("timm Eva block layout (attn.q_bias/v_bias, gamma_1/gamma_2) not mapped")
-
-
 def _preprocessing(pretrained: Mapping[str, Any], unsupported: list[str]) -> dict[str, Any]:
     """Preprocessing fields from timm's pretrained_cfg (timm's eval transform: resize the short side
     to floor(input / crop_pct), centre-crop input)."""
@@ -377,7 +360,7 @@ def from_config(config: Mapping[str, Any], source: str) -> tuple[dict, dict, lis
     if kind == "VisionTransformer":
         fields, options = _inspect_vit(model, unsupported)
     elif kind == "Eva":
-        _inspect_eva(model, unsupported)
+        fields, options = timm_eva.inspect_eva(model, unsupported, _norm_eps)
     else:
         unsupported.append(f"model class {kind} (only timm VisionTransformer and Eva)")
     pretrained = dict(config.get("pretrained_cfg") or {})
