@@ -159,6 +159,15 @@ class ExtractTest(parameterized.TestCase):
         run(counting, self.params, self.spec, bigger, dtype="float32")
         self.assertEqual(counting.traces, 2)
 
+    def test_many_models_in_turn_compile_once_each(self):
+        # An experiment runs every model on one perturbation, then every model on the next: with
+        # more models than the executable cache holds, a least-recently-used cache misses always.
+        wrapped = [CountingModule(self.module) for _ in range(20)]
+        for _ in range(2):
+            for module in wrapped:
+                run(module, self.params, self.spec, self.images[:8], dtype="float32")
+        self.assertEqual([m.traces for m in wrapped], [1] * 20)
+
     def test_cached_features_do_not_call_the_model(self):
         again = run(ExplodingModule(), self.params, self.spec, self.images, self.reference_root)
         for layer in (0, 1):

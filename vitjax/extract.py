@@ -63,7 +63,10 @@ from vitjax.models.vit import resolve_layers
 STORE_DTYPES = tuple(store_lib.STORAGE_DTYPES)
 _JNP_DTYPES = {"float32": jnp.float32, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
 _COMPUTE_DTYPES = {None: None, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_COMPILED_CACHE_SIZE = 8
+# Compiled forwards kept per process (code only: the weights are an argument). A run cycles all
+# its models through each perturbation or layer set, so the cache must hold more programs than a
+# run has models, or every call recompiles (the 16-model demo compiled 176 times for FAIR1M alone).
+_COMPILED_CACHE_SIZE = 128
 _compiled_cache: collections.OrderedDict = collections.OrderedDict()
 
 
