@@ -1,6 +1,7 @@
 """Tests of vitjax/pretrain: MAE/DINO losses and masking against numpy references of the official
 formulas, EMA/centering/schedules against hand computations, and resume after SIGKILL."""
 
+import functools
 import glob
 import json
 import os
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 from absl.testing import absltest, parameterized
 from PIL import Image, ImageFilter
@@ -24,9 +26,10 @@ from tests import pretrain_worker as worker
 from tests import test_util
 from vitjax import errors, models, report, report_trained, run, validate
 from vitjax.pretrain import data as data_lib
-from vitjax.pretrain import heads, losses, masking, shipped, train
+from vitjax.pretrain import heads, losses, masking, optim, shipped, train
 
 tvf = test_util.optional_import("torchvision.transforms.functional")
+torch = test_util.optional_import("torch")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -183,10 +186,14 @@ class LossTest(parameterized.TestCase):
             ("freeze_last_layer_steps", 5000, "dino.freeze_last_layer_steps"),
             ("warmup_teacher_temp_steps", -1, "dino.warmup_teacher_temp_steps"),
             ("teacher_temp", 0.0, "dino.teacher_temp"),
+            ("train.grad_clip_mode", "layer", "train.grad_clip_mode"),
+            ("train.weight_decay_end", -0.4, "train.weight_decay_end"),
+            ("train.grad_clip", float("nan"), "train.grad_clip"),
         ):
             config = train.default_config()
             config.objective = "dino"
-            config.dino[field] = value
+            section, name = field.split(".") if "." in field else ("dino", field)
+            config[section][name] = value
             with tempfile.TemporaryDirectory() as workdir:
                 with self.assertRaisesRegex(errors.ConfigError, message):
                     train.train(config, workdir)
@@ -217,6 +224,140 @@ class LossTest(parameterized.TestCase):
         # |out| <= 1 and independent of the columns' lengths.
         np.testing.assert_allclose(head.apply({"params": scaled}, x), out, rtol=1e-5, atol=1e-6)
         self.assertLessEqual(float(jnp.abs(out).max()), 1.0 + 1e-6)
+
+
+def dino_clip_gradients(parameters, clip: float) -> None:
+    """DINO's utils.clip_gradients, written from its formula: each tensor on its own."""
+    for p in parameters:
+        if p.grad is not None:
+            coef = clip / (p.grad.norm(2) + 1e-6)
+            if coef < 1:
+                p.grad.mul_(coef)
+
+
+class OptimizerTest(absltest.TestCase):
+    def dino_config(self):
+        sys.path.insert(0, str(REPO))
+        from configs import pretrain_dino
+
+        config = pretrain_dino.get_config("test")
+        t = config.train
+        t.steps, t.warmup_steps, t.lr, t.min_lr, t.b1, t.b2 = 8, 2, 1e-3, 1e-5, 0.9, 0.999
+        t.weight_decay, t.weight_decay_end = 0.04, 0.4
+        t.grad_clip, t.grad_clip_mode = 0.05, "per_parameter"
+        config.dino.freeze_last_layer_steps = 3
+        return config
+
+    def run_vitjax(self, config, grads):
+        spec = train.model_spec(config)
+        state, _, _ = train.init_state(config, spec)
+        params = state["params"]
+        optimizer = optim.make_optimizer(config, params, spec)
+        opt_state = optimizer.init(params)
+        update = jax.jit(functools.partial(optim.apply_gradients, optimizer))
+        for step, g in enumerate(grads):
+            frozen = jnp.asarray(step < int(config.dino.freeze_last_layer_steps))
+            params, opt_state = update(params, opt_state, g, frozen)
+        return state["params"], params
+
+    def random_grads(self, params, steps):
+        # Different scales per tensor, so that some are clipped and some not.
+        rng = np.random.default_rng(0)
+        flat = models.flatten_params(params)
+        scales = {k: 10.0 ** rng.uniform(-4, 0) for k in flat}
+        return [
+            optim._unflatten(
+                {
+                    k: (scales[k] * rng.normal(size=np.shape(v))).astype(np.float32)
+                    for k, v in flat.items()
+                }
+            )
+            for _ in range(steps)
+        ]
+
+    @test_util.requires("torch")
+    def test_matches_torch_adamw_with_dino_clipping_weight_decay_schedule_and_freeze(self):
+        config = self.dino_config()
+        t = config.train
+        spec = train.model_spec(config)
+        params0 = train.init_state(config, spec)[0]["params"]
+        grads = self.random_grads(params0, int(t.steps))
+        start, got = self.run_vitjax(config, grads)
+        # The oracle: torch's AdamW, DINO's per-iteration lr/wd schedules (MAE's warm-up form),
+        # clip_gradients and cancel_gradients_last_layer (gradient None: no step at all).
+        flat0 = models.flatten_params(start)
+        decayed = models.flatten_params(optim.decay_mask(start))
+        tensors = {k: torch.tensor(np.asarray(v)).requires_grad_() for k, v in flat0.items()}
+        groups = [
+            {"params": [p for k, p in tensors.items() if decayed[k]], "decay": True},
+            {"params": [p for k, p in tensors.items() if not decayed[k]], "decay": False},
+        ]
+        opt = torch.optim.AdamW(groups, lr=0.0, betas=(t.b1, t.b2), eps=1e-8)
+        total, warm = int(t.steps), int(t.warmup_steps)
+        for step, g in enumerate(grads):
+            if step < warm:
+                lr = t.lr * step / warm
+            else:
+                lr = t.min_lr + 0.5 * (t.lr - t.min_lr) * (
+                    1 + np.cos(np.pi * (step - warm) / (total - warm))
+                )
+            wd = t.weight_decay_end + 0.5 * (t.weight_decay - t.weight_decay_end) * (
+                1 + np.cos(np.pi * step / total)
+            )
+            flat_g = models.flatten_params(g)
+            for k, p in tensors.items():
+                p.grad = torch.tensor(flat_g[k])
+            dino_clip_gradients(tensors.values(), t.grad_clip)
+            if step < config.dino.freeze_last_layer_steps:
+                for k, p in tensors.items():
+                    if k.split("/")[:2] == ["head", "last_layer"]:
+                        p.grad = None
+            for group in opt.param_groups:
+                group["lr"] = lr
+                group["weight_decay"] = wd if group["decay"] else 0.0
+            opt.step()
+        flat_got = models.flatten_params(got)
+        moved = 0
+        for k, p in tensors.items():
+            want = p.detach().numpy()
+            np.testing.assert_allclose(flat_got[k], want, rtol=1e-5, atol=2e-7, err_msg=k)
+            moved += not np.array_equal(want, flat0[k])
+        self.assertEqual(moved, len(tensors))  # every tensor, the last layer too, took steps
+
+    def test_clipping_modes_and_the_held_adam(self):
+        config = self.dino_config()
+        spec = train.model_spec(config)
+        params = train.init_state(config, spec)[0]["params"]
+        (g,) = self.random_grads(params, 1)
+        # Per parameter: each tensor's norm capped at 0.05 on its own; global: one factor.
+        clip = optim.clip_per_parameter(0.05)
+        out, _ = clip.update(g, clip.init(g))
+        for k, v in models.flatten_params(out).items():
+            norm = np.linalg.norm(models.flatten_params(g)[k])
+            self.assertAlmostEqual(
+                float(np.linalg.norm(v)), min(norm, 0.05 * norm / (norm + 1e-6)), delta=1e-6
+            )
+        # Where nothing is held, the held Adam is optax's Adam.
+        held = optim.scale_by_adam_held(0.9, 0.999, 1e-8, lambda name: False, 3)
+        plain = optax.scale_by_adam(0.9, 0.999, 1e-8)
+        s_held, s_plain = held.init(params), plain.init(params)
+        for _ in range(3):
+            u_held, s_held = held.update(g, s_held)
+            u_plain, s_plain = plain.update(g, s_plain)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), u_held, u_plain)
+        # Held leaves: no update and no count while held, then Adam's first step (|u| ~ 1).
+        held = optim.scale_by_adam_held(0.9, 0.999, 1e-8, optim.is_last_layer, 2)
+        state = held.init(params)
+        for step in range(3):
+            u, state = held.update(g, state)
+            last = np.asarray(u["head"]["last_layer"])
+            if step < 2:  # held: also no count, so the third call is Adam's first step
+                np.testing.assert_array_equal(last, 0.0)
+            else:
+                first = np.asarray(g["head"]["last_layer"])
+                np.testing.assert_allclose(last, first / (np.abs(first) + 1e-8), rtol=1e-5)
+        self.assertEqual(int(state.count["head"]["last_layer"]), 1)
+        self.assertEqual(int(state.count["head"]["mlp_0"]["kernel"]), 3)
 
 
 class DataTest(absltest.TestCase):

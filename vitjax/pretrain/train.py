@@ -30,12 +30,10 @@ import sys
 import time
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import NamedSharding
@@ -43,7 +41,7 @@ from jax.sharding import PartitionSpec as P
 
 from vitjax import errors, extract, fileio, models, progress
 from vitjax.pretrain import data as data_lib
-from vitjax.pretrain import heads, losses, masking, shipped
+from vitjax.pretrain import heads, losses, masking, optim, shipped
 
 OBJECTIVES = ("mae", "dino")
 STATE_DIR = "state"
@@ -59,10 +57,6 @@ CURVE_COLUMNS = {
 # A DINO run whose teacher carries less information than this (nats, mean over the last tenth of
 # the steps) has collapsed: every image gets the same output distribution.
 COLLAPSE_NATS = 0.1
-# Fixed tables that the official code does not train (MAE's sin-cos position embeddings).
-_FROZEN = ("decoder_pos_embed",)
-# Not weight-decayed (as the official param groups): biases, norms, tokens, position tables.
-_NO_DECAY = ("cls_token", "pos_embed", "mask_token", "register_tokens", "decoder_pos_embed")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -93,9 +87,14 @@ def default_config() -> ml_collections.ConfigDict:
             min_lr=1e-6,
             warmup_steps=50,
             weight_decay=0.05,
+            # None: constant weight_decay; a float: cosine from weight_decay to it over the steps
+            # (DINO: 0.04 -> 0.4).
+            weight_decay_end=ml_collections.config_dict.placeholder(float),
             b1=0.9,
             b2=0.95,
-            grad_clip=0.0,  # global-norm clip; 0 = none
+            grad_clip=0.0,  # 0 = none
+            # "global": one norm over all gradients; "per_parameter": each tensor's own (DINO).
+            grad_clip_mode="global",
         )
     )
     c.mae = ml_collections.ConfigDict(
@@ -170,12 +169,7 @@ def export_base_name(config: ml_collections.ConfigDict) -> str:
     return models.get_spec(m.family, m.size, m.patch_size, **depth).name
 
 
-def _check(config: ml_collections.ConfigDict) -> None:
-    if config.objective not in OBJECTIVES:
-        raise errors.ConfigError(
-            f"objective: expected one of {OBJECTIVES}, got {config.objective!r}"
-        )
-    t = config.train
+def _check_train(t: ml_collections.ConfigDict) -> None:
     for field in ("steps", "batch_size"):
         if int(t[field]) < 1:
             raise errors.ConfigError(f"train.{field}: expected a positive int, got {t[field]}")
@@ -183,6 +177,23 @@ def _check(config: ml_collections.ConfigDict) -> None:
         raise errors.ConfigError(
             f"train.warmup_steps: expected 0 <= warmup < steps={t.steps}, got {t.warmup_steps}"
         )
+    if t.grad_clip_mode not in optim.CLIP_MODES:
+        raise errors.ConfigError(
+            f"train.grad_clip_mode: expected one of {optim.CLIP_MODES}, got {t.grad_clip_mode!r}"
+        )
+    for field in ("weight_decay", "weight_decay_end", "grad_clip"):
+        value = t[field]
+        if value is not None and not (math.isfinite(float(value)) and float(value) >= 0):
+            raise errors.ConfigError(f"train.{field}: expected a finite float >= 0, got {value}")
+
+
+def _check(config: ml_collections.ConfigDict) -> None:
+    if config.objective not in OBJECTIVES:
+        raise errors.ConfigError(
+            f"objective: expected one of {OBJECTIVES}, got {config.objective!r}"
+        )
+    _check_train(config.train)
+    t = config.train
     d = config.dino
     for field in ("freeze_last_layer_steps", "warmup_teacher_temp_steps"):
         if not 0 <= int(d[field]) <= int(t.steps):
@@ -208,47 +219,6 @@ def _check(config: ml_collections.ConfigDict) -> None:
         )
 
 
-def _decay_mask(params: dict) -> dict:
-    flat = models.flatten_params(params)
-    keep = {k: (np.ndim(v) >= 2 and k.rsplit("/", 1)[-1] not in _NO_DECAY) for k, v in flat.items()}
-    return _unflatten(keep)
-
-
-def _unflatten(flat: dict[str, Any]) -> dict:
-    return flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-
-
-def _frozen_mask(params: dict, spec: models.ModelSpec) -> dict:
-    frozen = set(_FROZEN) | ({"pos_embed"} if spec.pos_embed in ("sincos", "gsd_sincos") else set())
-    flat = models.flatten_params(params)
-    return _unflatten({k: k.rsplit("/", 1)[-1] in frozen for k in flat})
-
-
-def make_optimizer(config: ml_collections.ConfigDict, params: dict, spec: models.ModelSpec):
-    """AdamW with warm-up + cosine lr, weight decay on matrices only, fixed tables frozen."""
-    t = config.train
-    schedule = lambda step: losses.warmup_cosine(  # noqa: E731
-        step, float(t.lr), float(t.min_lr), int(t.steps), int(t.warmup_steps)
-    )
-    chain = []
-    if float(t.grad_clip) > 0:
-        chain.append(optax.clip_by_global_norm(float(t.grad_clip)))
-    chain.append(
-        optax.adamw(
-            schedule,
-            b1=float(t.b1),
-            b2=float(t.b2),
-            weight_decay=float(t.weight_decay),
-            mask=_decay_mask(params),
-        )
-    )
-    frozen = _frozen_mask(params, spec)
-    labels = jax.tree.map(lambda f: "frozen" if f else "train", frozen)
-    return optax.multi_transform(
-        {"train": optax.chain(*chain), "frozen": optax.set_to_zero()}, labels
-    )
-
-
 def init_state(config: ml_collections.ConfigDict, spec: models.ModelSpec):
     """(state, optimizer, dino head module or None); state is a dict of arrays."""
     seed = int(config.seed)
@@ -266,7 +236,7 @@ def init_state(config: ml_collections.ConfigDict, spec: models.ModelSpec):
             "encoder": {k: v for k, v in params.items() if k != "decoder"},
             "decoder": params["decoder"],
         }
-    optimizer = make_optimizer(config, params, spec)
+    optimizer = optim.make_optimizer(config, params, spec)
     state = {
         "step": jnp.zeros((), jnp.int32),
         "params": params,
@@ -296,9 +266,11 @@ def _mae_step(config, spec, encoder, decoder, optimizer):
 
     def step(state, images, key):
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], images, key)
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params, opt_state = optim.apply_gradients(
+            optimizer, state["params"], state["opt_state"], grads
+        )
         new = dict(state)
-        new["params"] = optax.apply_updates(state["params"], updates)
+        new["params"] = params
         new["opt_state"] = opt_state
         new["curve"] = state["curve"].at[state["step"]].set(loss[None])
         new["step"] = state["step"] + 1
@@ -341,9 +313,9 @@ def _dino_step(config, spec, encoder, head, optimizer):
             state["params"], state["teacher"], state["center"], glob, loc, teacher_temp
         )
         frozen = state["step"] < int(d.freeze_last_layer_steps)
-        grads = freeze_last_layer(grads, frozen)
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], freeze_last_layer(updates, frozen))
+        params, opt_state = optim.apply_gradients(
+            optimizer, state["params"], state["opt_state"], grads, frozen
+        )
         m = losses.teacher_momentum(state["step"], float(d.teacher_momentum), total)
         metrics = jnp.concatenate(
             [loss[None], losses.teacher_stats(teacher, state["center"], teacher_temp)]
@@ -358,17 +330,6 @@ def _dino_step(config, spec, encoder, head, optimizer):
         return new, metrics
 
     return step
-
-
-def freeze_last_layer(tree: dict, frozen) -> dict:
-    """`tree` (gradients or updates of {"encoder", "head"}) with the head's last layer zeroed where
-    `frozen` (a traced bool): the official `cancel_gradients_last_layer`, so neither the gradient
-    nor AdamW's weight decay moves it. Adam's step count is shared by all parameters in optax, so
-    its bias correction for that layer is not restarted when the freeze ends, unlike torch's.
-    """
-    head = dict(tree["head"])
-    head["last_layer"] = jnp.where(frozen, 0.0, head["last_layer"])
-    return dict(tree, head=head)
 
 
 def _host_batch(config, source, step: int, batch_size: int):
