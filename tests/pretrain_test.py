@@ -263,14 +263,12 @@ class OptimizerTest(absltest.TestCase):
     def random_grads(self, params, steps):
         # Different scales per tensor, so that some are clipped and some not.
         rng = np.random.default_rng(0)
-        flat = models.flatten_params(params)
-        scales = {k: 10.0 ** rng.uniform(-4, 0) for k in flat}
+        scales = jax.tree.map(lambda _: 10.0 ** rng.uniform(-4, 0), params)
         return [
-            optim._unflatten(
-                {
-                    k: (scales[k] * rng.normal(size=np.shape(v))).astype(np.float32)
-                    for k, v in flat.items()
-                }
+            jax.tree.map(
+                lambda v, scale: (scale * rng.normal(size=np.shape(v))).astype(np.float32),
+                params,
+                scales,
             )
             for _ in range(steps)
         ]

@@ -153,6 +153,7 @@ def section(results: dict[str, Any]) -> list[str]:
         out.append("The trained models beat their random twins on every headline quantity.")
     trained = {r["trained"] for r in table}
     for model in results.get("models", []):
-        for warning in model.get("training_warnings", []) if model["name"] in trained else ():
-            out.extend(["", f"**Training of {model['name']} warned:** {warning}."])
+        if model["name"] in trained:
+            for warning in model.get("training_warnings", []):
+                out.extend(["", f"**Training of {model['name']} warned:** {warning}."])
     return [*out, ""]

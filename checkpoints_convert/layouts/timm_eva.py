@@ -37,12 +37,13 @@ from vitjax.models import families, posembed, vit
 SPEC_FAMILY = "dinov3"
 
 
-def _name(module) -> str:
+def module_name(module) -> str:
+    """The class name of a torch module ("PatchEmbed", "Identity")."""
     return type(module).__name__
 
 
 def _is_identity(module) -> bool:
-    return module is None or _name(module) == "Identity"
+    return module is None or module_name(module) == "Identity"
 
 
 def _check_rope(model, unsupported: list[str]) -> None:
@@ -54,9 +55,9 @@ def _check_rope(model, unsupported: list[str]) -> None:
             "(rope_type='dinov3') are mapped for Eva"
         )
         return
-    if _name(rope) != "RotaryEmbeddingDinoV3":
+    if module_name(rope) != "RotaryEmbeddingDinoV3":
         unsupported.append(
-            f"rotary position embedding {_name(rope)} (only timm's DINOv3 RoPE, "
+            f"rotary position embedding {module_name(rope)} (only timm's DINOv3 RoPE, "
             "rope_type='dinov3', RotaryEmbeddingDinoV3)"
         )
         return
@@ -94,8 +95,8 @@ def _check_model_level(model, unsupported: list[str]) -> None:
     if getattr(model, "attn_pool", None) is not None:
         unsupported.append("attention pooling head (global_pool='map')")
     embed = model.patch_embed
-    if _name(embed) != "PatchEmbed":
-        unsupported.append(f"embed_layer={_name(embed)} (hybrid or custom patch embedding)")
+    if module_name(embed) != "PatchEmbed":
+        unsupported.append(f"embed_layer={module_name(embed)} (hybrid or custom patch embedding)")
     else:
         if not _is_identity(getattr(embed, "norm", None)):
             unsupported.append("patch_embed norm")
@@ -111,17 +112,17 @@ def _mlp_kind(where: str, mlp, unsupported: list[str]) -> str | None:
         unsupported.append(f"{where}: sub-LayerNorm in the MLP (scale_mlp)")
         return None
     kind, linears = None, ()
-    if _name(mlp) == "Mlp" and not getattr(mlp, "use_conv", False):
+    if module_name(mlp) == "Mlp" and not getattr(mlp, "use_conv", False):
         if isinstance(mlp.act, torch.nn.GELU) and mlp.act.approximate == "none":
             kind, linears = "gelu", (mlp.fc1, mlp.fc2)
         else:
             unsupported.append(f"{where}: MLP activation {mlp.act!r} (exact GELU only)")
-    elif _name(mlp) == "SwiGLU" and isinstance(mlp.act, torch.nn.SiLU):
+    elif module_name(mlp) == "SwiGLU" and isinstance(mlp.act, torch.nn.SiLU):
         kind, linears = "swiglu", (mlp.fc1_g, mlp.fc1_x, mlp.fc2)
-    elif _name(mlp) == "GluMlp" and isinstance(mlp.act, torch.nn.SiLU) and not mlp.gate_last:
+    elif module_name(mlp) == "GluMlp" and isinstance(mlp.act, torch.nn.SiLU) and not mlp.gate_last:
         kind, linears = "swiglu_packed", (mlp.fc1, mlp.fc2)
     else:
-        unsupported.append(f"{where}: mlp_layer={_name(mlp)}")
+        unsupported.append(f"{where}: mlp_layer={module_name(mlp)}")
     if any(layer.bias is None for layer in linears):
         unsupported.append(f"{where}: MLP linear layers without bias")
         return None
@@ -131,12 +132,12 @@ def _mlp_kind(where: str, mlp, unsupported: list[str]) -> str | None:
 def _check_block(i: int, block, model, unsupported: list[str]) -> dict[str, Any] | None:
     """One block's facts (MLP kind, qkv bias, LayerScale, norms), or None (appended)."""
     where = f"blocks.{i}"
-    if _name(block) != "EvaBlock":
-        unsupported.append(f"{where}: {_name(block)} (use_post_norm; pre-norm EvaBlock only)")
+    if module_name(block) != "EvaBlock":
+        unsupported.append(f"{where}: {module_name(block)} (use_post_norm; pre-norm EvaBlock only)")
         return None
     attn = block.attn
-    if _name(attn) != "EvaAttention":
-        unsupported.append(f"{where}: attention {_name(attn)} (attn_type='eva' only)")
+    if module_name(attn) != "EvaAttention":
+        unsupported.append(f"{where}: attention {module_name(attn)} (attn_type='eva' only)")
         return None
     if getattr(attn, "qkv", None) is None:
         unsupported.append(f"{where}: separate q/k/v projections (qkv_fused=False)")

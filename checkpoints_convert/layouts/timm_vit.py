@@ -96,10 +96,6 @@ def _rules(dims: EncoderDims) -> list[Rule]:
     return rules
 
 
-def _module_names(module) -> str:
-    return type(module).__name__
-
-
 def _is_identity(module) -> bool:
     import torch  # the timm route is the only one that needs torch modules
 
@@ -130,8 +126,10 @@ def _check_model_level(model, unsupported: list[str]) -> None:
     if getattr(model, "rope", None) is not None:
         unsupported.append("rotary position embedding")
     embed = model.patch_embed
-    if _module_names(embed) != "PatchEmbed":
-        unsupported.append(f"embed_layer={_module_names(embed)} (hybrid or custom patch embedding)")
+    if timm_eva.module_name(embed) != "PatchEmbed":
+        unsupported.append(
+            f"embed_layer={timm_eva.module_name(embed)} (hybrid or custom patch embedding)"
+        )
     elif getattr(embed, "norm", None) is not None and not _is_identity(embed.norm):
         unsupported.append("patch_embed norm (embed_norm_layer)")
 
@@ -142,36 +140,36 @@ def _mlp_kind(where: str, mlp, unsupported: list[str]) -> str | None:
 
     if getattr(mlp, "norm", None) is not None and not _is_identity(mlp.norm):
         unsupported.append(f"{where}.mlp.norm (scale_mlp_norm)")
-    if _module_names(mlp) == "Mlp" and not getattr(mlp, "use_conv", False):
+    if timm_eva.module_name(mlp) == "Mlp" and not getattr(mlp, "use_conv", False):
         act = mlp.act
         if isinstance(act, torch.nn.GELU) and act.approximate == "none":
             return "gelu"
-        if _module_names(act) == "QuickGELU":
+        if timm_eva.module_name(act) == "QuickGELU":
             return "quick_gelu"
         unsupported.append(f"{where}: MLP activation {act!r}")
         return None
-    if _module_names(mlp) == "GluMlp" and isinstance(mlp.act, torch.nn.SiLU):
+    if timm_eva.module_name(mlp) == "GluMlp" and isinstance(mlp.act, torch.nn.SiLU):
         if getattr(mlp, "gate_last", True):
             unsupported.append(f"{where}: GluMlp with gate_last=True")
         return "swiglu"
-    unsupported.append(f"{where}: mlp_layer={_module_names(mlp)}")
+    unsupported.append(f"{where}: mlp_layer={timm_eva.module_name(mlp)}")
     return None
 
 
 def _check_block(i: int, block, unsupported: list[str]) -> tuple[str | None, set[str], list]:
     """One block's MLP kind, LayerScale module names and named norms; appends what is unsupported."""
     where = f"blocks.{i}"
-    if _module_names(block) != "Block":
-        unsupported.append(f"{where}: block_fn={_module_names(block)}")
+    if timm_eva.module_name(block) != "Block":
+        unsupported.append(f"{where}: block_fn={timm_eva.module_name(block)}")
         return None, set(), []
     attn = block.attn
-    if _module_names(attn) != "Attention":
-        unsupported.append(f"{where}: attn_layer={_module_names(attn)}")
+    if timm_eva.module_name(attn) != "Attention":
+        unsupported.append(f"{where}: attn_layer={timm_eva.module_name(attn)}")
     else:
         for name in ("q_norm", "k_norm", "norm"):
             if getattr(attn, name, None) is not None and not _is_identity(getattr(attn, name)):
                 unsupported.append(f"{where}.attn.{name} (qk_norm / scale_attn_norm)")
-    layerscale = {_module_names(getattr(block, name)) for name in ("ls1", "ls2")}
+    layerscale = {timm_eva.module_name(getattr(block, name)) for name in ("ls1", "ls2")}
     norms = [(f"{where}.norm1", block.norm1), (f"{where}.norm2", block.norm2)]
     return _mlp_kind(where, block.mlp, unsupported), layerscale, norms
 
@@ -181,8 +179,8 @@ def _check_map_pool(model, mlp_dim: int, unsupported: list[str]) -> tuple[str | 
     it differs from the vitjax MAP head (one latent query of width D, q/kv/proj with biases, no
     pool positions, no q/k norm, LayerNorm then an MLP of the blocks' hidden width)."""
     pool = model.attn_pool
-    if _module_names(pool) != "AttentionPoolLatent":
-        unsupported.append(f"attn_pool={_module_names(pool)} (AttentionPoolLatent only)")
+    if timm_eva.module_name(pool) != "AttentionPoolLatent":
+        unsupported.append(f"attn_pool={timm_eva.module_name(pool)} (AttentionPoolLatent only)")
         return None, []
     d = int(model.embed_dim)
     if int(pool.latent_len) != 1:
@@ -222,7 +220,7 @@ def _norm_eps(norms: list, unsupported: list[str]) -> set[float]:
     eps = set()
     for where, norm in norms:
         if not isinstance(norm, torch.nn.LayerNorm):
-            unsupported.append(f"{where}: norm_layer={_module_names(norm)} (LayerNorm only)")
+            unsupported.append(f"{where}: norm_layer={timm_eva.module_name(norm)} (LayerNorm only)")
             continue
         eps.add(float(norm.eps))
         if norm.bias is None or norm.weight is None:
@@ -245,7 +243,10 @@ def _inspect_vit(model, unsupported: list[str]) -> tuple[dict[str, Any], dict[st
         kinds |= {kind} - {None}
         layerscale |= block_layerscale
         norms += block_norms
-        if _module_names(block) == "Block" and _module_names(block.attn) == "Attention":
+        if (
+            timm_eva.module_name(block) == "Block"
+            and timm_eva.module_name(block.attn) == "Attention"
+        ):
             qkv_bias.add(block.attn.qkv.bias is not None)
     map_pool = getattr(model, "global_pool", "token") == "map" and model.attn_pool is not None
     if map_pool:

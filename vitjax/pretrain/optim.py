@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,22 +31,26 @@ NO_DECAY = ("cls_token", "pos_embed", "mask_token", "register_tokens", "decoder_
 ADAM_EPS = 1e-8
 
 
-def _unflatten(flat: dict[str, Any]) -> dict:
-    return flax.traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def _leaf_mask(params: dict, keep) -> dict:
+    """Bool tree shaped like `params`: keep("block_0/attn/qkv/kernel", leaf) per leaf."""
+    return jax.tree_util.tree_map_with_path(lambda path, v: keep(_path_name(path), v), params)
 
 
 def frozen_mask(params: dict, spec: models.ModelSpec) -> dict:
     """Bool tree: True for the fixed tables that never train."""
     frozen = set(FROZEN) | ({"pos_embed"} if spec.pos_embed in ("sincos", "gsd_sincos") else set())
-    flat = models.flatten_params(params)
-    return _unflatten({k: k.rsplit("/", 1)[-1] in frozen for k in flat})
+    return _leaf_mask(params, lambda name, _: name.rsplit("/", 1)[-1] in frozen)
 
 
 def decay_mask(params: dict) -> dict:
     """Bool tree: True for the weight-decayed leaves (matrices, not tokens or position tables)."""
-    flat = models.flatten_params(params)
-    keep = {k: (np.ndim(v) >= 2 and k.rsplit("/", 1)[-1] not in NO_DECAY) for k, v in flat.items()}
-    return _unflatten(keep)
+    return _leaf_mask(
+        params, lambda name, v: np.ndim(v) >= 2 and name.rsplit("/", 1)[-1] not in NO_DECAY
+    )
 
 
 def is_last_layer(name: str) -> bool:
@@ -76,10 +79,6 @@ class HeldAdamState(NamedTuple):
     count: Any  # per leaf int32 []: the steps that leaf took (its bias-correction count)
     mu: Any
     nu: Any
-
-
-def _path_name(path) -> str:
-    return "/".join(str(getattr(k, "key", k)) for k in path)
 
 
 def scale_by_adam_held(
